@@ -1,0 +1,229 @@
+"""The `digitlab` command: parse flags, call one function, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from digitlab import checkpoint, models, training
+from digitlab.errors import DigitlabError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (exit 2), not a usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+# train flags that define a run; None means "not given" so --resume can tell what was asked.
+RUN_FLAGS = (
+    "model",
+    "backend",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "epochs",
+    "seed",
+    "momentum",
+    "val_split",
+    "subset",
+    "data_dir",
+)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="digitlab", description="A handwritten-digit lab on PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on MNIST (or --data-dir)")
+    p.add_argument("--model", choices=list(models.MODELS), help="network (default cnn)")
+    p.add_argument("--backend", choices=list(models.BACKENDS), help="layers (default torch)")
+    p.add_argument("--optimizer", choices=list(training.OPTIMIZERS), help="default adam")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default 0.001)")
+    p.add_argument("--batch-size", type=positive_int, help="default 50")
+    p.add_argument("--epochs", type=positive_int, help="default 1")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    p.add_argument(
+        "--val-split",
+        type=count,
+        metavar="N",
+        help="hold out N training images for validation (default 0)",
+    )
+    p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only")
+    p.add_argument("--data-dir", help="folder of MNIST-format IDX files (default: embedded MNIST)")
+    p.add_argument("--out", help="run folder (default runs/MODEL-BACKEND)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--resume", metavar="OUT", help="continue the run in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint")
+    p.add_argument("checkpoint", metavar="CKPT", help="run folder or its model.safetensors")
+    p.add_argument("--data-dir", help="evaluate on this dataset (default: the run's own)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="the digit in each image file")
+    p.add_argument("images", nargs="+", metavar="IMG")
+    p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def cmd_train(args) -> int:
+    given = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
+    if "data_dir" in given:
+        given["data_dir"] = str(Path(given["data_dir"]).expanduser().resolve())
+    if args.resume:
+        out = Path(args.resume)
+        config = training.load_resume_config(out)
+        for key, value in given.items():
+            if key == "epochs":
+                config.epochs = value
+            elif getattr(config, key) != value:
+                flag = "--" + key.replace("_", "-")
+                raise DigitlabError(
+                    f"{flag} {value}: the run in {out} was trained with {getattr(config, key)}; "
+                    f"drop {flag} to resume it, or start a new run with another --out"
+                )
+        config.device = args.device
+    else:
+        command = "digitlab " + shlex.join(args.argv)
+        config = training.TrainConfig(**given, device=args.device, command=command)
+        out = Path(args.out or f"runs/{config.model}-{config.backend}")
+    log = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    try:
+        result = training.fit(
+            config, out, resume=bool(args.resume), progress=not args.quiet, log=log
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; finished epochs are saved in {out}; continue with: "
+            f"digitlab train --resume {shlex.quote(str(out))}",
+            file=sys.stderr,
+        )
+        return 130
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epoch(s), "
+            f"{result['train_seconds']:.1f} s of training; checkpoint {result['checkpoint']}"
+        )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from digitlab.data import load_split
+    from digitlab.evaluation import evaluate
+
+    model, config = checkpoint.load(
+        args.checkpoint, device=str(training.resolve_device(args.device))
+    )
+    data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir")
+    test = load_split(data_dir, train=False)
+    norm = config["normalization"]
+    report = evaluate(model, test, norm["mean"], norm["std"])
+    if args.json:
+        print(json.dumps({k: report[k] for k in ("accuracy", "per_class", "confusion")}))
+        return 0
+    print(
+        f"{config['model']} ({config.get('backend', 'torch')}) on {len(test)} test images "
+        f"of {config.get('dataset', {}).get('name', 'mnist')}"
+    )
+    print(f"accuracy {report['accuracy']:.4f}   loss {report['loss']:.4f}\n")
+    print("class  precision  recall  support")
+    for row in report["per_class"]:
+        print(
+            f"{row['class']:>5}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  "
+            f"{row['support']:>7}"
+        )
+    print("\nconfusion matrix (rows: true class, columns: predicted)")
+    print("      " + "".join(f"{c:>6}" for c in range(len(report["confusion"]))))
+    for c, row in enumerate(report["confusion"]):
+        print(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import torch
+
+    from digitlab.evaluation import logits_of
+    from digitlab.preprocess import preprocess
+
+    model, config = checkpoint.load(
+        args.checkpoint, device=str(training.resolve_device(args.device))
+    )
+    images = torch.stack([preprocess(path) for path in args.images])
+    norm = config["normalization"]
+    probabilities = logits_of(model, images, norm["mean"], norm["std"]).softmax(1)
+    predictions = []
+    for path, p in zip(args.images, probabilities, strict=True):
+        digit = int(p.argmax())
+        predictions.append(
+            {
+                "path": path,
+                "digit": digit,
+                "confidence": p[digit].item(),
+                "probabilities": [round(v, 6) for v in p.tolist()],
+            }
+        )
+    if args.json:
+        print(json.dumps({"predictions": predictions}))
+    else:
+        for item in predictions:
+            print(f"{item['path']}: {item['digit']} ({item['confidence']:.1%})")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    try:
+        return COMMANDS[args.command](args)
+    except DigitlabError as e:
+        print(f"digitlab {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ndigitlab {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,102 @@
+"""The networks, written once and built from either backend's layers.
+
+`layers` is a namespace of layer classes: `torch.nn` (backend "torch", the reference) or
+`digitlab.scratch` (backend "scratch", forward and backward by hand). Both give the same parameter
+names and shapes, so a state_dict trained by one backend loads into the other.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from digitlab.errors import DigitlabError
+
+BACKENDS = ("torch", "scratch")
+
+
+class Stack(nn.Module):
+    """A network whose children run in the order they were assigned.
+
+    forward: x -> child_k(... child_1(x)).  backward (scratch layers only): the children's
+    backward in reverse order, returning dL/dx.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.children():
+            x = layer(x)
+        return x
+
+    def backward(self, grad: torch.Tensor) -> torch.Tensor:
+        for layer in reversed(list(self.children())):
+            grad = layer.backward(grad)
+        return grad
+
+
+def conv_block(layers, in_channels: int, out_channels: int):
+    """The study log's block: Conv2d(in, out, 5, 1, 2), ReLU, MaxPool2d(2); halves H and W."""
+    return layers.Sequential(
+        layers.Conv2d(in_channels, out_channels, 5, 1, 2), layers.ReLU(), layers.MaxPool2d(2)
+    )
+
+
+class CNN(Stack):
+    """The study log's CNN: (N, 1, 28, 28) images -> (N, 10) logits.
+
+    conv1: Conv2d(1, 16, 5, 1, 2), ReLU, MaxPool2d(2)   -> (N, 16, 14, 14)
+    conv2: Conv2d(16, 32, 5, 1, 2), ReLU, MaxPool2d(2)  -> (N, 32, 7, 7)
+    out:   flatten, Linear(32 * 7 * 7, 10)              -> (N, 10)
+    """
+
+    def __init__(self, layers=nn, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = conv_block(layers, 1, 16)
+        self.conv2 = conv_block(layers, 16, 32)
+        self.flatten = layers.Flatten()
+        self.out = layers.Linear(32 * 7 * 7, num_classes)
+
+
+class FCN(Stack):
+    """The study log's fully convolutional variant: (N, 1, H, W) -> (N, 10) logits, H, W >= 28.
+
+    conv1, conv2 as in CNN                               -> (N, 32, H/4, W/4)
+    conv3: Conv2d(32, 50, 5), ReLU (the Linear as a conv) -> (N, 50, H/4 - 4, W/4 - 4)
+    conv4: Conv2d(50, 50, 1), ReLU
+    out:   Conv2d(50, 10, 1)                             -> (N, 10, h, w) class score maps
+    pool, flatten: global average over h, w              -> (N, 10)
+    """
+
+    def __init__(self, layers=nn, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = conv_block(layers, 1, 16)
+        self.conv2 = conv_block(layers, 16, 32)
+        self.conv3 = layers.Sequential(layers.Conv2d(32, 50, 5), layers.ReLU())
+        self.conv4 = layers.Sequential(layers.Conv2d(50, 50, 1), layers.ReLU())
+        self.out = layers.Conv2d(50, num_classes, 1)
+        self.pool = layers.AdaptiveAvgPool2d(1)
+        self.flatten = layers.Flatten()
+
+
+MODELS = {"cnn": CNN, "fcn": FCN}
+
+
+def layers_of(backend: str):
+    """The namespace of layer classes for `backend`."""
+    if backend == "torch":
+        return nn
+    if backend == "scratch":
+        raise DigitlabError(
+            "backend 'scratch' (hand-written layers) is not built yet; use --backend torch"
+        )
+    raise DigitlabError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def build(name: str = "cnn", backend: str = "torch") -> Stack:
+    """A freshly initialised model `name` ("cnn" or "fcn") made of `backend`'s layers."""
+    if name not in MODELS:
+        raise DigitlabError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](layers_of(backend))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,155 @@
+"""Any image of a digit -> a 28x28 MNIST-like image, the way MNIST itself was made.
+
+MNIST's digits were cropped to their ink, scaled so the longest side is 20 pixels (keeping aspect,
+anti-aliased), and placed in a 28x28 field with their centre of mass at the centre. A drawn or
+photographed digit looks nothing like that until it gets the same treatment, so every image goes
+through `preprocess` before a model sees it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, UnidentifiedImageError
+
+from digitlab.errors import DigitlabError
+
+MAX_PIXELS = 25_000_000  # refuse larger images before decoding them (decompression bombs)
+FIELD, BOX = 28, 20  # MNIST's field and the box its digits are scaled into
+NOISE = 0.2  # ink weaker than this fraction of the strongest ink is paper, not ink
+STROKE = 2.5  # MNIST's typical stroke width, in pixels of the 20-pixel box
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """The first frame of an image file, decoded, with a pixel cap checked before decoding."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width * image.height > MAX_PIXELS:
+                raise DigitlabError(
+                    f"{path}: {image.width}x{image.height} pixels is over the cap of "
+                    f"{MAX_PIXELS:,}; scale the image down"
+                )
+            image.seek(0)  # the first frame of an animation
+            image.load()
+    except FileNotFoundError:
+        raise DigitlabError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise DigitlabError(f"{path}: is a folder; give an image file") from None
+    except UnidentifiedImageError:
+        raise DigitlabError(
+            f"{path}: not an image file Pillow can read; give a PNG, JPEG, BMP or GIF"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DigitlabError(
+            f"{path}: declares more pixels than the cap of {MAX_PIXELS:,}; scale the image down"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise DigitlabError(
+            f"{path}: truncated or corrupt image ({e}); save or export it again"
+        ) from None
+    return image
+
+
+def gray_of(image: Image.Image) -> np.ndarray:
+    """(H, W) float32 brightness in [0, 1] of any image mode, 16-bit included."""
+    if image.mode.startswith("I"):  # 16- or 32-bit integer grey
+        return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0, 1)
+    if image.mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    if image.mode != "L":
+        image = image.convert("RGBA").convert("RGB").convert("L")
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def alpha_of(image: Image.Image) -> np.ndarray | None:
+    """(H, W) float32 opacity in [0, 1], or None when the image has no transparency."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        alpha = np.asarray(image.convert("RGBA"), dtype=np.float32)[..., 3] / 255.0
+        if alpha.min() < 1.0:
+            return alpha
+    return None
+
+
+def ink_of(image: Image.Image) -> np.ndarray:
+    """(H, W) float32 ink in [0, 1]: 1 where the digit is, 0 on the paper.
+
+    Transparency, when present, is the ink (strokes on a transparent layer). Otherwise the paper
+    is the median brightness of the border, and ink is whatever differs from it: dark ink on light
+    paper or light ink on dark, found automatically.
+    """
+    ink = alpha_of(image)
+    if ink is None:
+        gray = gray_of(image)
+        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        paper = float(np.median(border))
+        ink = paper - gray if paper > 0.5 else gray - paper
+    ink = np.clip(ink, 0, None)
+    strongest = float(ink.max())
+    if strongest < 0.1:
+        raise BlankImageError("no ink found: the image is blank or has too little contrast")
+    # Rescale so the strongest ink is 1 and faint noise (paper texture, JPEG ringing) is 0.
+    return np.clip((ink / strongest - NOISE) / (1 - NOISE), 0, 1).astype(np.float32)
+
+
+class BlankImageError(DigitlabError):
+    """An image with no ink in it."""
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Rough stroke width in pixels: twice the ink's area over its boundary length."""
+    solid = ink > 0.5
+    area = solid.sum()
+    if area == 0:
+        return 1.0
+    padded = np.pad(solid, 1)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    boundary = area - (solid & interior).sum()
+    return 2.0 * area / max(boundary, 1)
+
+
+def center_digit(ink: np.ndarray) -> np.ndarray:
+    """(H, W) ink of one digit -> (28, 28) float32 MNIST-style image in [0, 1].
+
+    Crop to the ink, thicken strokes too thin to survive the scaling, scale the longest side to
+    20 pixels (aspect kept, anti-aliased), place in 28x28 with the centre of mass at the centre.
+    """
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    if rows.size == 0:
+        raise BlankImageError("no ink found: the image is blank")
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = ink.shape
+    scale = BOX / max(h, w)
+    # A thin pen on a big canvas would shrink to a faint hairline; widen it to MNIST's stroke.
+    missing = int(round(STROKE / scale - stroke_width(ink)))
+    if missing >= 2:
+        size = min(missing // 2 * 2 + 1, 99)
+        ink = np.asarray(Image.fromarray(ink, "F").filter(ImageFilter.MaxFilter(size)))
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    small = Image.fromarray(np.ascontiguousarray(ink), "F").resize((new_w, new_h), Image.LANCZOS)
+    small = np.clip(np.asarray(small), 0, None)
+    small /= max(float(small.max()), 1e-6)
+    ys, xs = np.mgrid[0:new_h, 0:new_w]
+    total = small.sum()
+    com_y, com_x = (ys * small).sum() / total + 0.5, (xs * small).sum() / total + 0.5
+    top = int(np.clip(round(FIELD / 2 - com_y), 0, FIELD - new_h))
+    left = int(np.clip(round(FIELD / 2 - com_x), 0, FIELD - new_w))
+    field = np.zeros((FIELD, FIELD), np.float32)
+    field[top : top + new_h, left : left + new_w] = small
+    return field
+
+
+def preprocess(image: str | Path | Image.Image) -> torch.Tensor:
+    """An image (file path or PIL image) of one digit -> (28, 28) float32 tensor in [0, 1]."""
+    name = image if isinstance(image, (str, Path)) else "image"
+    if isinstance(image, (str, Path)):
+        image = load_image(image)
+    try:
+        return torch.from_numpy(center_digit(ink_of(image)))
+    except BlankImageError as e:
+        raise BlankImageError(f"{name}: {e}; give an image with a digit on it") from None
