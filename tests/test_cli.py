@@ -1,0 +1,111 @@
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import assert_one_line_error, run_cli, run_subprocess
+from digitlab import models
+
+
+def test_evaluate_json_and_table(trained_run, capsys):
+    code, out, err = run_cli(capsys, "evaluate", trained_run, "--json")
+    assert code == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert set(report) == {"accuracy", "per_class", "confusion"}
+    metrics = json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert report["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    confusion = torch.tensor(report["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 10000
+    assert [r["support"] for r in report["per_class"]] == confusion.sum(1).tolist()
+    assert all(0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 for r in report["per_class"])
+    # The same checkpoint given as its weights file, with a human table.
+    code, out, _ = run_cli(capsys, "evaluate", trained_run / "model.safetensors")
+    assert code == 0 and f"accuracy {report['accuracy']:.4f}" in out and "confusion" in out
+
+
+def test_python_dash_m_runs():
+    result = run_subprocess("--help")
+    assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--lr", "-1"], "argument --lr: must be positive"),
+        (["train", "--lr", "abc"], "argument --lr: 'abc' is not a number"),
+        (["train", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
+        (["train", "--epochs", "0"], "argument --epochs: must be at least 1"),
+        (["train", "--model", "resnet"], "argument --model: invalid choice"),
+        (["train", "--backend", "jax"], "argument --backend: invalid choice"),
+        (["train", "--optimizer", "lion"], "argument --optimizer: invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(capsys, args, fragment):
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, 2, fragment)
+
+
+def test_user_errors_exit_1_with_one_line(tmp_path, capsys):
+    cases = [
+        (["train", "--subset", "100", "--batch-size", "500"], "larger than the 100"),
+        (["train", "--data-dir", tmp_path / "nowhere"], "no such folder"),
+        (["train", "--resume", tmp_path / "nowhere"], "config.json: missing"),
+        (["evaluate", tmp_path / "nowhere"], "no such checkpoint"),
+        (["predict", "x.png", "--checkpoint", tmp_path / "none"], "no such checkpoint"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["train", "--device", "cuda"], "no CUDA GPU is available here"))
+    for args, fragment in cases:
+        code, _, err = run_cli(capsys, *args)
+        assert_one_line_error(code, err, 1, fragment)
+
+
+def broken_checkpoints(trained_run, tmp_path):
+    """Run folders each spoiled in one way, with the message each must give."""
+    cases = {}
+
+    def copy(name):
+        folder = tmp_path / name
+        shutil.copytree(trained_run, folder)
+        return folder
+
+    folder = copy("pickle")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), folder / "model.safetensors")
+    cases[folder] = "pickle"
+    folder = copy("corrupt")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    cases[folder] = "not a valid safetensors file"
+    folder = copy("no-config")
+    (folder / "config.json").unlink()
+    cases[folder] = "config.json: missing"
+    folder = copy("bad-config")
+    (folder / "config.json").write_text("{not json")
+    cases[folder] = "not valid JSON"
+    folder = copy("other-model")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model": "fcn"}))
+    cases[folder] = "weights of another model than 'fcn'"
+    folder = copy("bad-shape")
+    state = models.build("cnn").state_dict()
+    state["out.weight"] = torch.zeros(10, 100)
+    save_file(state, folder / "model.safetensors")
+    cases[folder] = "out.weight has shape (10, 100)"
+    return cases
+
+
+def test_broken_checkpoints_are_one_line_errors(trained_run, tmp_path, capsys):
+    for folder, fragment in broken_checkpoints(trained_run, tmp_path).items():
+        code, _, err = run_cli(capsys, "evaluate", folder)
+        assert_one_line_error(code, err, 1, fragment)
+
+
+def test_pickle_checkpoint_is_refused_in_a_real_process(trained_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(trained_run, folder)
+    torch.save({"weights": torch.zeros(3)}, folder / "model.safetensors")
+    result = run_subprocess("evaluate", folder)
+    assert_one_line_error(result.returncode, result.stderr, 1, "never loads")

@@ -1,0 +1,153 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import assert_one_line_error, run_cli, run_subprocess
+from digitlab import DigitlabError
+from digitlab.data import load_split
+from digitlab.preprocess import preprocess
+
+
+def styled_digit(image28: np.ndarray, k: int) -> Image.Image:
+    """A real MNIST digit (28x28 uint8, ink bright) as a user might save it, in style k % 6.
+
+    The digit is upscaled to 40-200 pixels with margins, then stored as dark ink on white paper
+    (grey, RGB, JPEG-like), light on dark, black strokes on a transparent layer (RGBA), or 16-bit.
+    """
+    rng = np.random.default_rng(k)
+    size = int(rng.integers(40, 200))
+    digit = Image.fromarray(image28).resize((size, size), Image.BILINEAR)
+    margin = [int(m) for m in rng.integers(0, size // 2, 4)]
+    canvas = Image.new("L", (size + margin[0] + margin[1], size + margin[2] + margin[3]), 0)
+    canvas.paste(digit, (margin[0], margin[2]))
+    ink = np.asarray(canvas)
+    style = k % 6
+    if style == 0:  # dark ink on white paper, greyscale
+        return Image.fromarray(255 - ink)
+    if style == 1:  # light ink on dark, as MNIST itself
+        return Image.fromarray(ink)
+    if style == 2:  # blue ballpoint on cream paper, RGB
+        paper = np.array([250, 245, 230], np.float32)
+        pen = np.array([20, 30, 140], np.float32)
+        a = ink[..., None] / 255.0
+        return Image.fromarray((paper * (1 - a) + pen * a).astype(np.uint8), "RGB")
+    if style == 3:  # black strokes on a transparent layer
+        rgba = np.zeros(ink.shape + (4,), np.uint8)
+        rgba[..., 3] = ink
+        return Image.fromarray(rgba, "RGBA")
+    if style == 4:  # 16-bit greyscale, dark on light
+        return Image.fromarray((65535 - ink.astype(np.uint16) * 257).astype(np.uint16))
+    return Image.fromarray(255 - ink).convert("RGB")  # saved as JPEG below
+
+
+def test_shipped_model_reads_100_real_digits_saved_as_files(tmp_path, capsys):
+    test = load_split(None, train=False)
+    paths = []
+    for k in range(100):
+        image = styled_digit(test.images[k].numpy(), k)
+        path = tmp_path / (f"{k}.jpg" if k % 6 == 5 else f"{k}.png")
+        image.save(path, quality=90) if k % 6 == 5 else image.save(path)
+        paths.append(path)
+    code, out, err = run_cli(capsys, "predict", *paths, "--json")
+    assert code == 0, err
+    predictions = json.loads(out.strip().splitlines()[-1])["predictions"]
+    assert [p["path"] for p in predictions] == [str(p) for p in paths]
+    right = sum(p["digit"] == int(test.labels[k]) for k, p in enumerate(predictions))
+    assert right >= 95, right
+    for p in predictions:
+        assert abs(sum(p["probabilities"]) - 1) < 1e-4
+        assert p["confidence"] == pytest.approx(max(p["probabilities"]), abs=1e-6)
+
+
+def test_preprocessing_reproduces_mnist_digits():
+    """MNIST digits are already centred: preprocessing one of them changes it only a little."""
+    test = load_split(None, train=False)
+    for k in range(20):
+        original = test.images[k].float() / 255
+        again = preprocess(Image.fromarray(test.images[k].numpy()))
+        assert again.shape == (28, 28) and again.dtype == torch.float32
+        assert 0 <= again.min() and again.max() == pytest.approx(1.0)
+        assert (again - original).abs().mean() < 0.08
+
+
+def test_centre_of_mass_is_centred_and_digit_fits_20_pixels(tmp_path):
+    canvas = np.full((300, 500), 255, np.uint8)
+    canvas[20:140, 400:430] = 0  # a "1" in the top right corner
+    out = preprocess(Image.fromarray(canvas)).numpy()
+    ys, xs = np.mgrid[0:28, 0:28]
+    assert abs((ys * out).sum() / out.sum() - 14) <= 0.75
+    assert abs((xs * out).sum() / out.sum() - 14) <= 0.75
+    rows = np.flatnonzero(out.max(1) > 0.05)
+    assert 19 <= rows[-1] - rows[0] + 1 <= 22
+
+
+def test_thin_strokes_on_a_big_canvas_stay_visible():
+    canvas = np.full((800, 800), 255, np.uint8)
+    canvas[100:700, 398:402] = 0  # a 4-pixel line on an 800-pixel canvas
+    out = preprocess(Image.fromarray(canvas))
+    assert out.max() == pytest.approx(1.0)
+    assert (out > 0.5).sum() >= 20  # at least a 1-pixel-wide, 20-pixel-long stroke
+
+
+def test_gif_first_frame_and_palette_transparency(tmp_path):
+    test = load_split(None, train=False)
+    frames = [Image.fromarray(255 - test.images[k].numpy()).convert("P") for k in (0, 1)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    palette = Image.fromarray(test.images[2].numpy()).convert("P")
+    palette.info["transparency"] = 0  # the black background transparent
+    palette.save(tmp_path / "p.png", transparency=0)
+    first = preprocess(tmp_path / "a.gif")
+    assert (first - preprocess(Image.fromarray(255 - test.images[0].numpy()))).abs().max() < 0.05
+    assert preprocess(tmp_path / "p.png").max() == pytest.approx(1.0)
+
+
+def save_bad_images(tmp_path):
+    paths = {}
+    paths["blank"] = tmp_path / "white.png"
+    Image.new("L", (64, 64), 255).save(paths["blank"])
+    paths["black"] = tmp_path / "black.png"
+    Image.new("RGB", (64, 64), 0).save(paths["black"])
+    paths["tiny"] = tmp_path / "one.png"
+    Image.new("L", (1, 1), 0).save(paths["tiny"])
+    paths["text"] = tmp_path / "notes.png"
+    paths["text"].write_text("this is not an image\n")
+    paths["empty"] = tmp_path / "empty.png"
+    paths["empty"].write_bytes(b"")
+    good = tmp_path / "good.png"
+    Image.fromarray(load_split(None, False).images[0].numpy()).resize((200, 200)).save(good)
+    paths["truncated"] = tmp_path / "cut.png"
+    paths["truncated"].write_bytes(good.read_bytes()[:300])
+    paths["huge"] = tmp_path / "huge.png"
+    Image.new("L", (6000, 5000), 255).save(paths["huge"])
+    paths["missing"] = tmp_path / "nowhere.png"
+    return paths
+
+
+MESSAGES = {
+    "blank": "no ink found",
+    "black": "no ink found",
+    "tiny": "no ink found",
+    "text": "not an image file",
+    "empty": "not an image file",
+    "truncated": "truncated or corrupt",
+    "huge": "over the cap",
+    "missing": "no such file",
+}
+
+
+def test_bad_images_are_one_line_errors(tmp_path, capsys):
+    paths = save_bad_images(tmp_path)
+    for name, path in paths.items():
+        with pytest.raises(DigitlabError, match=MESSAGES[name]):
+            preprocess(path)
+        code, _, err = run_cli(capsys, "predict", path)
+        assert_one_line_error(code, err, 1, str(path), MESSAGES[name])
+
+
+def test_bad_image_in_a_real_process_prints_no_traceback(tmp_path):
+    paths = save_bad_images(tmp_path)
+    result = run_subprocess("predict", paths["truncated"])
+    assert_one_line_error(result.returncode, result.stderr, 1, "truncated or corrupt")
