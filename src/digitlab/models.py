@@ -85,9 +85,9 @@ def layers_of(backend: str):
     if backend == "torch":
         return nn
     if backend == "scratch":
-        raise DigitlabError(
-            "backend 'scratch' (hand-written layers) is not built yet; use --backend torch"
-        )
+        from digitlab import scratch
+
+        return scratch
     raise DigitlabError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 

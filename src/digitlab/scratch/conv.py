@@ -1,0 +1,140 @@
+"""Conv2d by hand: convolution as one matrix product over the input's windows (im2col).
+
+Shapes: x (N, C, H, W), weight (O, C, KH, KW), bias (O,), y (N, O, OH, OW) with
+OH = (H + 2*PH - DH*(KH-1) - 1) // SH + 1 (OW likewise). L = N*OH*OW windows, K = C*KH*KW.
+
+forward:   cols (L, K)  = the windows of the zero-padded x, one per row (as_strided view, copied)
+           y (L, O)     = cols @ W2^T + b                     W2 = weight viewed as (O, K)
+backward:  dW2 (O, K)   = gy^T @ cols                         gy = dL/dy viewed as (L, O)
+           db (O,)      = sum of gy over L
+           dcols (L, K) = gy @ W2   (computed transposed, as W2^T @ gy^T, for col2im's layout)
+           dx           = col2im(dcols): each window's gradient added back where the window was
+                          read, as KH*KW shifted, strided adds over the padded input, then cropped
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digitlab.scratch.module import Layer, accumulate, check_input, pair
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def windows(x: torch.Tensor, kernel, stride, dilation, out_hw) -> torch.Tensor:
+    """View of the windows of x (N, H, W, C): (N, OH, OW, KH, KW, C), sharing x's memory.
+
+    With x channels-last in memory, a window row (KW, C) is one contiguous run of KW*C numbers,
+    so copying the windows out (im2col) moves long runs instead of single numbers.
+    """
+    n, c = x.shape[0], x.shape[3]
+    sn, sh, sw, sc = x.stride()
+    return x.as_strided(
+        (n, *out_hw, *kernel, c),
+        (sn, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1], sc),
+        x.storage_offset(),
+    )
+
+
+def col2im(dwin: torch.Tensor, padded_hw, stride, dilation) -> torch.Tensor:
+    """Sum window gradients dwin (KH, KW, C, N, OH, OW) back into a (C, N, Hp, Wp) gradient.
+
+    One shifted, strided add per kernel offset (KH*KW of them, no loop over pixels): offset (i, j)
+    of window (oh, ow) read input pixel (oh*SH + i*DH, ow*SW + j*DW). With OW innermost on both
+    sides, each add walks rows of contiguous numbers.
+    """
+    kh, kw, c, n, oh, ow = dwin.shape
+    dx = dwin.new_zeros(c, n, *padded_hw)
+    rows, cols = stride[0] * (oh - 1) + 1, stride[1] * (ow - 1) + 1
+    for i in range(kh):
+        for j in range(kw):
+            top, left = i * dilation[0], j * dilation[1]
+            dx[:, :, top : top + rows : stride[0], left : left + cols : stride[1]] += dwin[i, j]
+    return dx
+
+
+class Conv2d(Layer):
+    """Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True),
+    as torch.nn.Conv2d (groups=1, zero padding), with the same parameters and initialisation."""
+
+    def __init__(
+        self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True
+    ):
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride = pair(stride, "stride", 1)
+        self.padding = pair(padding, "padding", 0)
+        self.dilation = pair(dilation, "dilation", 1)
+        fan_in = in_channels * math.prod(self.kernel_size)
+        bound = 1 / math.sqrt(fan_in)  # what torch's kaiming_uniform_(a=sqrt(5)) works out to
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels, *self.kernel_size).uniform_(-bound, bound)
+        )
+        self.bias = (
+            nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound)) if bias else None
+        )
+        self._saved = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, 4, self.in_channels, "Conv2d")
+        ph, pw = self.padding
+        # Work channels-last, (N, H, W, C): free when x came from another hand-written layer.
+        x = x.permute(0, 2, 3, 1)
+        if ph or pw:
+            x = F.pad(x, (0, 0, pw, pw, ph, ph))
+        x = x.contiguous()
+        out_hw = tuple(
+            output_size(x.shape[1 + d], self.kernel_size[d], self.stride[d], 0, self.dilation[d])
+            for d in range(2)
+        )
+        if min(out_hw) < 1:
+            raise ValueError(
+                f"Conv2d: kernel {self.kernel_size} with dilation {self.dilation} does not fit the "
+                f"padded input {tuple(x.shape[1:3])}"
+            )
+        n = x.shape[0]
+        cols = windows(x, self.kernel_size, self.stride, self.dilation, out_hw).reshape(
+            n * out_hw[0] * out_hw[1], -1
+        )
+        # The weight in the windows' (KH, KW, C) order, as an (O, K) matrix.
+        w2 = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
+        y = cols @ w2.t() if self.bias is None else torch.addmm(self.bias, cols, w2.t())
+        self._saved = (cols, w2, x.shape, out_hw)
+        # (L, O) rows are channels-last (N, OH, OW, O); the permuted view keeps them uncopied.
+        return y.view(n, *out_hw, self.out_channels).permute(0, 3, 1, 2)
+
+    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+        cols, w2, padded_shape, out_hw = self.saved()
+        n, hp, wp, c = padded_shape
+        if tuple(grad_out.shape) != (n, self.out_channels, *out_hw):
+            raise ValueError(
+                f"Conv2d.backward expects grad_out {(n, self.out_channels, *out_hw)}, "
+                f"got {tuple(grad_out.shape)}"
+            )
+        gy = grad_out.permute(0, 2, 3, 1).reshape(-1, self.out_channels)  # (L, O)
+        kh, kw = self.kernel_size
+        dw2 = gy.t() @ cols  # (O, KH*KW*C)
+        accumulate(self.weight, dw2.view(self.out_channels, kh, kw, c).permute(0, 3, 1, 2))
+        if self.bias is not None:
+            accumulate(self.bias, gy.sum(0))
+        # dcols^T (K, L) = W2^T @ gy^T, laid out (KH, KW, C, N, OH, OW) for col2im's adds.
+        dwin = (w2.t() @ gy.t()).view(kh, kw, c, n, *out_hw)
+        dx = col2im(dwin, (hp, wp), self.stride, self.dilation)
+        ph, pw = self.padding
+        return dx[:, :, ph : hp - ph, pw : wp - pw].permute(1, 0, 2, 3)
