@@ -149,3 +149,32 @@ def test_bad_sizes_are_user_errors(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(DigitlabError, match="no CUDA GPU is available here"):
             quiet_fit(small_config(device="cuda"), tmp_path)
+
+
+def test_scratch_and_torch_backends_train_alike_on_5000_images(tmp_path):
+    results = {
+        backend: quiet_fit(TrainConfig(backend=backend, subset=5000), tmp_path / backend)
+        for backend in ("torch", "scratch")
+    }
+    assert results["scratch"]["test_accuracy"] > 0.9
+    assert abs(results["scratch"]["test_accuracy"] - results["torch"]["test_accuracy"]) <= 0.005
+    # A scratch checkpoint loads into the torch layers and gives the accuracy it was logged with.
+    model, config = checkpoint.load(tmp_path / "scratch", backend="torch")
+    assert config["backend"] == "scratch"
+    from digitlab.data import load_split
+    from digitlab.evaluation import evaluate
+
+    norm = config["normalization"]
+    report = evaluate(model, load_split(None, False), norm["mean"], norm["std"])
+    assert report["accuracy"] == pytest.approx(results["scratch"]["test_accuracy"], abs=1e-4)
+
+
+def test_scratch_backend_resumes_exactly(tmp_path, capsys):
+    for optimizer in ("adam", "sgd"):
+        whole, parts = tmp_path / f"whole-{optimizer}", tmp_path / f"parts-{optimizer}"
+        args = ["--backend", "scratch", "--optimizer", optimizer, "--subset", "400", "--quiet"]
+        assert run_cli(capsys, "train", *args, "--epochs", 2, "--out", whole)[0] == 0
+        assert run_cli(capsys, "train", *args, "--epochs", 1, "--out", parts)[0] == 0
+        assert run_cli(capsys, "train", "--resume", parts, "--epochs", 2, "--quiet")[0] == 0
+        a, b = load_file(whole / "model.safetensors"), load_file(parts / "model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -19,7 +19,8 @@ class Stack(nn.Module):
     """A network whose children run in the order they were assigned.
 
     forward: x -> child_k(... child_1(x)).  backward (scratch layers only): the children's
-    backward in reverse order, returning dL/dx.
+    backward in reverse order, returning dL/dx (None with input_grad=False: training needs only
+    the parameters' gradients).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -27,10 +28,11 @@ class Stack(nn.Module):
             x = layer(x)
         return x
 
-    def backward(self, grad: torch.Tensor) -> torch.Tensor:
-        for layer in reversed(list(self.children())):
+    def backward(self, grad: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
+        layers = list(self.children())
+        for layer in reversed(layers[1:]):
             grad = layer.backward(grad)
-        return grad
+        return layers[0].backward(grad, input_grad)
 
 
 def conv_block(layers, in_channels: int, out_channels: int):

@@ -86,7 +86,7 @@ def train_step(model, loss_fn, optimizer, x, y, backend: str) -> torch.Tensor:
     if backend == "scratch":
         with torch.no_grad():
             loss = loss_fn(model(x), y)
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)
     else:
         loss = loss_fn(model(x), y)
         loss.backward()

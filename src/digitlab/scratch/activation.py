@@ -22,7 +22,7 @@ class ReLU(Layer):
         self._saved = y
         return y
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         y = self.saved()
         if grad_out.shape != y.shape:
             raise ValueError(
@@ -53,5 +53,5 @@ class Dropout(Layer):
         self._saved = scale
         return x * scale
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         return grad_out * self.saved()

@@ -84,7 +84,7 @@ class BatchNorm2d(Layer):
             return xhat
         return xhat * self._view(self.weight) + self._view(self.bias)
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         xhat, inv_std, training = self.saved()
         if grad_out.shape != xhat.shape:
             raise ValueError(

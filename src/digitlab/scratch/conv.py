@@ -7,7 +7,7 @@ forward:   cols (L, K)  = the windows of the zero-padded x, one per row (as_stri
            y (L, O)     = cols @ W2^T + b                     W2 = weight viewed as (O, K)
 backward:  dW2 (O, K)   = gy^T @ cols                         gy = dL/dy viewed as (L, O)
            db (O,)      = sum of gy over L
-           dcols (L, K) = gy @ W2   (computed transposed, as W2^T @ gy^T, for col2im's layout)
+           dcols (L, K) = gy @ W2   (computed per kernel offset, for col2im's layout)
            dx           = col2im(dcols): each window's gradient added back where the window was
                           read, as KH*KW shifted, strided adds over the padded input, then cropped
 """
@@ -43,19 +43,19 @@ def windows(x: torch.Tensor, kernel, stride, dilation, out_hw) -> torch.Tensor:
 
 
 def col2im(dwin: torch.Tensor, padded_hw, stride, dilation) -> torch.Tensor:
-    """Sum window gradients dwin (KH, KW, C, N, OH, OW) back into a (C, N, Hp, Wp) gradient.
+    """Sum window gradients dwin (KH, KW, N, OH, OW, C) back into a (N, Hp, Wp, C) gradient.
 
     One shifted, strided add per kernel offset (KH*KW of them, no loop over pixels): offset (i, j)
-    of window (oh, ow) read input pixel (oh*SH + i*DH, ow*SW + j*DW). With OW innermost on both
-    sides, each add walks rows of contiguous numbers.
+    of window (oh, ow) read input pixel (oh*SH + i*DH, ow*SW + j*DW). Each offset's gradients are
+    one contiguous block, added into rows of OW*C numbers.
     """
-    kh, kw, c, n, oh, ow = dwin.shape
-    dx = dwin.new_zeros(c, n, *padded_hw)
+    kh, kw, n, oh, ow, c = dwin.shape
+    dx = dwin.new_zeros(n, *padded_hw, c)
     rows, cols = stride[0] * (oh - 1) + 1, stride[1] * (ow - 1) + 1
     for i in range(kh):
         for j in range(kw):
             top, left = i * dilation[0], j * dilation[1]
-            dx[:, :, top : top + rows : stride[0], left : left + cols : stride[1]] += dwin[i, j]
+            dx[:, top : top + rows : stride[0], left : left + cols : stride[1]].add_(dwin[i, j])
     return dx
 
 
@@ -91,6 +91,20 @@ class Conv2d(Layer):
             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
         )
 
+    def im2col(self, x: torch.Tensor, out_hw) -> torch.Tensor:
+        """The windows of the padded channels-last x (N, Hp, Wp, C) as an (L, K) matrix."""
+        win = windows(x, self.kernel_size, self.stride, self.dilation, out_hw)
+        n, oh, ow, kh, kw, c = win.shape
+        if c > 1:  # rows of KW*C numbers, copied in that order
+            cols = self.workspace("cols", (n * oh * ow, kh * kw * c), x)
+            cols.view(win.shape).copy_(win)
+            return cols
+        # One channel (a first layer): a window row is only KW numbers, while a row of the image
+        # is OW; fill the transpose, (K, L), one image row at a time, and hand out its (L, K) view.
+        cols_t = self.workspace("cols", (kh * kw, n * oh * ow), x)
+        cols_t.view(kh, kw, c, n, oh, ow).copy_(win.permute(3, 4, 5, 0, 1, 2))
+        return cols_t.t()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 4, self.in_channels, "Conv2d")
         ph, pw = self.padding
@@ -109,9 +123,7 @@ class Conv2d(Layer):
                 f"padded input {tuple(x.shape[1:3])}"
             )
         n = x.shape[0]
-        cols = windows(x, self.kernel_size, self.stride, self.dilation, out_hw).reshape(
-            n * out_hw[0] * out_hw[1], -1
-        )
+        cols = self.im2col(x, out_hw)
         # The weight in the windows' (KH, KW, C) order, as an (O, K) matrix.
         w2 = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
         y = cols @ w2.t() if self.bias is None else torch.addmm(self.bias, cols, w2.t())
@@ -119,7 +131,7 @@ class Conv2d(Layer):
         # (L, O) rows are channels-last (N, OH, OW, O); the permuted view keeps them uncopied.
         return y.view(n, *out_hw, self.out_channels).permute(0, 3, 1, 2)
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         cols, w2, padded_shape, out_hw = self.saved()
         n, hp, wp, c = padded_shape
         if tuple(grad_out.shape) != (n, self.out_channels, *out_hw):
@@ -133,8 +145,14 @@ class Conv2d(Layer):
         accumulate(self.weight, dw2.view(self.out_channels, kh, kw, c).permute(0, 3, 1, 2))
         if self.bias is not None:
             accumulate(self.bias, gy.sum(0))
-        # dcols^T (K, L) = W2^T @ gy^T, laid out (KH, KW, C, N, OH, OW) for col2im's adds.
-        dwin = (w2.t() @ gy.t()).view(kh, kw, c, n, *out_hw)
+        if not input_grad:
+            return None
+        # dcols, one (L, C) block per kernel offset: gy @ W_k, W_k = weight[:, :, i, j] (O, C).
+        # A batched product over the KH*KW offsets, laid out for col2im's adds.
+        w_k = w2.view(self.out_channels, kh * kw, c).transpose(0, 1).contiguous()
+        dwin = self.workspace("dwin", (kh * kw, gy.shape[0], c), gy)
+        torch.bmm(gy.expand(kh * kw, *gy.shape), w_k, out=dwin)
+        dwin = dwin.view(kh, kw, n, *out_hw, c)
         dx = col2im(dwin, (hp, wp), self.stride, self.dilation)
         ph, pw = self.padding
-        return dx[:, :, ph : hp - ph, pw : wp - pw].permute(1, 0, 2, 3)
+        return dx[:, ph : hp - ph, pw : wp - pw].permute(0, 3, 1, 2)

@@ -49,7 +49,7 @@ class Linear(Layer):
         self._saved = (x2, x.shape)
         return y.view(*x.shape[:-1], self.out_features)
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         x2, shape = self.saved()
         gy = grad_out.reshape(-1, self.out_features)
         if gy.shape[0] != x2.shape[0]:
@@ -60,4 +60,4 @@ class Linear(Layer):
         accumulate(self.weight, gy.t() @ x2)
         if self.bias is not None:
             accumulate(self.bias, gy.sum(0))
-        return (gy @ self.weight).view(shape)
+        return (gy @ self.weight).view(shape) if input_grad else None

@@ -3,6 +3,8 @@
 A layer's `forward` computes its output with plain tensor operations and keeps what its backward
 needs; `backward(grad_out)` returns dL/dinput and ADDS dL/dparameter into each parameter's `.grad`,
 so gradients accumulate over calls exactly as PyTorch's do until `zero_grad` clears them.
+`backward(grad_out, input_grad=False)` may skip dL/dinput and return None: a network's first layer
+has no one to pass it to (autograd skips it the same way for inputs that need no gradient).
 """
 
 from __future__ import annotations
@@ -24,8 +26,23 @@ class Layer(nn.Module):
         if "backward" in cls.__dict__:  # every layer's backward runs without a graph, too
             cls.backward = torch.no_grad()(cls.__dict__["backward"])
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         raise NotImplementedError
+
+    def workspace(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised buffer kept from call to call for a big internal temporary (im2col's
+        windows). Fresh multi-megabyte tensors on every call cost the OS's page zeroing, which
+        here took longer than the arithmetic. Only internals go here, never a returned tensor."""
+        spaces = self.__dict__.setdefault("_workspaces", {})
+        buf = spaces.get(name)
+        if (
+            buf is None
+            or buf.shape != shape
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = spaces[name] = like.new_empty(shape)
+        return buf
 
     def saved(self):
         """What forward kept for backward; a clear error when backward comes first."""
@@ -72,7 +89,8 @@ def check_input(x, ndim: int, channels: int | None, layer: str) -> None:
 class Sequential(nn.Sequential, Layer):
     """Layers in order, named "0", "1", ... like nn.Sequential; backward runs them in reverse."""
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
-        for layer in reversed(self):
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
+        layers = list(self)
+        for layer in reversed(layers[1:]):
             grad_out = layer.backward(grad_out)
-        return grad_out
+        return layers[0].backward(grad_out, input_grad) if layers else grad_out

@@ -76,7 +76,7 @@ class MaxPool2d(Layer):
         self._saved = (x, y, out_hw)
         return y.permute(0, 3, 1, 2)
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         x, y, out_hw = self.saved()
         n, hp, wp, c = x.shape
         if tuple(grad_out.shape) != (n, c, *out_hw):
@@ -85,14 +85,28 @@ class MaxPool2d(Layer):
                 f"got {tuple(grad_out.shape)}"
             )
         gy = grad_out.permute(0, 2, 3, 1)
-        dx = gy.new_zeros(n, hp, wp, c)
+        # When the windows tile the input exactly (MaxPool2d(2) on even sizes), every input pixel
+        # gets exactly one write, so dx needs no zeroing and the writes no read-modify-add.
+        tiled = (
+            self.stride == self.kernel_size
+            and self.dilation == (1, 1)
+            and (hp, wp)
+            == (
+                out_hw[0] * self.kernel_size[0],
+                out_hw[1] * self.kernel_size[1],
+            )
+        )
+        dx = gy.new_empty(n, hp, wp, c) if tiled else gy.new_zeros(n, hp, wp, c)
         # Route each window's gradient to the first offset (row-major) that holds its maximum:
         # `free` is 1 until an offset has taken the window. 0/1 floats, not booleans: faster here.
         free = torch.ones_like(y)
         for _, rows, cols in self.offsets(out_hw):
             hit = torch.eq(x[:, rows, cols], y, out=torch.empty_like(y)).mul_(free)
             free.sub_(hit)
-            dx[:, rows, cols] += hit.mul_(gy)
+            if tiled:
+                torch.mul(hit, gy, out=dx[:, rows, cols])
+            else:
+                dx[:, rows, cols].add_(hit.mul_(gy))
         ph, pw = self.padding
         return dx[:, ph : hp - ph, pw : wp - pw].permute(0, 3, 1, 2)
 
@@ -114,7 +128,7 @@ class AdaptiveAvgPool2d(Layer):
         self._saved = x.shape
         return x.mean((2, 3), keepdim=True)
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         n, c, h, w = self.saved()
         return (grad_out / (h * w)).expand(n, c, h, w)
 

@@ -22,5 +22,5 @@ class Flatten(Layer):
         end = self.end_dim % x.dim()
         return x.reshape(*x.shape[:start], -1, *x.shape[end + 1 :])
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         return grad_out.reshape(self.saved())

@@ -1,0 +1,182 @@
+"""Speed of the hand-written layers against PyTorch's, measured in one run, reported as ratios.
+
+Every row times the same work for both backends, alternating them over several rounds and keeping
+each one's median, so a busy machine slows both alike. Ratios are scratch time / torch time:
+below 1 the hand-written code is faster.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+from digitlab import models, scratch
+from digitlab.training import make_loss, train_step
+
+BATCH = 50
+
+
+def median_ms(fn, number: int) -> float:
+    """Median over 5 rounds of the mean time of `number` calls, in milliseconds."""
+    fn()  # warm up
+    rounds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        rounds.append((time.perf_counter() - start) / number * 1000)
+    return statistics.median(rounds)
+
+
+def forward_backward(layer, x: torch.Tensor, backend: str):
+    """A function running forward and backward of `layer` on x with the backend's machinery."""
+    if backend == "scratch":
+
+        def run():
+            y = layer(x)
+            layer.backward(torch.ones_like(y))
+
+    else:
+        x = x.clone().requires_grad_(True)
+
+        def run():
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+            y = layer(x)
+            y.backward(torch.ones_like(y))
+
+    return run
+
+
+# The CNN's layers at their shapes for a batch of 50.
+LAYERS = [
+    ("conv1 Conv2d(1, 16, 5, 1, 2)", lambda m: m.Conv2d(1, 16, 5, 1, 2), (BATCH, 1, 28, 28)),
+    ("ReLU (16, 28, 28)", lambda m: m.ReLU(), (BATCH, 16, 28, 28)),
+    ("MaxPool2d(2) (16, 28, 28)", lambda m: m.MaxPool2d(2), (BATCH, 16, 28, 28)),
+    ("conv2 Conv2d(16, 32, 5, 1, 2)", lambda m: m.Conv2d(16, 32, 5, 1, 2), (BATCH, 16, 14, 14)),
+    ("ReLU (32, 14, 14)", lambda m: m.ReLU(), (BATCH, 32, 14, 14)),
+    ("MaxPool2d(2) (32, 14, 14)", lambda m: m.MaxPool2d(2), (BATCH, 32, 14, 14)),
+    ("out Linear(1568, 10)", lambda m: m.Linear(32 * 7 * 7, 10), (BATCH, 32 * 7 * 7)),
+]
+
+
+def layer_rows(number: int = 20) -> list[dict]:
+    rows = []
+    for name, make, shape in LAYERS:
+        x = torch.randn(shape)
+        times = {}
+        for backend, namespace in (("torch", nn), ("scratch", scratch)):
+            times[backend] = median_ms(forward_backward(make(namespace), x, backend), number)
+        rows.append(row(f"forward+backward {name}", times))
+    return rows
+
+
+def row(name: str, times: dict) -> dict:
+    return {
+        "name": name,
+        "torch_ms": round(times["torch"], 3),
+        "scratch_ms": round(times["scratch"], 3),
+        "ratio": round(times["scratch"] / times["torch"], 3),
+    }
+
+
+def step_function(model_name: str, backend: str, batch: int = BATCH):
+    """One full training step (forward, loss, backward, Adam) of a model on a fixed batch."""
+    torch.manual_seed(0)
+    model = models.build(model_name, backend)
+    optim = scratch if backend == "scratch" else torch.optim
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = make_loss(backend)
+    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    return lambda: train_step(model, loss_fn, optimizer, x, y, backend)
+
+
+def step_rows(number: int = 20) -> list[dict]:
+    rows = []
+    for model_name in ("cnn", "fcn"):
+        # Alternate the backends round by round so both see the same machine load.
+        runs = {b: step_function(model_name, b) for b in ("torch", "scratch")}
+        samples = {b: [] for b in runs}
+        for _ in range(5):
+            for backend, fn in runs.items():
+                samples[backend].append(median_ms(fn, number))
+        times = {b: statistics.median(v) for b, v in samples.items()}
+        rows.append(row(f"training step {model_name} (batch {BATCH}, Adam)", times))
+    return rows
+
+
+def study_log_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The study log's conv2d forward: nested Python loops over images, channels and pixels."""
+    n, c, h, w = x.shape
+    o, _, k, _ = weight.shape
+    pad = k // 2
+    xp = torch.zeros(n, c, h + 2 * pad, w + 2 * pad)
+    xp[:, :, pad : pad + h, pad : pad + w] = x
+    y = torch.zeros(n, o, h, w)
+    for i in range(n):
+        for j in range(o):
+            for r in range(h):
+                for s in range(w):
+                    y[i, j, r, s] = (xp[i, :, r : r + k, s : s + k] * weight[j]).sum() + bias[j]
+    return y
+
+
+def study_log_row(images: int = 2) -> dict:
+    """The study log's loops on a few images, scaled to a batch of 50, against scratch.Conv2d."""
+    conv = scratch.Conv2d(1, 16, 5, 1, 2)
+    x = torch.randn(BATCH, 1, 28, 28)
+    start = time.perf_counter()
+    loops = study_log_conv(x[:images], conv.weight.detach(), conv.bias.detach())
+    loop_ms = (time.perf_counter() - start) * 1000 * BATCH / images
+    if (loops - conv(x[:images])).abs().max() > 1e-4:
+        raise AssertionError("the study log's loops and scratch.Conv2d disagree")
+    ms = median_ms(lambda: conv(x), 20)
+    return {
+        "name": "conv1 forward, batch 50: study log's loops / scratch.Conv2d",
+        "loops_ms": round(loop_ms, 1),
+        "scratch_ms": round(ms, 3),
+        "speedup": round(loop_ms / ms, 1),
+    }
+
+
+MEMORY_SCRIPT = """
+import resource, sys, torch
+from digitlab.bench import step_function
+step = step_function("cnn", sys.argv[1])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(int(sys.argv[2])):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+"""
+
+
+def memory_row(steps: int = 50) -> dict:
+    """Peak resident memory added by training steps, each backend in a fresh process."""
+    kib = {}
+    for backend in ("torch", "scratch"):
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_SCRIPT, backend, str(steps)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        kib[backend] = int(out.stdout.strip().splitlines()[-1])
+    return {
+        "name": f"peak memory of {steps} cnn training steps (MiB added)",
+        "torch_mib": round(kib["torch"] / 1024, 1),
+        "scratch_mib": round(kib["scratch"] / 1024, 1),
+        "ratio": round(kib["scratch"] / max(kib["torch"], 1), 3),
+    }
+
+
+def run_all(quick: bool = False) -> dict:
+    number = 5 if quick else 20
+    rows = layer_rows(number) + step_rows(number)
+    rows.append(study_log_row(1 if quick else 2))
+    rows.append(memory_row(10 if quick else 50))
+    return {"rows": rows}

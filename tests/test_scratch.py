@@ -1,0 +1,371 @@
+"""The hand-written layers against PyTorch (values and gradients) and against finite differences."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import digitlab.scratch
+from digitlab import scratch
+from digitlab.check import (
+    CASES,
+    compare_layer,
+    compare_loss,
+    compare_model,
+    compare_optimizer,
+    make_input,
+)
+
+F64, F32 = torch.float64, torch.float32
+
+
+def assert_close(errors: dict, forward: float, grads: float):
+    assert errors["output"] <= forward, errors
+    assert all(v <= grads for k, v in errors.items() if k != "output"), errors
+
+
+# (batch, in, out, H, W, kernel, stride, padding, dilation, bias)
+CONV_GRID = [
+    (1, 1, 16, 28, 28, 5, 1, 2, 1, True),
+    (7, 16, 32, 14, 14, 5, 1, 2, 1, True),
+    (7, 3, 5, 11, 9, 3, 2, 1, 1, True),
+    (1, 2, 8, 13, 7, (3, 2), 3, 0, 1, False),
+    (2, 8, 1, 10, 12, (2, 4), (2, 1), (3, 2), 1, True),
+    (3, 4, 6, 15, 15, 3, 1, 3, 2, True),
+    (2, 5, 3, 9, 17, (1, 3), (3, 2), (0, 1), (1, 2), True),
+    (1, 1, 1, 5, 5, 5, 1, 0, 1, True),
+]
+
+
+@pytest.mark.parametrize("n, cin, cout, h, w, k, s, p, d, bias", CONV_GRID)
+def test_conv2d_matches_torch(n, cin, cout, h, w, k, s, p, d, bias):
+    args = (cin, cout, k, s, p, d)
+    errors = compare_layer(
+        scratch.Conv2d(*args, bias=bias), nn.Conv2d(*args, bias=bias), make_input((n, cin, h, w))
+    )
+    assert_close(errors, 1e-10, 1e-8)
+    errors = compare_layer(scratch.Conv2d(*args), nn.Conv2d(*args), make_input((n, cin, h, w), F32))
+    assert errors["output"] <= 1e-5
+
+
+# (batch, C, H, W, kernel, stride, padding, dilation, ties)
+POOL_GRID = [
+    (7, 16, 28, 28, 2, None, 0, 1, False),
+    (1, 3, 9, 7, 3, 2, 1, 1, True),
+    (2, 2, 8, 8, 2, 1, 0, 1, True),
+    (3, 4, 11, 10, (3, 2), (3, 1), (1, 0), 1, True),
+    (2, 1, 12, 13, 3, 3, 1, 1, False),
+    (2, 3, 11, 11, 2, 2, 1, 2, True),
+    (1, 8, 5, 5, 5, 1, 2, 1, True),
+]
+
+
+@pytest.mark.parametrize("n, c, h, w, k, s, p, d, ties", POOL_GRID)
+def test_maxpool2d_matches_torch_including_ties(n, c, h, w, k, s, p, d, ties):
+    x = make_input((n, c, h, w), ties=ties)
+    errors = compare_layer(scratch.MaxPool2d(k, s, p, d), nn.MaxPool2d(k, s, p, d), x)
+    assert_close(errors, 1e-10, 1e-8)
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_simple_layers_match_torch(n):
+    for make, shape in [
+        (lambda m: m.Linear(9, 4), (n, 9)),
+        (lambda m: m.Linear(6, 3, bias=False), (n, 2, 6)),
+        (lambda m: m.ReLU(), (n, 3, 5, 4)),
+        (lambda m: m.Flatten(), (n, 3, 5, 4)),
+        (lambda m: m.AdaptiveAvgPool2d(1), (n, 4, 3, 5)),
+        (lambda m: m.Dropout(0.3), (n, 8)),  # compared in eval mode below
+    ]:
+        train = not isinstance(make(nn), nn.Dropout)
+        errors = compare_layer(make(scratch), make(nn), make_input(shape), train=train)
+        assert_close(errors, 1e-10, 1e-8)
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.5, None])
+@pytest.mark.parametrize("n", [1, 7])
+def test_batchnorm2d_train_and_eval_match_torch(momentum, n):
+    shape = (n, 3, 4, 5)
+    bn_scratch, bn_torch = (
+        scratch.BatchNorm2d(3, momentum=momentum),
+        nn.BatchNorm2d(3, momentum=momentum),
+    )
+    with torch.no_grad():  # non-trivial gamma, beta and running statistics
+        bn_torch.weight.uniform_(0.5, 2)
+        bn_torch.bias.uniform_(-1, 1)
+    for step in range(3):
+        errors = compare_layer(bn_scratch, bn_torch, make_input(shape, seed=step) * 3 + 1)
+        assert_close(errors, 1e-10, 1e-8)
+        bn_scratch.load_state_dict(bn_torch.state_dict())
+    errors = compare_layer(bn_scratch, bn_torch, make_input(shape, seed=9), train=False)
+    assert_close(errors, 1e-10, 1e-8)
+    assert bn_scratch.num_batches_tracked.item() == 3
+
+
+def test_dropout_in_training_drops_and_scales_consistently():
+    torch.manual_seed(0)
+    layer = scratch.Dropout(0.25)
+    x = torch.rand(200, 500, dtype=F64) + 1
+    y = layer(x)
+    kept = y != 0
+    assert abs(1 - kept.double().mean().item() - 0.25) < 0.01
+    assert torch.allclose(y[kept], x[kept] / 0.75)
+    g = torch.randn_like(x)
+    assert torch.allclose(layer.backward(g), g * kept / 0.75, rtol=1e-12, atol=0)
+    layer.eval()
+    assert torch.equal(layer(x), x)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("n", [1, 7])
+def test_cross_entropy_matches_torch(reduction, smoothing, n):
+    for scale in (1.0, 1e4):
+        x = make_input((n, 10)) * scale
+        errors = compare_loss(
+            x, torch.arange(n) % 10, reduction=reduction, label_smoothing=smoothing
+        )
+        assert_close(errors, 1e-10 * scale, 1e-8)
+
+
+def test_cross_entropy_is_finite_for_huge_logits():
+    loss_fn = scratch.CrossEntropyLoss()
+    logits = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 5e3]], dtype=F32)
+    loss = loss_fn(logits, torch.tensor([1, 1]))
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(1e4)
+    assert torch.isfinite(loss_fn.backward()).all()
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("SGD", dict(lr=0.1)),
+        ("SGD", dict(lr=0.1, momentum=0.9)),
+        ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.3)),
+        ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+        ("SGD", dict(lr=0.1, weight_decay=0.01)),
+        ("Adam", dict(lr=1e-3)),
+        ("Adam", dict(lr=0.01, betas=(0.5, 0.9))),
+        ("Adam", dict(lr=0.01, eps=1e-3)),
+        ("Adam", dict(lr=0.01, weight_decay=0.1)),
+    ],
+)
+def test_optimizers_match_torch_over_50_steps(name, options):
+    for dtype in (F64, F32):
+        assert compare_optimizer(name, 50, dtype, **options)["output"] <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("cnn", (7, 1, 28, 28)),
+        ("cnn", (1, 1, 28, 28)),
+        ("fcn", (3, 1, 28, 28)),
+        ("fcn", (2, 1, 56, 84)),
+    ],
+)
+def test_whole_networks_match_torch(name, shape):
+    assert_close(compare_model(name, shape), 1e-8, 1e-8)
+
+
+def test_every_check_case_passes():
+    for name, case in CASES.items():
+        assert max(case(F64).values()) <= 1e-8, name
+
+
+def test_gradients_accumulate_until_zero_grad():
+    layer = scratch.Conv2d(2, 3, 3, padding=1).double()
+    x = make_input((2, 2, 5, 5))
+    g = make_input((2, 3, 5, 5), seed=1)
+    layer(x)
+    layer.backward(g)
+    first = layer.weight.grad.clone()
+    layer(x)
+    layer.backward(g)
+    assert torch.allclose(layer.weight.grad, 2 * first)
+    opt = scratch.SGD(layer.parameters(), lr=0.1)
+    opt.zero_grad()
+    assert layer.weight.grad is None and layer.bias.grad is None
+
+
+def numerical_grad(f, t: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Central differences of the scalar f() with respect to every element of t (in place)."""
+    grad = torch.zeros_like(t)
+    flat, gflat = t.view(-1), grad.view(-1)
+    for i in range(flat.numel()):
+        old = flat[i].item()
+        flat[i] = old + eps
+        up = f()
+        flat[i] = old - eps
+        down = f()
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (lambda: scratch.Conv2d(2, 3, (3, 2), stride=2, padding=1, dilation=(1, 2)), (2, 2, 6, 7)),
+        (lambda: scratch.MaxPool2d(3, 2, 1), (2, 2, 7, 6)),
+        (lambda: scratch.BatchNorm2d(2), (3, 2, 3, 3)),
+    ],
+)
+def test_backward_matches_finite_differences(layer, shape):
+    layer = layer().double()
+    x = make_input(shape)
+    y = layer(x)
+    g = make_input(y.shape, seed=1)
+
+    def loss():
+        return (layer(x) * g).sum().item()
+
+    layer(x)
+    gx = layer.backward(g)
+    assert (gx - numerical_grad(loss, x)).abs().max() < 1e-6
+    for p in layer.parameters():
+        assert (p.grad - numerical_grad(loss, p.data)).abs().max() < 1e-6
+
+
+def test_cross_entropy_backward_matches_finite_differences():
+    for options in (dict(), dict(reduction="sum", label_smoothing=0.3)):
+        loss_fn = scratch.CrossEntropyLoss(**options)
+        x, target = make_input((4, 6)), torch.tensor([0, 5, 2, 2])
+        loss_fn(x, target)
+        g = loss_fn.backward()
+        numerical = numerical_grad(lambda f=loss_fn, x=x, t=target: f(x, t).item(), x)
+        assert (g - numerical).abs().max() < 1e-7
+
+
+def test_bad_shapes_and_arguments_raise_value_error():
+    with pytest.raises(ValueError, match=r"Conv2d expects input \(N, C, H, W\) with C=3"):
+        scratch.Conv2d(3, 4, 3)(torch.zeros(2, 2, 8, 8))
+    with pytest.raises(ValueError, match="does not fit"):
+        scratch.Conv2d(1, 1, 5)(torch.zeros(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="kernel_size must be at least 1"):
+        scratch.Conv2d(1, 1, 0)
+    with pytest.raises(ValueError, match="stride must be an int or a pair"):
+        scratch.Conv2d(1, 1, 3, stride=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"Linear expects input \(N, 5\)"):
+        scratch.Linear(5, 2)(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="padding .* at most half"):
+        scratch.MaxPool2d(2, padding=2)
+    with pytest.raises(ValueError, match="integer targets"):
+        scratch.CrossEntropyLoss()(torch.zeros(3, 10), torch.zeros(3))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        scratch.CrossEntropyLoss(reduction="avg")
+    with pytest.raises(ValueError, match="before forward"):
+        scratch.ReLU().backward(torch.zeros(3))
+    with pytest.raises(ValueError, match="grad_out"):
+        layer = scratch.Conv2d(1, 2, 3)
+        layer(torch.zeros(1, 1, 5, 5))
+        layer.backward(torch.zeros(1, 2, 4, 4))
+    with pytest.raises(ValueError, match="Adam needs lr > 0"):
+        scratch.Adam([nn.Parameter(torch.zeros(1))], lr=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_cuda_matches_cpu():
+    errors = compare_model("cnn", (4, 1, 28, 28))
+    assert max(errors.values()) <= 1e-8
+    model = digitlab.models.build("cnn", "scratch").cuda()
+    assert model(torch.zeros(2, 1, 28, 28, device="cuda")).device.type == "cuda"
+
+
+# Calls that would hand the math to PyTorch: kernels for convolution, pooling, softmax and
+# friends, unfold/fold, and autograd. Only generic tensor operations (and F.pad) may be used.
+FORBIDDEN_NAMES = {
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "convolution",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool2d_with_indices",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "cross_entropy",
+    "nll_loss",
+    "batch_norm",
+    "dropout",
+    "relu",
+    "linear",
+    "unfold",
+    "fold",
+    "autograd",
+    "requires_grad",
+    "requires_grad_",
+    "grad_fn",
+    "optim",
+}
+TORCH_LAYERS = {
+    "Conv2d",
+    "Linear",
+    "ReLU",
+    "MaxPool2d",
+    "BatchNorm2d",
+    "Dropout",
+    "Flatten",
+    "AdaptiveAvgPool2d",
+    "CrossEntropyLoss",
+}
+
+
+def forbidden_calls(source: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute):
+            if node.attr in FORBIDDEN_NAMES:
+                found.append(node.attr)
+            base = node.value
+            if isinstance(base, ast.Name) and base.id == "F" and node.attr != "pad":
+                found.append(f"F.{node.attr}")
+            if isinstance(base, ast.Name) and base.id == "nn" and node.attr in TORCH_LAYERS:
+                found.append(f"nn.{node.attr}")
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            found.append(node.id)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "backward" and not node.args and not node.keywords:
+                found.append(".backward()")  # autograd's backward, not a layer's backward(grad)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]
+            for name in names:
+                if "autograd" in name or name.startswith("torch.optim") or name.endswith(".grad"):
+                    found.append(f"import {name}")
+        elif isinstance(node, ast.keyword) and node.arg == "requires_grad":
+            found.append("requires_grad=")
+    return found
+
+
+def test_scratch_source_uses_only_generic_tensor_operations():
+    files = sorted(Path(digitlab.scratch.__file__).parent.glob("*.py"))
+    assert len(files) >= 8
+    for path in files:
+        assert forbidden_calls(path.read_text()) == [], path.name
+
+
+def test_the_source_check_catches_forbidden_calls():
+    samples = [
+        "import torch.nn.functional as F\ny = F.conv2d(x, w)",
+        "y = torch.nn.functional.max_pool2d(x, 2)",
+        "y = x.unfold(2, 3, 1)",
+        "y = torch.softmax(x, 1)",
+        "loss.backward()",
+        "x.requires_grad_(True)",
+        "t = torch.zeros(3, requires_grad=True)",
+        "from torch import autograd",
+        "g = torch.autograd.grad(y, x)",
+        "layer = nn.Conv2d(1, 2, 3)",
+        "opt = torch.optim.Adam(params)",
+    ]
+    for sample in samples:
+        assert forbidden_calls(sample), sample
+    assert forbidden_calls("y = F.pad(x, (1, 1))\ngx = layer.backward(gy)") == []
