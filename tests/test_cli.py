@@ -109,3 +109,42 @@ def test_pickle_checkpoint_is_refused_in_a_real_process(trained_run, tmp_path):
     torch.save({"weights": torch.zeros(3)}, folder / "model.safetensors")
     result = run_subprocess("evaluate", folder)
     assert_one_line_error(result.returncode, result.stderr, 1, "never loads")
+
+
+def test_check_command_reports_every_case_ok(capsys):
+    code, out, err = run_cli(capsys, "check", "--json")
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["ok"] is True
+    names = [row["name"] for row in result["checks"]]
+    for expected in (
+        "Conv2d",
+        "Linear",
+        "MaxPool2d",
+        "BatchNorm2d",
+        "CrossEntropyLoss",
+        "Adam",
+        "SGD",
+        "CNN",
+        "FCN",
+    ):
+        assert any(expected in name for name in names), expected
+    assert all(0 <= row["max_abs_error"] <= 1e-8 for row in result["checks"])
+    code, out, _ = run_cli(capsys, "check")
+    assert code == 0 and "all ok" in out
+
+
+def test_bench_command_prints_ratios_from_one_run(capsys):
+    code, out, err = run_cli(capsys, "bench", "--quick", "--json")
+    assert code == 0, err
+    rows = json.loads(out.strip().splitlines()[-1])["rows"]
+    steps = [r for r in rows if r["name"].startswith("training step")]
+    assert len(steps) == 2
+    for r in rows:
+        if "ratio" in r and "torch_ms" in r:
+            assert r["torch_ms"] > 0 and r["scratch_ms"] > 0
+            assert r["ratio"] == pytest.approx(r["scratch_ms"] / r["torch_ms"], rel=0.01)
+    loops = next(r for r in rows if "study log" in r["name"])
+    assert loops["speedup"] > 1
+    memory = next(r for r in rows if "memory" in r["name"])
+    assert memory["torch_mib"] >= 0 and memory["scratch_mib"] >= 0

@@ -103,6 +103,12 @@ def build_parser() -> Parser:
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("check", help="compare every hand-written layer with PyTorch")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", help="speed of the hand-written layers against PyTorch")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -212,7 +218,46 @@ def cmd_predict(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+def cmd_check(args) -> int:
+    import torch
+
+    from digitlab.check import TOLERANCE, run_checks
+
+    result = run_checks()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{'check (float64, against PyTorch)':<48} {'max abs error':>13}  ok")
+        for row in result["checks"]:
+            print(
+                f"{row['name']:<48} {row['max_abs_error']:>13.2e}  {'ok' if row['ok'] else 'FAIL'}"
+            )
+        tolerance = TOLERANCE[torch.float64]
+        verdict = "all ok" if result["ok"] else "SOME CHECKS FAILED"
+        print(f"{verdict} (tolerance {tolerance:.0e})")
+    return 0 if result["ok"] else 1
+
+
+def cmd_bench(args) -> int:
+    from digitlab.bench import run_all
+
+    result = run_all(quick=args.quick)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for row in result["rows"]:
+        values = "  ".join(f"{k} {v}" for k, v in row.items() if k != "name")
+        print(f"{row['name']:<58} {values}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "check": cmd_check,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
