@@ -6,6 +6,8 @@ from safetensors.torch import load_file
 
 from conftest import SMALL, run_cli, write_dataset
 from digitlab import DigitlabError, checkpoint
+from digitlab.data import load_split
+from digitlab.evaluation import evaluate
 from digitlab.training import TrainConfig, fit, read_metrics
 
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -161,9 +163,6 @@ def test_scratch_and_torch_backends_train_alike_on_5000_images(tmp_path):
     # A scratch checkpoint loads into the torch layers and gives the accuracy it was logged with.
     model, config = checkpoint.load(tmp_path / "scratch", backend="torch")
     assert config["backend"] == "scratch"
-    from digitlab.data import load_split
-    from digitlab.evaluation import evaluate
-
     norm = config["normalization"]
     report = evaluate(model, load_split(None, False), norm["mean"], norm["std"])
     assert report["accuracy"] == pytest.approx(results["scratch"]["test_accuracy"], abs=1e-4)

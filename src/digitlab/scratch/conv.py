@@ -4,7 +4,7 @@ Shapes: x (N, C, H, W), weight (O, C, KH, KW), bias (O,), y (N, O, OH, OW) with
 OH = (H + 2*PH - DH*(KH-1) - 1) // SH + 1 (OW likewise). L = N*OH*OW windows, K = C*KH*KW.
 
 forward:   cols (L, K)  = the windows of the zero-padded x, one per row (as_strided view, copied)
-           y (L, O)     = cols @ W2^T + b                     W2 = weight viewed as (O, K)
+           y (L, O)     = cols @ W2^T + b          W2 = weight as (O, K), K ordered (KH, KW, C)
 backward:  dW2 (O, K)   = gy^T @ cols                         gy = dL/dy viewed as (L, O)
            db (O,)      = sum of gy over L
            dcols (L, K) = gy @ W2   (computed per kernel offset, for col2im's layout)
