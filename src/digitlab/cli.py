@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from digitlab import checkpoint, models, training
+from digitlab.compare import DEFAULT_CONFIGS
 from digitlab.errors import DigitlabError
 
 
@@ -90,12 +91,14 @@ def build_parser() -> Parser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--resume", metavar="OUT", help="continue the run in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint")
     p.add_argument("checkpoint", metavar="CKPT", help="run folder or its model.safetensors")
     p.add_argument("--data-dir", help="evaluate on this dataset (default: the run's own)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("predict", help="the digit in each image file")
@@ -103,6 +106,20 @@ def build_parser() -> Parser:
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("compare", help="train several configurations and report side by side")
+    p.add_argument(
+        "--configs",
+        help=f"comma-separated model/backend/optimizer[/lr] (default {','.join(DEFAULT_CONFIGS)})",
+    )
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only")
+    p.add_argument("--batch-size", type=positive_int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.add_argument("--out", default="runs/compare", help="report folder (default runs/compare)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("check", help="compare every hand-written layer with PyTorch")
     p.add_argument("--json", action="store_true")
 
@@ -145,6 +162,8 @@ def cmd_train(args) -> int:
             file=sys.stderr,
         )
         return 130
+    if not args.no_pictures:
+        write_pictures(out, config.data_dir, log)
     if args.json:
         print(json.dumps(result))
     else:
@@ -152,6 +171,52 @@ def cmd_train(args) -> int:
             f"test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epoch(s), "
             f"{result['train_seconds']:.1f} s of training; checkpoint {result['checkpoint']}"
         )
+    return 0
+
+
+def write_pictures(run: Path, data_dir, log) -> None:
+    """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps)."""
+    from digitlab.data import load_split
+    from digitlab.plots import write_run_pictures
+
+    model, config = checkpoint.load(run)
+    paths = write_run_pictures(
+        model, config, training.read_metrics(run), load_split(data_dir, train=False), run
+    )
+    log(f"pictures: {', '.join(p.name for p in paths)} in {run}")
+
+
+def cmd_compare(args) -> int:
+    from digitlab.compare import compare
+
+    base = training.TrainConfig(
+        epochs=args.epochs,
+        subset=args.subset,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        device="cpu",
+        command="digitlab " + shlex.join(args.argv),
+    )
+    configs = args.configs.split(",") if args.configs else list(DEFAULT_CONFIGS)
+    log = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    result = compare(configs, base, args.out, progress=not args.quiet, log=log)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    keys = [
+        "config",
+        "parameters",
+        "test_accuracy",
+        "train_seconds",
+        "seconds_per_epoch",
+        "inference_per_second",
+        "peak_memory_mib",
+    ]
+    print("  ".join(f"{k:>20}" for k in keys))
+    for row in result["rows"]:
+        print("  ".join(f"{str(row[k]):>20}" for k in keys))
+    print(f"report: {result['report']}")
     return 0
 
 
@@ -166,6 +231,9 @@ def cmd_evaluate(args) -> int:
     test = load_split(data_dir, train=False)
     norm = config["normalization"]
     report = evaluate(model, test, norm["mean"], norm["std"])
+    run = checkpoint.resolve(args.checkpoint)[0].parent
+    if not args.no_pictures and run != checkpoint.PRETRAINED_DIR:
+        write_pictures(run, data_dir, lambda text: print(text, file=sys.stderr))
     if args.json:
         print(json.dumps({k: report[k] for k in ("accuracy", "per_class", "confusion")}))
         return 0
@@ -255,6 +323,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "compare": cmd_compare,
     "check": cmd_check,
     "bench": cmd_bench,
 }

@@ -1,0 +1,305 @@
+"""Several configurations trained on the same data and seed, measured side by side, reported.
+
+A configuration is "model/backend/optimizer[/lr]", e.g. "cnn/scratch/adam" or "cnn/torch/sgd/0.01".
+Each one trains with `digitlab train` in a process of its own into OUT/runs/NAME (checkpoints and
+all) and leaves its measured row in OUT/runs/NAME/row.json; a rerun skips finished rows and
+resumes unfinished runs, so a long comparison can be stopped and started again.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from digitlab import checkpoint, models, plots, training
+from digitlab.data import load_split
+from digitlab.errors import DigitlabError
+from digitlab.evaluation import logits_of
+
+DEFAULT_CONFIGS = (
+    "cnn/torch/adam",
+    "cnn/scratch/adam",
+    "fcn/torch/adam",
+    "fcn/scratch/adam",
+    "cnn/torch/sgd/0.01",
+)
+COLUMNS = [
+    ("config", "configuration"),
+    ("parameters", "parameters"),
+    ("test_accuracy", "test accuracy"),
+    ("train_seconds", "training s"),
+    ("seconds_per_epoch", "s / epoch"),
+    ("inference_per_second", "inference images/s"),
+    ("peak_memory_mib", "peak memory MiB"),
+]
+
+
+def parse_config(text: str, base: training.TrainConfig) -> training.TrainConfig:
+    """ "model/backend/optimizer[/lr]" -> a TrainConfig with the shared settings of `base`."""
+    parts = text.strip().split("/")
+    if len(parts) not in (3, 4):
+        raise DigitlabError(
+            f"--configs {text!r}: write model/backend/optimizer[/lr], e.g. cnn/scratch/adam"
+        )
+    model, backend, optimizer = parts[:3]
+    try:
+        lr = float(parts[3]) if len(parts) == 4 else base.lr
+    except ValueError:
+        raise DigitlabError(
+            f"--configs {text!r}: the learning rate {parts[3]!r} is not a number"
+        ) from None
+    config = training.TrainConfig(
+        **{**base.__dict__, "model": model, "backend": backend, "optimizer": optimizer, "lr": lr}
+    )
+    training.check_config(config)
+    return config
+
+
+def inference_rate(model, test, mean: float, std: float) -> float:
+    """Test images classified per second, in batches of 250 (the best of three passes)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        logits_of(model, test.images, mean, std)
+        best = min(best, time.perf_counter() - start)
+    return len(test) / best
+
+
+def train_command(config: training.TrainConfig, run: Path, resume: bool, progress: bool):
+    """The `digitlab train` command line that trains (or resumes) `config` into `run`."""
+    if resume:
+        args = ["--resume", run, "--epochs", config.epochs]
+    else:
+        args = [
+            "--model",
+            config.model,
+            "--backend",
+            config.backend,
+            "--optimizer",
+            config.optimizer,
+            "--lr",
+            config.lr,
+            "--batch-size",
+            config.batch_size,
+            "--epochs",
+            config.epochs,
+            "--seed",
+            config.seed,
+            "--out",
+            run,
+        ]
+        if config.subset:
+            args += ["--subset", config.subset]
+        if config.data_dir:
+            args += ["--data-dir", config.data_dir]
+    args += ["--device", "cpu", "--json", "--no-pictures"] + ([] if progress else ["--quiet"])
+    return [sys.executable, "-m", "digitlab", "train", *map(str, args)]
+
+
+def run_training(command: list[str], name: str) -> tuple[dict, float]:
+    """Run a training process; returns (its --json result, its peak resident memory in MiB).
+
+    Each configuration trains in a process of its own, so its peak memory is its own and one
+    row's allocations cannot flatter or burden the next.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise DigitlabError(f"{name}: training failed (exit {process.returncode}); see above")
+    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+
+
+def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, log) -> dict:
+    """Train (or resume) one configuration and return its row; cached in run/row.json."""
+    row_file = run / "row.json"
+    if row_file.is_file():
+        row = json.loads(row_file.read_text())
+        if row.get("epochs") == config.epochs:
+            log(f"{name}: done before, skipped")
+            return row
+    resume = (run / checkpoint.RESUME).is_file()
+    if resume:
+        saved = training.load_resume_config(run)
+        fields = ("model", "backend", "optimizer", "lr", "batch_size", "seed", "subset")
+        resume = all(getattr(saved, f) == getattr(config, f) for f in fields)
+    log(f"{name}: {'resuming' if resume else 'training'}")
+    result, peak_mib = run_training(train_command(config, run, resume, progress), name)
+    model, saved = checkpoint.load(run, backend=config.backend)
+    norm = saved["normalization"]
+    test = load_split(config.data_dir, train=False)
+    metrics = training.read_metrics(run)
+    row = {
+        "config": name,
+        "model": config.model,
+        "backend": config.backend,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "epochs": config.epochs,
+        "parameters": models.count_parameters(model),
+        "test_accuracy": result["test_accuracy"],
+        "train_seconds": round(result["train_seconds"], 2),
+        "seconds_per_epoch": round(result["train_seconds"] / result["epochs"], 2),
+        "inference_per_second": round(inference_rate(model, test, norm["mean"], norm["std"])),
+        "peak_memory_mib": round(peak_mib, 1),  # the whole training process, Python included
+        "curve": [
+            {
+                "epoch": r["epoch"],
+                "test_accuracy": r["test_accuracy"],
+                "train_seconds": r["train_seconds"],
+            }
+            for r in metrics
+        ],
+        "step_loss": [v for r in metrics for v in r["step_loss"]],
+    }
+    checkpoint.atomic_write(row_file, json.dumps(row).encode())
+    return row
+
+
+def curves_figure(rows: list[dict], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    for row in rows:
+        # Dashed for the hand-written layers: where they match PyTorch, both lines show.
+        style = "--" if row["backend"] == "scratch" else "-"
+        losses = row["step_loss"]
+        on_top = 3 if row["backend"] == "scratch" else 2
+        (line,) = ax_loss.plot(
+            range(1, len(losses) + 1),
+            plots.smooth(losses),
+            style,
+            label=row["config"],
+            zorder=on_top,
+        )
+        ax_acc.plot(
+            [c["epoch"] for c in row["curve"]],
+            [100 * c["test_accuracy"] for c in row["curve"]],
+            "o" + style,
+            color=line.get_color(),
+            label=row["config"],
+        )
+    ax_acc.set_xticks(range(1, max(len(row["curve"]) for row in rows) + 1))
+    plots.plain_log_axis(ax_loss)
+    ax_loss.set(
+        xlabel="training step", ylabel="smoothed training loss (log scale)", title="learning curves"
+    )
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return plots.save(fig, path)
+
+
+def accuracy_time_figure(rows: list[dict], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+    for row in rows:
+        seconds = [c["train_seconds"] for c in row["curve"]]
+        accuracy = [100 * c["test_accuracy"] for c in row["curve"]]
+        ax.plot(seconds, accuracy, "o-")
+        ax.annotate(
+            row["config"],
+            (seconds[-1], accuracy[-1]),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=8,
+        )
+    ax.margins(x=0.25, y=0.15)
+    ax.set(
+        xlabel="training seconds (this machine)",
+        ylabel="test accuracy (%)",
+        title="accuracy against training time (up and left is better)",
+    )
+    ax.grid(alpha=0.3)
+    return plots.save(fig, path)
+
+
+def cell(key: str, value) -> str:
+    if value is None:
+        return "n/a"
+    if key == "test_accuracy":
+        return f"{100 * value:.2f}%"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def write_report(rows: list[dict], out: Path, settings: str) -> Path:
+    """report.md and a self-contained report.html (pictures inlined) in `out`."""
+    figures = [
+        curves_figure(rows, out / "curves.png"),
+        accuracy_time_figure(rows, out / "accuracy_vs_time.png"),
+    ]
+    header = [title for _, title in COLUMNS]
+    table = [[cell(key, row.get(key)) for key, _ in COLUMNS] for row in rows]
+    md = [
+        "# digitlab compare",
+        "",
+        settings,
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    md += ["| " + " | ".join(line) + " |" for line in table]
+    md += [""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+    (out / "report.md").write_text("\n".join(md))
+
+    def img(p: Path) -> str:
+        data = base64.b64encode(p.read_bytes()).decode()
+        return f'<img alt="{p.stem}" src="data:image/png;base64,{data}">'
+
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>" for line in table
+    )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>digitlab compare</title><style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.4em 0.8em; text-align: right; }}
+th {{ background: #eef3fb; }} td:first-child {{ text-align: left; font-family: monospace; }}
+img {{ max-width: 100%; display: block; margin: 1em 0; }}
+</style></head><body>
+<h1>digitlab compare</h1><p>{html.escape(settings)}</p>
+<table><tr>{head}</tr>{body}</table>
+{"".join(img(p) for p in figures)}
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page)
+    return path
+
+
+def compare(
+    configs: list[str],
+    base: training.TrainConfig,
+    out: str | Path,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Train and measure each configuration; write the report. {"report", "rows"}."""
+    out = Path(out)
+    parsed = {name: parse_config(name, base) for name in configs}
+    rows = []
+    for name, config in parsed.items():
+        run = out / "runs" / name.replace("/", "-")
+        rows.append(measure(name, config, run, progress, log))
+    subset = f"{base.subset} training images" if base.subset else "all training images"
+    settings = (
+        f"{base.epochs} epoch(s), batch {base.batch_size}, seed {base.seed}, {subset}, "
+        f"on {torch.get_num_threads()} CPU threads"
+    )
+    report = write_report(rows, out, settings)
+    table = [{k: v for k, v in row.items() if k not in ("curve", "step_loss")} for row in rows]
+    return {"report": str(report), "rows": table}

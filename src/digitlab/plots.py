@@ -1,0 +1,273 @@
+"""The pictures of a run: how it learned, where it fails, what it sees.
+
+Every function draws one figure with matplotlib's Agg backend (no screen needed) and writes it as
+a PNG; `write_run_pictures` makes all of them for a trained model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from digitlab.data import as_input  # noqa: E402
+
+DPI = 100
+MISTAKE = "#d62728"
+RIGHT = "#2a7f3f"
+
+
+def smooth(values, weight: float = 0.98) -> np.ndarray:
+    """Exponential moving average with bias correction, like TensorBoard's smoothing."""
+    out, average = [], 0.0
+    for i, v in enumerate(values, 1):
+        average = weight * average + (1 - weight) * v
+        out.append(average / (1 - weight**i))
+    return np.array(out)
+
+
+def plain_log_axis(ax) -> None:
+    """Log-scale y axis labelled 0.05, 0.1, 2 rather than 5 x 10^-2."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    label = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(label)
+    ax.yaxis.set_minor_formatter(label)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def learning_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
+    """Training loss per step (raw and smoothed) and test accuracy per epoch, side by side."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    losses = [v for record in metrics for v in record["step_loss"]]
+    steps = np.arange(1, len(losses) + 1)
+    ax_loss.plot(steps, losses, color="#1f77b4", alpha=0.25, linewidth=0.8, label="per step")
+    ax_loss.plot(steps, smooth(losses), color="#1f77b4", linewidth=2, label="smoothed")
+    plain_log_axis(ax_loss)
+    ax_loss.set(
+        xlabel="training step", ylabel="cross-entropy loss (log scale)", title="training loss"
+    )
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    epochs = [r["epoch"] for r in metrics]
+    ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in metrics], "o-", label="test")
+    if "val_accuracy" in metrics[0]:
+        ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in metrics], "s--", label="validation")
+    for e, r in zip(epochs, metrics, strict=True):
+        ax_acc.annotate(
+            f"{100 * r['test_accuracy']:.2f}%",
+            (e, 100 * r["test_accuracy"]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+        )
+    lowest = min(100 * r.get(k, 1.0) for r in metrics for k in ("test_accuracy", "val_accuracy"))
+    ax_acc.set_ylim(max(0, lowest - 2), 100)
+    lowest = min(100 * r.get(k, 1.0) for r in metrics for k in ("test_accuracy", "val_accuracy"))
+    ax_acc.set_ylim(max(0, lowest - 2), 100)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy after each epoch")
+    ax_acc.set_xticks(epochs)
+    ax_acc.legend(loc="lower right")
+    ax_acc.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return save(fig, path)
+
+
+def confusion_heatmap(confusion, path: Path, title: str = "") -> Path:
+    """The confusion matrix as a heat map with the count in every cell."""
+    matrix = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(7, 6), constrained_layout=True)
+    # Log colour scale: the diagonal holds ~1000s, the mistakes single digits.
+    image = ax.imshow(np.log1p(matrix), cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            dark = np.log1p(count) > 0.6 * np.log1p(matrix.max())
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
+    classes = range(len(matrix))
+    ax.set_xticks(classes)
+    ax.set_yticks(classes)
+    ax.set(
+        xlabel="predicted class",
+        ylabel="true class",
+        title=title or f"confusion matrix ({matrix.trace()} of {matrix.sum()} right)",
+    )
+    fig.colorbar(image, ax=ax, label="log(1 + count)")
+    return save(fig, path)
+
+
+def digit_grid(images, titles, colors, path: Path, title: str, columns: int = 8) -> Path:
+    """Digits (N, 28, 28) in a grid, each with a coloured caption."""
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 1.3, rows * 1.5 + 0.6), constrained_layout=True
+    )
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, image, text, color in zip(
+        np.atleast_1d(axes).ravel(), images, titles, colors, strict=False
+    ):
+        ax.imshow(image, cmap="gray_r", vmin=0, vmax=255 if image.max() > 1 else 1)
+        ax.set_title(text, color=color, fontsize=9)
+        if color == MISTAKE:
+            for side in ax.spines.values():
+                side.set(visible=True, color=MISTAKE, linewidth=2)
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def predictions_grid(images, labels, predicted, path: Path, count: int = 40) -> Path:
+    """The first test digits with predicted and true labels; mistakes framed in red."""
+    images, labels, predicted = images[:count], labels[:count], predicted[:count]
+    titles = [
+        f"{p} (true {t})" if p != t else f"{p}" for p, t in zip(predicted, labels, strict=True)
+    ]
+    colors = [RIGHT if p == t else MISTAKE for p, t in zip(predicted, labels, strict=True)]
+    wrong = sum(c == MISTAKE for c in colors)
+    return digit_grid(
+        images,
+        titles,
+        colors,
+        path,
+        f"first {len(images)} test digits: prediction (red: {wrong} mistakes)",
+    )
+
+
+def confident_mistakes(images, labels, probabilities, path: Path, count: int = 24) -> Path:
+    """The mistakes the model was surest of, with its confidence and the true label."""
+    predicted = probabilities.argmax(1)
+    confidence = probabilities.max(1).values
+    wrong = torch.nonzero(predicted != labels).flatten()
+    order = wrong[confidence[wrong].argsort(descending=True)][:count]
+    titles = [
+        f"{int(predicted[i])} ({100 * confidence[i]:.0f}%) true {int(labels[i])}" for i in order
+    ]
+    return digit_grid(
+        images[order].numpy(),
+        titles,
+        [MISTAKE] * len(order),
+        path,
+        f"the {len(order)} most confident mistakes (of {len(wrong)})",
+    )
+
+
+def filters(weight: torch.Tensor, path: Path) -> Path:
+    """The first convolution's filters (O, 1, KH, KW), each on its own symmetric colour scale."""
+    weight = weight.detach().float().cpu()[:, 0]
+    columns = 8
+    rows = -(-len(weight) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 1.2, rows * 1.3 + 0.6), constrained_layout=True
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, (ax, w) in enumerate(zip(axes.ravel(), weight, strict=False)):
+        limit = w.abs().max().item() or 1.0
+        ax.imshow(w.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"filter {k}", fontsize=8)
+    fig.suptitle("first layer's filters (red: positive weights, blue: negative)")
+    return save(fig, path)
+
+
+@torch.no_grad()
+def block_outputs(model, image: torch.Tensor, mean: float, std: float) -> dict:
+    """{block name: (C, H, W) output} of each conv block of `model` for one (H, W) image."""
+    model.eval()
+    device = next(model.parameters()).device
+    x = as_input(image[None].to(device), mean, std)
+    outputs = {}
+    for name, layer in model.named_children():
+        x = layer(x)
+        if name.startswith("conv"):
+            outputs[name] = x[0].float().cpu()
+    return outputs
+
+
+def feature_maps(
+    model, image: torch.Tensor, mean: float, std: float, path: Path, label: str = ""
+) -> Path:
+    """One digit and the output of every conv block for it, one row of maps per block."""
+    outputs = block_outputs(model, image, mean, std)
+    columns = 16
+    rows = 1 + sum(-(-len(maps) // columns) for maps in outputs.values())
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 0.9, rows * 1.0 + 0.6), constrained_layout=True
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    axes[0, 0].imshow(np.asarray(image), cmap="gray_r")
+    axes[0, 0].set_title(f"input {label}".strip(), fontsize=8)
+    row = 1
+    for name, maps in outputs.items():
+        for k, fmap in enumerate(maps):
+            ax = axes[row + k // columns, k % columns]
+            ax.imshow(fmap.numpy(), cmap="viridis")
+            if k == 0:
+                ax.set_title(f"{name}: {tuple(maps.shape)}", fontsize=8, loc="left")
+        row += -(-len(maps) // columns)
+    fig.suptitle("what each conv block sees: its output channels for this digit")
+    return save(fig, path)
+
+
+def write_run_pictures(model, config: dict, metrics: list[dict], test, out: Path) -> list[Path]:
+    """All pictures of a trained run into `out`; returns their paths."""
+    from digitlab.evaluation import classification_report, logits_of
+
+    norm = config["normalization"]
+    probabilities = logits_of(model, test.images, norm["mean"], norm["std"]).softmax(1)
+    predicted = probabilities.argmax(1)
+    report = classification_report(predicted, test.labels)
+    name = f"{config['model']} ({config.get('backend', 'torch')}, {config.get('optimizer', '')})"
+    images = test.images.numpy()
+    paths = []
+    if metrics:
+        paths.append(learning_curves(metrics, out / "learning_curves.png", name))
+    paths.append(
+        confusion_heatmap(
+            report["confusion"],
+            out / "confusion_matrix.png",
+            f"{name}: confusion matrix, accuracy {100 * report['accuracy']:.2f}%",
+        )
+    )
+    paths.append(
+        predictions_grid(images, test.labels.tolist(), predicted.tolist(), out / "predictions.png")
+    )
+    paths.append(
+        confident_mistakes(test.images, test.labels, probabilities, out / "confident_mistakes.png")
+    )
+    first_conv = next(m for m in model.modules() if hasattr(m, "weight") and m.weight.dim() == 4)
+    paths.append(filters(first_conv.weight, out / "filters.png"))
+    paths.append(
+        feature_maps(
+            model,
+            test.images[0],
+            norm["mean"],
+            norm["std"],
+            out / "feature_maps.png",
+            f"(label {int(test.labels[0])})",
+        )
+    )
+    return paths

@@ -1,0 +1,112 @@
+"""The pictures of a run and the compare report: real PNGs, not blank, readable by a browser."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from digitlab.compare import DEFAULT_CONFIGS
+
+CHROMIUM = shutil.which("chromium")
+# name -> (width, height) in pixels, from each figure's size at 100 dpi.
+RUN_PICTURES = {
+    "learning_curves.png": (1100, 400),
+    "confusion_matrix.png": (700, 600),
+    "predictions.png": (1040, 810),
+    "confident_mistakes.png": (1040, 510),
+    "filters.png": (960, 320),
+    "feature_maps.png": (1440, 460),
+}
+
+
+def assert_real_picture(path, size=None):
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        if size:
+            assert image.size == size, path.name
+        pixels = np.asarray(image.convert("L"), dtype=np.float32)
+    assert pixels.std() > 10, f"{path.name} looks blank"  # plots, digits and text, not one colour
+
+
+def test_train_and_evaluate_write_every_picture(trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    for name in RUN_PICTURES:
+        (run / name).unlink(missing_ok=True)
+    code, _, err = run_cli(capsys, "evaluate", run)
+    assert code == 0, err
+    for name, size in RUN_PICTURES.items():
+        assert_real_picture(run / name, size)
+
+
+def test_train_writes_pictures_unless_told_not_to(tmp_path, capsys):
+    args = ["train", "--subset", "300", "--quiet"]
+    assert run_cli(capsys, *args, "--out", tmp_path / "a")[0] == 0
+    assert all((tmp_path / "a" / name).is_file() for name in RUN_PICTURES)
+    assert run_cli(capsys, *args, "--out", tmp_path / "b", "--no-pictures")[0] == 0
+    assert not any((tmp_path / "b" / name).exists() for name in RUN_PICTURES)
+
+
+def test_compare_reports_each_configuration_and_resumes(tmp_path, capsys):
+    configs = "cnn/torch/adam,cnn/scratch/adam,cnn/torch/sgd/0.05"
+    args = ["compare", "--configs", configs, "--subset", "400", "--out", tmp_path, "--quiet"]
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    rows = result["rows"]
+    assert [r["config"] for r in rows] == configs.split(",")
+    for r in rows:
+        assert r["parameters"] == 28938 and 0.3 < r["test_accuracy"] <= 1
+        assert 0 < r["train_seconds"] == r["seconds_per_epoch"] < 120
+        assert r["inference_per_second"] > 100 and r["peak_memory_mib"] > 50
+    # Same seed, same data: the hand-written layers follow PyTorch's run closely.
+    assert abs(rows[0]["test_accuracy"] - rows[1]["test_accuracy"]) < 0.02
+    report = (tmp_path / "report.md").read_text()
+    assert sum(line.startswith("| cnn/") for line in report.splitlines()) == 3
+    for name in ("curves.png", "accuracy_vs_time.png"):
+        assert_real_picture(tmp_path / name)
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "cnn/scratch/adam" in html
+    # A rerun redoes nothing.
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and err.count("done before, skipped") + out.count("done before") == 3
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: apt-get install chromium")
+def test_report_renders_in_headless_chromium(tmp_path, capsys):
+    args = ["compare", "--configs", "cnn/torch/adam", "--subset", "200", "--out", tmp_path]
+    assert run_cli(capsys, *args, "--quiet")[0] == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1400",
+            (tmp_path / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert_real_picture(shot, (1200, 1400))
+
+
+def test_default_configurations_cover_both_backends_models_and_optimizers():
+    parts = [c.split("/") for c in DEFAULT_CONFIGS]
+    assert {"cnn", "fcn"} <= {p[0] for p in parts}
+    assert {"torch", "scratch"} <= {p[1] for p in parts}
+    assert {"adam", "sgd"} <= {p[2] for p in parts}
+    for required in ("cnn/torch/adam", "cnn/scratch/adam", "fcn/torch/adam"):
+        assert required in DEFAULT_CONFIGS
+    assert any(c.startswith("cnn/torch/sgd") for c in DEFAULT_CONFIGS)
