@@ -68,6 +68,6 @@ def assert_one_line_error(code, err, expected_code=1, *fragments):
 def trained_run(tmp_path_factory):
     """A cnn run trained for 1 epoch on 2,000 images, shared by the tests that need a checkpoint."""
     out = tmp_path_factory.mktemp("run")
-    code = main(["train", "--out", str(out), "--quiet", "--seed", "1", *SMALL])
+    code = main(["train", "--out", str(out), "--quiet", "--no-pictures", "--seed", "1", *SMALL])
     assert code == 0
     return out

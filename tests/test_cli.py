@@ -10,7 +10,7 @@ from digitlab import models
 
 
 def test_evaluate_json_and_table(trained_run, capsys):
-    code, out, err = run_cli(capsys, "evaluate", trained_run, "--json")
+    code, out, err = run_cli(capsys, "evaluate", trained_run, "--json", "--no-pictures")
     assert code == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert set(report) == {"accuracy", "per_class", "confusion"}
@@ -21,7 +21,7 @@ def test_evaluate_json_and_table(trained_run, capsys):
     assert [r["support"] for r in report["per_class"]] == confusion.sum(1).tolist()
     assert all(0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 for r in report["per_class"])
     # The same checkpoint given as its weights file, with a human table.
-    code, out, _ = run_cli(capsys, "evaluate", trained_run / "model.safetensors")
+    code, out, _ = run_cli(capsys, "evaluate", trained_run / "model.safetensors", "--no-pictures")
     assert code == 0 and f"accuracy {report['accuracy']:.4f}" in out and "confusion" in out
 
 

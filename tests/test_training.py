@@ -50,7 +50,16 @@ def test_one_epoch_on_2000_images_beats_90_percent(trained_run):
 
 def test_cli_train_prints_the_documented_json(tmp_path, capsys):
     code, out, err = run_cli(
-        capsys, "train", *SMALL, "--subset", "500", "--out", tmp_path, "--quiet", "--json"
+        capsys,
+        "train",
+        *SMALL,
+        "--subset",
+        "500",
+        "--out",
+        tmp_path,
+        "--quiet",
+        "--json",
+        "--no-pictures",
     )
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
@@ -83,10 +92,21 @@ def test_same_seed_same_run_bit_for_bit(tmp_path):
 def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, capsys):
     for optimizer in ("adam", "sgd"):
         whole, parts = tmp_path / f"whole-{optimizer}", tmp_path / f"parts-{optimizer}"
-        args = ["--subset", "500", "--batch-size", "25", "--optimizer", optimizer, "--quiet"]
+        args = [
+            "--subset",
+            "500",
+            "--batch-size",
+            "25",
+            "--optimizer",
+            optimizer,
+            "--quiet",
+            "--no-pictures",
+        ]
         assert run_cli(capsys, "train", *args, "--epochs", 2, "--out", whole)[0] == 0
         assert run_cli(capsys, "train", *args, "--epochs", 1, "--out", parts)[0] == 0
-        code, out, err = run_cli(capsys, "train", "--resume", parts, "--epochs", 2, "--quiet")
+        code, out, err = run_cli(
+            capsys, "train", "--resume", parts, "--epochs", 2, "--quiet", "--no-pictures"
+        )
         assert code == 0, err
         assert "resuming" in out
         a = load_file(whole / "model.safetensors")
@@ -98,7 +118,12 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, capsys):
 
 
 def test_resume_refuses_a_changed_hyperparameter(tmp_path, capsys):
-    assert run_cli(capsys, "train", "--subset", "200", "--out", tmp_path, "--quiet")[0] == 0
+    assert (
+        run_cli(capsys, "train", "--subset", "200", "--out", tmp_path, "--quiet", "--no-pictures")[
+            0
+        ]
+        == 0
+    )
     code, _, err = run_cli(capsys, "train", "--resume", tmp_path, "--lr", "0.1", "--epochs", 2)
     assert code == 1 and "was trained with 0.001" in err
 
@@ -171,9 +196,23 @@ def test_scratch_and_torch_backends_train_alike_on_5000_images(tmp_path):
 def test_scratch_backend_resumes_exactly(tmp_path, capsys):
     for optimizer in ("adam", "sgd"):
         whole, parts = tmp_path / f"whole-{optimizer}", tmp_path / f"parts-{optimizer}"
-        args = ["--backend", "scratch", "--optimizer", optimizer, "--subset", "400", "--quiet"]
+        args = [
+            "--backend",
+            "scratch",
+            "--optimizer",
+            optimizer,
+            "--subset",
+            "400",
+            "--quiet",
+            "--no-pictures",
+        ]
         assert run_cli(capsys, "train", *args, "--epochs", 2, "--out", whole)[0] == 0
         assert run_cli(capsys, "train", *args, "--epochs", 1, "--out", parts)[0] == 0
-        assert run_cli(capsys, "train", "--resume", parts, "--epochs", 2, "--quiet")[0] == 0
+        assert (
+            run_cli(capsys, "train", "--resume", parts, "--epochs", 2, "--quiet", "--no-pictures")[
+                0
+            ]
+            == 0
+        )
         a, b = load_file(whole / "model.safetensors"), load_file(parts / "model.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a)

@@ -147,25 +147,19 @@ def study_log_row(images: int = 2) -> dict:
 MEMORY_SCRIPT = """
 import sys
 from digitlab.bench import step_function
-
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1])
+from digitlab.memory import peak_since, reset_peak
 
 step = step_function("cnn", sys.argv[1])
-before = status("VmRSS:")
-with open("/proc/self/clear_refs", "w") as f:  # resets the peak (VmHWM) to the current RSS
-    f.write("5")
+start = reset_peak()
 for _ in range(int(sys.argv[2])):
     step()
-print(status("VmHWM:") - before)
+print(peak_since(start))
 """
 
 
 def memory_row(steps: int = 20) -> dict:
     """Peak resident memory that training steps add, each backend in a fresh process (Linux)."""
-    kib = {}
+    mib = {}
     for backend in ("torch", "scratch"):
         out = subprocess.run(
             [sys.executable, "-c", MEMORY_SCRIPT, backend, str(steps)],
@@ -173,12 +167,12 @@ def memory_row(steps: int = 20) -> dict:
             text=True,
             check=True,
         )
-        kib[backend] = int(out.stdout.strip().splitlines()[-1])
+        mib[backend] = float(out.stdout.strip().splitlines()[-1])
     return {
         "name": f"peak memory added by {steps} cnn training steps (MiB)",
-        "torch_mib": round(kib["torch"] / 1024, 1),
-        "scratch_mib": round(kib["scratch"] / 1024, 1),
-        "ratio": round(kib["scratch"] / max(kib["torch"], 1), 3),
+        "torch_mib": mib["torch"],
+        "scratch_mib": mib["scratch"],
+        "ratio": round(mib["scratch"] / max(mib["torch"], 0.1), 3),
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import subprocess
 import sys
 import time
@@ -104,19 +103,13 @@ def train_command(config: training.TrainConfig, run: Path, resume: bool, progres
     return [sys.executable, "-m", "digitlab", "train", *map(str, args)]
 
 
-def run_training(command: list[str], name: str) -> tuple[dict, float]:
-    """Run a training process; returns (its --json result, its peak resident memory in MiB).
-
-    Each configuration trains in a process of its own, so its peak memory is its own and one
-    row's allocations cannot flatter or burden the next.
-    """
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+def run_training(command: list[str], name: str) -> dict:
+    """Run a training process (one per configuration, so no row's allocations or warm caches
+    flatter or burden the next); returns its --json result."""
+    process = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if process.returncode != 0:
         raise DigitlabError(f"{name}: training failed (exit {process.returncode}); see above")
-    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+    return json.loads(process.stdout.strip().splitlines()[-1])
 
 
 def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, log) -> dict:
@@ -133,7 +126,7 @@ def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, 
         fields = ("model", "backend", "optimizer", "lr", "batch_size", "seed", "subset")
         resume = all(getattr(saved, f) == getattr(config, f) for f in fields)
     log(f"{name}: {'resuming' if resume else 'training'}")
-    result, peak_mib = run_training(train_command(config, run, resume, progress), name)
+    result = run_training(train_command(config, run, resume, progress), name)
     model, saved = checkpoint.load(run, backend=config.backend)
     norm = saved["normalization"]
     test = load_split(config.data_dir, train=False)
@@ -150,7 +143,9 @@ def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, 
         "train_seconds": round(result["train_seconds"], 2),
         "seconds_per_epoch": round(result["train_seconds"] / result["epochs"], 2),
         "inference_per_second": round(inference_rate(model, test, norm["mean"], norm["std"])),
-        "peak_memory_mib": round(peak_mib, 1),  # the whole training process, Python included
+        # Resident memory the training steps needed at their peak, beyond what the process held
+        # before them (interpreter, libraries, the dataset): the model's own cost.
+        "peak_memory_mib": max((r.get("peak_memory_mib") or 0) for r in metrics) or None,
         "curve": [
             {
                 "epoch": r["epoch"],

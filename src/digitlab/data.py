@@ -198,9 +198,15 @@ def as_input(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
 
 
 def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of all pixels of (N, H, W) uint8 images, scaled to [0, 1]."""
-    x = images.double() / 255.0
-    return x.mean().item(), x.std().item()
+    """Mean and (unbiased) standard deviation of all pixels of (N, H, W) uint8 images, scaled to
+    [0, 1]. Computed from the histogram of the 256 byte values: exact, and without a float copy
+    of the whole split (which for MNIST's training set would be 376 MB)."""
+    counts = torch.bincount(images.flatten(), minlength=256).double()
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    n = counts.sum()
+    mean = (counts * values).sum() / n
+    var = (counts * (values - mean) ** 2).sum() / (n - 1)
+    return mean.item(), var.sqrt().item()
 
 
 class MNIST(torch.utils.data.Dataset):

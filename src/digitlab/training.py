@@ -23,6 +23,7 @@ from digitlab import checkpoint, models
 from digitlab.data import Split, as_input, dataset_name, load_split, pixel_stats
 from digitlab.errors import DigitlabError
 from digitlab.evaluation import evaluate
+from digitlab.memory import peak_since, reset_peak
 
 METRICS = "metrics.jsonl"
 OPTIMIZERS = ("adam", "sgd")
@@ -237,6 +238,7 @@ def fit(
             mininterval=0.5,
             leave=False,
         )
+        memory_start = reset_peak()
         start = time.perf_counter()
         for i in range(0, n, bs):
             idx = perm[i : i + bs]
@@ -261,6 +263,7 @@ def fit(
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_seconds = time.perf_counter() - start
+        peak_memory = peak_since(memory_start)
         bar.close()
         train_seconds += epoch_seconds
 
@@ -273,6 +276,7 @@ def fit(
         record.update(
             epoch_seconds=epoch_seconds,
             train_seconds=train_seconds,
+            peak_memory_mib=peak_memory,
             step_loss=[round(v, 5) for v in step_losses],
         )
         append_metrics(out, record)
