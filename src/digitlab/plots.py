@@ -33,12 +33,14 @@ def smooth(values, weight: float = 0.98) -> np.ndarray:
 
 def plain_log_axis(ax) -> None:
     """Log-scale y axis labelled 0.05, 0.1, 2 rather than 5 x 10^-2."""
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     ax.set_yscale("log")
     label = FuncFormatter(lambda v, _: f"{v:g}")
     ax.yaxis.set_major_formatter(label)
-    ax.yaxis.set_minor_formatter(label)
+    low, high = ax.get_ylim()
+    # Label the in-between ticks only when the curve spans less than a decade: else they crowd.
+    ax.yaxis.set_minor_formatter(label if high < 10 * low else NullFormatter())
     ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
