@@ -105,7 +105,13 @@ def build_parser() -> Parser:
     p.add_argument("images", nargs="+", metavar="IMG")
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--multi", action="store_true", help="read a number of several digits")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("app", help="the drawing app in your browser")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=positive_int, default=7860)
+    p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
     p = sub.add_parser("compare", help="train several configurations and report side by side")
     p.add_argument(
         "--configs",
@@ -256,33 +262,50 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import torch
 
     from digitlab.evaluation import logits_of
-    from digitlab.preprocess import preprocess
+    from digitlab.preprocess import preprocess, preprocess_multi
 
     model, config = checkpoint.load(
         args.checkpoint, device=str(training.resolve_device(args.device))
     )
-    images = torch.stack([preprocess(path) for path in args.images])
     norm = config["normalization"]
-    probabilities = logits_of(model, images, norm["mean"], norm["std"]).softmax(1)
     predictions = []
-    for path, p in zip(args.images, probabilities, strict=True):
-        digit = int(p.argmax())
-        predictions.append(
-            {
-                "path": path,
-                "digit": digit,
-                "confidence": p[digit].item(),
-                "probabilities": [round(v, 6) for v in p.tolist()],
-            }
-        )
+    for path in args.images:
+        digits = preprocess_multi(path) if args.multi else preprocess(path)[None]
+        probabilities = logits_of(model, digits, norm["mean"], norm["std"]).softmax(1)
+        p = probabilities[0]
+        item = {
+            "path": path,
+            "digit": int(p.argmax()),
+            "confidence": p.max().item(),
+            "probabilities": [round(v, 6) for v in p.tolist()],
+        }
+        if args.multi:  # the first digit's fields, and the whole number
+            item["text"] = "".join(str(int(q.argmax())) for q in probabilities)
+            item["digits"] = [
+                {"digit": int(q.argmax()), "confidence": q.max().item()} for q in probabilities
+            ]
+        predictions.append(item)
     if args.json:
         print(json.dumps({"predictions": predictions}))
     else:
         for item in predictions:
-            print(f"{item['path']}: {item['digit']} ({item['confidence']:.1%})")
+            if args.multi:
+                print(f"{item['path']}: {item['text']}")
+            else:
+                print(f"{item['path']}: {item['digit']} ({item['confidence']:.1%})")
+    return 0
+
+
+def cmd_app(args) -> int:
+    try:
+        from digitlab.app import launch
+    except ImportError as e:
+        raise DigitlabError(
+            f"the app needs Gradio ({e.name} is missing); pip install 'digitlab[app]'"
+        ) from None
+    launch(args.host, args.port, args.checkpoint)
     return 0
 
 
@@ -324,6 +347,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "compare": cmd_compare,
+    "app": cmd_app,
     "check": cmd_check,
     "bench": cmd_bench,
 }

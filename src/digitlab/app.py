@@ -1,0 +1,221 @@
+"""The drawing app: draw or upload a digit (or a whole number), see the answer and what each conv
+block sees. Gradio serves it; the reading itself is predict's own preprocessing and model.
+
+    digitlab app [--host 127.0.0.1] [--port 7860] [--checkpoint RUN]
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from digitlab import checkpoint
+from digitlab.errors import DigitlabError
+from digitlab.evaluation import logits_of
+from digitlab.plots import block_outputs
+from digitlab.preprocess import BlankImageError, ink_of, load_image, split_digits
+
+PRETRAINED = "pretrained (shipped)"
+CANVAS = 400
+HINT = "Draw a digit (or a number) in the box; the answer follows your strokes."
+# Gradio's sketchpad opens with no tool chosen; choosing the brush on load makes it ready to draw.
+SELECT_BRUSH = """() => {
+  const pick = (tries) => {
+    const brush = document.querySelector('#sketchpad button[aria-label="Brush"]');
+    if (brush) { brush.click(); } else if (tries > 0) { setTimeout(() => pick(tries - 1), 200); }
+  };
+  pick(25);
+}"""
+
+
+class Reader:
+    """The models the app can use, loaded once each (thread-safe), and the reading itself."""
+
+    def __init__(self, default: str | None = None, runs_dir: str | Path = "runs"):
+        self.default, self.runs_dir = default, Path(runs_dir)
+        self._loaded: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+
+    def choices(self) -> list[str]:
+        """The shipped model, the --checkpoint given, and every run found under runs/."""
+        found = sorted(str(p.parent) for p in self.runs_dir.glob("**/model.safetensors"))
+        given = [self.default] if self.default else []
+        return [*given, PRETRAINED, *[f for f in found if f not in given]]
+
+    def model(self, choice: str | None):
+        choice = choice or self.choices()[0]
+        with self._lock:
+            if choice not in self._loaded:
+                self._loaded[choice] = checkpoint.load(None if choice == PRETRAINED else choice)
+            return self._loaded[choice]
+
+    def read(self, image: Image.Image, choice: str | None = None) -> dict:
+        """Digits of an image, left to right: their 28x28 images, probabilities and feature maps."""
+        model, config = self.model(choice)
+        norm = config["normalization"]
+        digits = torch.from_numpy(np.stack(split_digits(ink_of(image))))
+        probabilities = logits_of(model, digits, norm["mean"], norm["std"]).softmax(1)
+        return {
+            "digits": digits,
+            "probabilities": probabilities,
+            "maps": block_outputs(model, digits[0], norm["mean"], norm["std"]),
+        }
+
+
+def canvas_image(value) -> Image.Image | None:
+    """The sketchpad's value as an image whose ink predict understands, or None when empty.
+
+    The strokes live on transparent layers: their alpha is the ink. The composite is opaque
+    white with dark ink, used when there are no layers (an uploaded background, say).
+    """
+    if value is None:
+        return None
+    layers = [layer for layer in value.get("layers") or [] if layer is not None]
+    if layers:
+        alpha = np.max([np.asarray(layer)[..., 3] for layer in layers], axis=0)
+        if alpha.max() > 0:
+            rgba = np.zeros(alpha.shape + (4,), np.uint8)
+            rgba[..., 3] = alpha
+            return Image.fromarray(rgba, "RGBA")
+    composite = value.get("composite")
+    if composite is None:
+        return None
+    composite = np.asarray(composite)
+    return Image.fromarray(composite[..., :3] if composite.ndim == 3 else composite).convert("RGB")
+
+
+def seen_image(digits: torch.Tensor, zoom: int = 8) -> np.ndarray:
+    """The 28x28 images the model saw, side by side and enlarged: (28*zoom, K*28*zoom) uint8."""
+    strip = torch.cat([*digits], dim=1).numpy()
+    return (255 * np.kron(strip, np.ones((zoom, zoom)))).astype(np.uint8)
+
+
+def feature_mosaic(maps: dict[str, torch.Tensor], columns: int = 16, cell: int = 48) -> np.ndarray:
+    """Every channel of every conv block as a tiled, coloured (H, W, 3) uint8 image."""
+    import matplotlib
+
+    colour = matplotlib.colormaps["viridis"]
+    bands = []
+    for name, block in maps.items():
+        channels, h, w = block.shape
+        zoom = max(1, cell // max(h, w))
+        rows = -(-channels // columns)
+        tile = np.zeros((rows * (h * zoom + 2), columns * (w * zoom + 2)), np.float32)
+        for k, fmap in enumerate(block.numpy()):
+            fmap = fmap / fmap.max() if fmap.max() > 0 else fmap
+            r, c = divmod(k, columns)
+            y, x = r * (h * zoom + 2), c * (w * zoom + 2)
+            tile[y : y + h * zoom, x : x + w * zoom] = np.kron(fmap, np.ones((zoom, zoom)))
+        image = Image.fromarray((255 * colour(tile)[..., :3]).astype(np.uint8))
+        caption = Image.new("RGB", (image.width, 18), "white")
+        ImageDraw.Draw(caption).text((2, 3), f"{name}: {channels} channels, {h}x{w}", fill="black")
+        bands += [np.asarray(caption), np.asarray(image)]
+    width = max(b.shape[1] for b in bands)
+    padded = [
+        np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in bands
+    ]
+    return np.concatenate(padded)
+
+
+def answer(image: Image.Image | None, choice: str | None, reader: Reader):
+    """(label, seen, feature maps, number, message) for the app's outputs; never raises."""
+    empty = ({}, None, None, "", HINT)
+    if image is None:
+        return empty
+    try:
+        result = reader.read(image, choice)
+    except BlankImageError:
+        return empty
+    except DigitlabError as e:
+        return {}, None, None, "", f"Could not read that: {e}"
+    probabilities = result["probabilities"]
+    number = "".join(str(int(p.argmax())) for p in probabilities)
+    if len(probabilities) == 1:
+        label = {str(c): float(p) for c, p in enumerate(probabilities[0])}
+        message = f"Read {number} ({100 * probabilities[0].max():.1f}% sure)."
+    else:
+        confidence = float(probabilities.max(1).values.prod())
+        label = {number: confidence}
+        message = f"Read the number {number}: {len(probabilities)} digits, left to right."
+    return label, seen_image(result["digits"]), feature_mosaic(result["maps"]), number, message
+
+
+def on_draw(value, choice, reader: Reader):
+    return answer(canvas_image(value), choice, reader)
+
+
+def on_upload(path, choice, reader: Reader):
+    if not path:
+        return answer(None, choice, reader)
+    try:
+        image = load_image(path)
+    except DigitlabError as e:
+        return {}, None, None, "", f"Could not read that upload: {e}"
+    return answer(image, choice, reader)
+
+
+def build_app(default_checkpoint: str | None = None, runs_dir: str | Path = "runs"):
+    """The gr.Blocks app, not yet launched."""
+    import gradio as gr
+
+    reader = Reader(default_checkpoint, runs_dir)
+    reader.model(None)  # load (and check) the default model before the first visitor
+    with gr.Blocks(title="digitlab", analytics_enabled=False) as demo:
+        gr.Markdown("# digitlab: draw a digit\nWrite one digit, or a number left to right.")
+        with gr.Row():
+            with gr.Column(scale=3):
+                with gr.Tab("Draw"):
+                    pad = gr.Sketchpad(
+                        type="numpy",
+                        elem_id="sketchpad",
+                        label="draw here",
+                        canvas_size=(CANVAS, CANVAS),
+                        layers=False,
+                        transforms=(),
+                        brush=gr.Brush(colors=["#000000"], default_size=18, color_mode="fixed"),
+                    )
+                with gr.Tab("Upload"):
+                    upload = gr.Image(
+                        type="filepath",
+                        label="a photo or scan of a digit",
+                        sources=["upload", "clipboard"],
+                        elem_id="upload",
+                    )
+                choice = gr.Dropdown(reader.choices(), value=reader.choices()[0], label="model")
+                clear = gr.Button("Clear", elem_id="clear")
+            with gr.Column(scale=2):
+                message = gr.Markdown(HINT, elem_id="message")
+                number = gr.Textbox(label="number read", elem_id="number", interactive=False)
+                label = gr.Label(num_top_classes=3, label="answer", elem_id="answer")
+                seen = gr.Image(
+                    label="what the model saw (28x28 each)", interactive=False, elem_id="seen"
+                )
+        maps = gr.Image(label="what each conv block sees", interactive=False, elem_id="maps")
+        outputs = [label, seen, maps, number, message]
+        pad.change(
+            lambda v, c: on_draw(v, c, reader),
+            [pad, choice],
+            outputs,
+            api_name="read_drawing",
+            show_progress="hidden",
+            trigger_mode="always_last",
+        )
+        upload.change(
+            lambda p, c: on_upload(p, c, reader), [upload, choice], outputs, api_name="read_upload"
+        )
+        clear.click(
+            lambda: (None, None, *answer(None, None, reader)),
+            None,
+            [pad, upload, *outputs],
+            api_name=False,
+        )
+        demo.load(None, js=SELECT_BRUSH)
+    return demo.queue(default_concurrency_limit=4)
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, default_checkpoint: str | None = None):
+    build_app(default_checkpoint).launch(server_name=host, server_port=port, show_error=False)

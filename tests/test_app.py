@@ -1,0 +1,198 @@
+"""The drawing app: its handlers on canvas values as the sketchpad delivers them, the real server
+through gradio_client, and a real headless browser drawing with the mouse."""
+
+import shutil
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.app import HINT, PRETRAINED, Reader, build_app, on_draw, on_upload
+from digitlab.data import load_split
+
+gr = pytest.importorskip("gradio", reason="the app's tests need gradio: pip install -e '.[dev]'")
+CHROMIUM = shutil.which("chromium")
+SIZE = 400
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return Reader()
+
+
+def sketchpad_value(ink: np.ndarray, layers: bool = True) -> dict:
+    """What gr.Sketchpad(type="numpy") hands the handler for strokes `ink` (H, W) uint8: an
+    opaque white background, the strokes (black) on a transparent layer whose alpha is the ink,
+    and the opaque composite with dark ink."""
+    layer = np.zeros(ink.shape + (4,), np.uint8)
+    layer[..., 3] = ink
+    composite = np.full(ink.shape + (4,), 255, np.uint8)
+    composite[..., :3] = 255 - ink[..., None]
+    background = np.full(ink.shape + (4,), 255, np.uint8)
+    return {"background": background, "layers": [layer] if layers else [], "composite": composite}
+
+
+def place_digits(indices, rng, test) -> np.ndarray:
+    """Real MNIST test digits enlarged and laid left to right on a canvas of ink (uint8)."""
+    count = len(indices)
+    size = int(rng.integers(60, 90)) if count > 1 else int(rng.integers(150, 320))
+    width = max(SIZE, count * (size + 12) + 20)
+    canvas = np.zeros((SIZE, width), np.uint8)
+    top = int(rng.integers(0, SIZE - size))
+    left = int(rng.integers(0, width - count * (size + 12) + 1))
+    for j, index in enumerate(indices):
+        digit = Image.fromarray(test.images[index].numpy()).resize((size, size), Image.BILINEAR)
+        x = left + j * (size + 12)
+        canvas[top : top + size, x : x + size] = np.maximum(
+            canvas[top : top + size, x : x + size], np.asarray(digit)
+        )
+    return canvas
+
+
+def test_drawn_digits_are_read_right(reader):
+    test, rng = load_split(None, False), np.random.default_rng(0)
+    right = 0
+    for k in range(100):
+        # Half through the stroke layer's alpha, half through the composite alone.
+        value = sketchpad_value(place_digits([k], rng, test), layers=k % 2 == 0)
+        label, seen, maps, number, message = on_draw(value, PRETRAINED, reader)
+        right += number == str(int(test.labels[k]))
+        assert len(label) == 10 and abs(sum(label.values()) - 1) < 1e-4
+        assert seen.shape == (224, 224) and maps.ndim == 3 and maps.shape[2] == 3
+    assert right >= 95, right
+
+
+def test_uploads_are_read_right(reader, tmp_path):
+    test, rng = load_split(None, False), np.random.default_rng(1)
+    right = 0
+    for k in range(100, 200):
+        path = tmp_path / f"{k}.png"
+        Image.fromarray(255 - place_digits([k], rng, test)).save(path)  # dark ink on white
+        right += on_upload(str(path), PRETRAINED, reader)[3] == str(int(test.labels[k]))
+    assert right >= 95, right
+
+
+def test_numbers_of_several_digits_are_read_left_to_right(reader):
+    test, rng = load_split(None, False), np.random.default_rng(2)
+    right = 0
+    for _ in range(100):
+        indices = rng.integers(0, 10000, int(rng.integers(2, 5)))
+        number = on_draw(sketchpad_value(place_digits(indices, rng, test)), PRETRAINED, reader)[3]
+        right += number == "".join(str(int(test.labels[i])) for i in indices)
+    assert right >= 90, right
+
+
+def test_bad_input_gets_a_message_not_a_crash(reader, tmp_path):
+    empty = sketchpad_value(np.zeros((SIZE, SIZE), np.uint8))
+    assert on_draw(empty, PRETRAINED, reader) == ({}, None, None, "", HINT)
+    assert on_draw(None, PRETRAINED, reader)[4] == HINT
+    (tmp_path / "notes.png").write_text("not an image")
+    assert "not an image file" in on_upload(str(tmp_path / "notes.png"), PRETRAINED, reader)[4]
+    Image.new("L", (6000, 5000), 255).save(tmp_path / "huge.png")
+    assert "over the cap" in on_upload(str(tmp_path / "huge.png"), PRETRAINED, reader)[4]
+
+
+def test_predict_multi_reads_a_number(tmp_path, capsys):
+    from conftest import run_cli
+
+    test, rng = load_split(None, False), np.random.default_rng(3)
+    path = tmp_path / "number.png"
+    Image.fromarray(255 - place_digits([0, 1, 2], rng, test)).save(path)
+    code, out, err = run_cli(capsys, "predict", path, "--multi", "--json")
+    assert code == 0, err
+    item = __import__("json").loads(out.strip().splitlines()[-1])["predictions"][0]
+    assert item["text"] == "".join(str(int(test.labels[i])) for i in (0, 1, 2))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app served for real on 127.0.0.1 (runs/ pointed at an empty folder)."""
+    demo = build_app(runs_dir=tmp_path_factory.mktemp("runs"))
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        show_error=False,
+        quiet=True,
+    )
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_served_app_answers_gradio_client(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    test = load_split(None, False)
+    path = tmp_path / "seven.png"
+    Image.fromarray(255 - test.images[0].numpy()).resize((200, 200)).save(path)
+    client = Client(server, verbose=False)
+    label, seen, maps, number, message = client.predict(
+        handle_file(str(path)), PRETRAINED, api_name="/read_upload"
+    )
+    assert number == "7" and label["label"] == "7"
+    assert "Read 7" in message
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: apt-get install chromium")
+def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(server)
+        canvas = page.locator("#sketchpad canvas").first
+        canvas.wait_for()
+        page.wait_for_timeout(1500)  # the app picks the brush on load: no click needed
+        box = canvas.bounding_box()
+        # A "7": a bar across the top, then a stroke down to the lower left.
+        cx, cy, h = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["height"]
+        points = [
+            (cx - 0.25 * h, cy - 0.35 * h),
+            (cx + 0.25 * h, cy - 0.35 * h),
+            (cx - 0.05 * h, cy + 0.38 * h),
+        ]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+            for t in np.linspace(0, 1, 15)[1:]:
+                page.mouse.move(x0 + t * (x1 - x0), y0 + t * (y1 - y0))
+        page.mouse.up()
+        page.wait_for_function(
+            "() => document.querySelector('#number textarea, #number input')?.value === '7'",
+            timeout=30000,
+        )
+        page.screenshot(path=str(tmp_path / "app.png"))
+        browser.close()
+
+
+def test_served_app_serves_concurrent_users(server, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    test = load_split(None, False)
+    paths = []
+    for k in range(8):
+        path = tmp_path / f"{k}.png"
+        Image.fromarray(255 - test.images[k].numpy()).resize((160, 160)).save(path)
+        paths.append(path)
+
+    def ask(path):
+        client = Client(server, verbose=False)
+        return client.predict(handle_file(str(path)), PRETRAINED, api_name="/read_upload")[3]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        numbers = list(pool.map(ask, paths))
+    assert numbers == [str(int(test.labels[k])) for k in range(8)]
