@@ -163,18 +163,32 @@ def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
             (cx + 0.25 * h, cy - 0.35 * h),
             (cx - 0.05 * h, cy + 0.38 * h),
         ]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
-            for t in np.linspace(0, 1, 15)[1:]:
-                page.mouse.move(x0 + t * (x1 - x0), y0 + t * (y1 - y0))
-        page.mouse.up()
-        page.wait_for_function(
-            "() => document.querySelector('#number textarea, #number input')?.value === '7'",
-            timeout=30000,
-        )
+        stroke(page, points)
+        wait_for_number(page, "7")
         page.screenshot(path=str(tmp_path / "app.png"))
+        # Clear, and the canvas is ready for the next digit: a "1", one stroke down.
+        page.click("#clear")
+        wait_for_number(page, "")
+        stroke(page, [(cx, cy - 0.35 * h), (cx, cy + 0.35 * h)])
+        wait_for_number(page, "1")
         browser.close()
+
+
+def stroke(page, points):
+    """Press, move through `points` in small steps, release: one stroke of the mouse."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        for t in np.linspace(0, 1, 15)[1:]:
+            page.mouse.move(x0 + t * (x1 - x0), y0 + t * (y1 - y0))
+    page.mouse.up()
+
+
+def wait_for_number(page, text: str):
+    page.wait_for_function(
+        f"() => document.querySelector('#number textarea, #number input')?.value === '{text}'",
+        timeout=30000,
+    )
 
 
 def test_served_app_serves_concurrent_users(server, tmp_path):

@@ -32,6 +32,12 @@ SELECT_BRUSH = """() => {
 }"""
 
 
+CLEAR_CANVAS = """() => {
+  document.querySelector('#sketchpad button[aria-label="Clear canvas"]')?.click();
+  setTimeout(() => document.querySelector('#sketchpad button[aria-label="Brush"]')?.click(), 100);
+}"""
+
+
 class Reader:
     """The models the app can use, loaded once each (thread-safe), and the reading itself."""
 
@@ -207,11 +213,14 @@ def build_app(default_checkpoint: str | None = None, runs_dir: str | Path = "run
         upload.change(
             lambda p, c: on_upload(p, c, reader), [upload, choice], outputs, api_name="read_upload"
         )
+        # The sketchpad's own "Clear canvas" empties it in the browser (its change event then
+        # resets the answer); setting its value from the server would also drop the brush.
         clear.click(
-            lambda: (None, None, *answer(None, None, reader)),
+            lambda: (None, *answer(None, None, reader)),
             None,
-            [pad, upload, *outputs],
+            [upload, *outputs],
             api_name=False,
+            js=CLEAR_CANVAS,
         )
         demo.load(None, js=SELECT_BRUSH)
     return demo.queue(default_concurrency_limit=4)
