@@ -210,3 +210,36 @@ def test_served_app_serves_concurrent_users(server, tmp_path):
     with ThreadPoolExecutor(max_workers=8) as pool:
         numbers = list(pool.map(ask, paths))
     assert numbers == [str(int(test.labels[k])) for k in range(8)]
+
+
+def test_twenty_concurrent_clients_each_sending_ten_drawings(server, tmp_path, capfd, reader):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    test, rng = load_split(None, False), np.random.default_rng(4)
+    jobs = []  # (path, digit) for drawings the model reads right when called directly
+    k = 0
+    while len(jobs) < 200:
+        path = tmp_path / f"{k}.png"
+        Image.fromarray(255 - place_digits([k], rng, test)).save(path)
+        truth = str(int(test.labels[k]))
+        if on_upload(str(path), PRETRAINED, reader)[3] == truth:
+            jobs.append((path, truth))
+        k += 1
+    capfd.readouterr()  # the server's log from here on
+
+    def client_session(share):
+        client = Client(server, verbose=False)
+        return [
+            client.predict(handle_file(str(path)), PRETRAINED, api_name="/read_upload")[3] == truth
+            for path, truth in share
+        ]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(client_session, [jobs[i::20] for i in range(20)]))
+    assert [len(r) for r in results] == [10] * 20
+    assert all(all(r) for r in results)
+    log = capfd.readouterr()
+    for text in (log.out, log.err):
+        assert "Traceback" not in text and "Error" not in text, text[-2000:]

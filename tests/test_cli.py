@@ -55,6 +55,9 @@ def test_user_errors_exit_1_with_one_line(tmp_path, capsys):
         (["train", "--resume", tmp_path / "nowhere"], "config.json: missing"),
         (["evaluate", tmp_path / "nowhere"], "no such checkpoint"),
         (["predict", "x.png", "--checkpoint", tmp_path / "none"], "no such checkpoint"),
+        (["compare", "--configs", "cnn/torch", "--out", tmp_path], "write model/backend/optimizer"),
+        (["compare", "--configs", "cnn/jax/adam", "--out", tmp_path], "unknown backend 'jax'"),
+        (["compare", "--configs", "cnn/torch/adam/fast", "--out", tmp_path], "is not a number"),
     ]
     if not torch.cuda.is_available():
         cases.append((["train", "--device", "cuda"], "no CUDA GPU is available here"))

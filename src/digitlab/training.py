@@ -7,10 +7,13 @@ checkpoints) is shared, so the two backends differ only in how gradients are mad
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,9 @@ from digitlab.evaluation import evaluate
 from digitlab.memory import peak_since, reset_peak
 
 METRICS = "metrics.jsonl"
+# A cross-entropy this high means logits thousands apart: the run has blown up even where the
+# numbers are still finite (lr 1e3 takes float32 losses to 1e13 before they overflow).
+DIVERGED = 1e3
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -46,6 +52,23 @@ class TrainConfig:
     data_dir: str | None = None  # None: the embedded MNIST
     device: str = "auto"
     command: str = ""  # the command line that started the run, for the record
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold back Ctrl-C (SIGINT) until the block is done, then raise it: a checkpoint being
+    written is finished first. Outside the main thread signals cannot be caught; no effect."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def resolve_device(name: str) -> torch.device:
@@ -250,11 +273,12 @@ def fit(
                 labels[idx],
                 config.backend,
             ).item()
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or loss > DIVERGED:
+                kept = f"epoch {epoch - 1} stays saved in {out}" if epoch > 1 else "nothing saved"
                 raise DigitlabError(
-                    f"training diverged: the loss became {loss} at epoch {epoch}, step "
+                    f"training diverged: the loss became {loss:.3g} at epoch {epoch}, step "
                     f"{i // bs + 1}; the learning rate is likely too high, lower --lr "
-                    f"(now {config.lr}); the last finished epoch stays saved in {out}"
+                    f"(now {config.lr}); {kept}"
                 )
             step_losses.append(loss)
             bar.update(len(idx))
@@ -280,14 +304,17 @@ def fit(
             step_loss=[round(v, 5) for v in step_losses],
         )
         append_metrics(out, record)
-        checkpoint.save_resume_state(
-            out,
-            model,
-            optimizer,
-            rngs={"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
-            info={"epoch": epoch, "train_seconds": train_seconds, "model": config.model},
-        )
-        checkpoint.save(out, model, run_config(config, epoch, mean, std, sizes))
+        # Weights and config first, the resume state last: a resume state on disk always has
+        # its epoch's model beside it. Ctrl-C during the writes waits for them to finish.
+        with deferred_interrupt():
+            checkpoint.save(out, model, run_config(config, epoch, mean, std, sizes))
+            checkpoint.save_resume_state(
+                out,
+                model,
+                optimizer,
+                rngs={"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
+                info={"epoch": epoch, "train_seconds": train_seconds, "model": config.model},
+            )
         val_text = f", val accuracy {record['val_accuracy']:.4f}" if len(val) else ""
         log(
             f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}, test loss "
