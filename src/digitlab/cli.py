@@ -162,11 +162,14 @@ def cmd_train(args) -> int:
             config, out, resume=bool(args.resume), progress=not args.quiet, log=log
         )
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; finished epochs are saved in {out}; continue with: "
-            f"digitlab train --resume {shlex.quote(str(out))}",
-            file=sys.stderr,
-        )
+        if (out / checkpoint.RESUME).is_file():
+            hint = (
+                f"finished epochs are saved in {out}; continue with: "
+                f"digitlab train --resume {shlex.quote(str(out))}"
+            )
+        else:
+            hint = "no epoch had finished, so nothing was saved; run the command again"
+        print(f"\ninterrupted; {hint}", file=sys.stderr)
         return 130
     if not args.no_pictures:
         write_pictures(out, config.data_dir, log)
