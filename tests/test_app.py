@@ -243,3 +243,11 @@ def test_twenty_concurrent_clients_each_sending_ten_drawings(server, tmp_path, c
     log = capfd.readouterr()
     for text in (log.out, log.err):
         assert "Traceback" not in text and "Error" not in text, text[-2000:]
+
+
+def test_a_busy_port_is_a_one_line_error(server, capsys):
+    from conftest import assert_one_line_error, run_cli
+
+    port = server.rstrip("/").rsplit(":", 1)[1]
+    code, _, err = run_cli(capsys, "app", "--port", port)
+    assert_one_line_error(code, err, 1, f"cannot serve on 127.0.0.1:{port}", "another --port")

@@ -227,4 +227,8 @@ def build_app(default_checkpoint: str | None = None, runs_dir: str | Path = "run
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, default_checkpoint: str | None = None):
-    build_app(default_checkpoint).launch(server_name=host, server_port=port, show_error=False)
+    demo = build_app(default_checkpoint)
+    try:
+        demo.launch(server_name=host, server_port=port, show_error=False)
+    except OSError as e:
+        raise DigitlabError(f"cannot serve on {host}:{port} ({e}); choose another --port") from None

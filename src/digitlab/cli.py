@@ -302,12 +302,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_app(args) -> int:
-    try:
-        from digitlab.app import launch
-    except ImportError as e:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
         raise DigitlabError(
-            f"the app needs Gradio ({e.name} is missing); pip install 'digitlab[app]'"
-        ) from None
+            "the app needs Gradio, which is not installed; pip install 'digitlab[app]'"
+        )
+    from digitlab.app import launch
+
     launch(args.host, args.port, args.checkpoint)
     return 0
 
