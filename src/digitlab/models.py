@@ -29,10 +29,9 @@ class Stack(nn.Module):
         return x
 
     def backward(self, grad: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        layers = list(self.children())
-        for layer in reversed(layers[1:]):
-            grad = layer.backward(grad)
-        return layers[0].backward(grad, input_grad)
+        from digitlab.scratch.module import backward_through
+
+        return backward_through(list(self.children()), grad, input_grad)
 
 
 def conv_block(layers, in_channels: int, out_channels: int):

@@ -23,8 +23,34 @@ from torch import nn
 from digitlab.scratch.module import Layer, accumulate, check_input, pair
 
 
-def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+def channels_last(x: torch.Tensor, padding, value: float = 0.0) -> torch.Tensor:
+    """x (N, C, H, W) -> (N, Hp, Wp, C), padded by `padding` (PH, PW) with `value`.
+
+    A view when there is no padding and x came channels-last from another hand-written layer.
+    """
+    x = x.permute(0, 2, 3, 1)
+    ph, pw = padding
+    return F.pad(x, (0, 0, pw, pw, ph, ph), value=value) if ph or pw else x
+
+
+def unpad(dx: torch.Tensor, padding) -> torch.Tensor:
+    """The inverse of channels_last for a gradient: (N, Hp, Wp, C) -> (N, C, H, W), padding cut
+    off (padded pixels were constants; their gradients go nowhere)."""
+    (ph, pw), (hp, wp) = padding, dx.shape[1:3]
+    return dx[:, ph : hp - ph, pw : wp - pw].permute(0, 3, 1, 2)
+
+
+def window_grid(layer: str, padded_hw, kernel, stride, dilation) -> tuple[int, int]:
+    """(OH, OW): how many windows fit along each side of the padded input; ValueError if none."""
+    out_hw = tuple(
+        (padded_hw[d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1 for d in range(2)
+    )
+    if min(out_hw) < 1:
+        raise ValueError(
+            f"{layer}: kernel {tuple(kernel)} with dilation {tuple(dilation)} does not fit the "
+            f"padded input {tuple(padded_hw)}"
+        )
+    return out_hw
 
 
 def windows(x: torch.Tensor, kernel, stride, dilation, out_hw) -> torch.Tensor:
@@ -107,21 +133,9 @@ class Conv2d(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 4, self.in_channels, "Conv2d")
-        ph, pw = self.padding
         # Work channels-last, (N, H, W, C): free when x came from another hand-written layer.
-        x = x.permute(0, 2, 3, 1)
-        if ph or pw:
-            x = F.pad(x, (0, 0, pw, pw, ph, ph))
-        x = x.contiguous()
-        out_hw = tuple(
-            output_size(x.shape[1 + d], self.kernel_size[d], self.stride[d], 0, self.dilation[d])
-            for d in range(2)
-        )
-        if min(out_hw) < 1:
-            raise ValueError(
-                f"Conv2d: kernel {self.kernel_size} with dilation {self.dilation} does not fit the "
-                f"padded input {tuple(x.shape[1:3])}"
-            )
+        x = channels_last(x, self.padding).contiguous()
+        out_hw = window_grid("Conv2d", x.shape[1:3], self.kernel_size, self.stride, self.dilation)
         n = x.shape[0]
         cols = self.im2col(x, out_hw)
         # The weight in the windows' (KH, KW, C) order, as an (O, K) matrix.
@@ -154,5 +168,4 @@ class Conv2d(Layer):
         torch.bmm(gy.expand(kh * kw, *gy.shape), w_k, out=dwin)
         dwin = dwin.view(kh, kw, n, *out_hw, c)
         dx = col2im(dwin, (hp, wp), self.stride, self.dilation)
-        ph, pw = self.padding
-        return dx[:, ph : hp - ph, pw : wp - pw].permute(0, 3, 1, 2)
+        return unpad(dx, self.padding)

@@ -90,7 +90,12 @@ class Sequential(nn.Sequential, Layer):
     """Layers in order, named "0", "1", ... like nn.Sequential; backward runs them in reverse."""
 
     def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        layers = list(self)
-        for layer in reversed(layers[1:]):
-            grad_out = layer.backward(grad_out)
-        return layers[0].backward(grad_out, input_grad) if layers else grad_out
+        return backward_through(list(self), grad_out, input_grad)
+
+
+def backward_through(layers, grad_out: torch.Tensor, input_grad: bool = True):
+    """The backward of layers applied in order: their backward calls in reverse, the first
+    layer told whether dL/dinput is wanted at all."""
+    for layer in reversed(layers[1:]):
+        grad_out = layer.backward(grad_out)
+    return layers[0].backward(grad_out, input_grad) if layers else grad_out

@@ -16,9 +16,8 @@ forward:   y = mean of x over H, W          backward:  dx = gy / (H*W) at every 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from digitlab.scratch.conv import output_size
+from digitlab.scratch.conv import channels_last, unpad, window_grid
 from digitlab.scratch.module import Layer, check_input, pair
 
 
@@ -57,18 +56,10 @@ class MaxPool2d(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 4, None, "MaxPool2d")
-        ph, pw = self.padding
-        x = x.permute(0, 2, 3, 1)  # channels-last, (N, H, W, C)
-        if ph or pw:
-            x = F.pad(x, (0, 0, pw, pw, ph, ph), value=float("-inf"))
-        out_hw = tuple(
-            output_size(x.shape[1 + d], self.kernel_size[d], self.stride[d], 0, self.dilation[d])
-            for d in range(2)
+        x = channels_last(x, self.padding, value=float("-inf"))  # -inf: padding never wins
+        out_hw = window_grid(
+            "MaxPool2d", x.shape[1:3], self.kernel_size, self.stride, self.dilation
         )
-        if min(out_hw) < 1:
-            raise ValueError(
-                f"MaxPool2d: kernel {self.kernel_size} does not fit the input {tuple(x.shape[1:3])}"
-            )
         # A running maximum over the kernel offsets (a loop over KH*KW offsets, not pixels).
         y = None
         for _, rows, cols in self.offsets(out_hw):
@@ -107,8 +98,7 @@ class MaxPool2d(Layer):
                 torch.mul(hit, gy, out=dx[:, rows, cols])
             else:
                 dx[:, rows, cols].add_(hit.mul_(gy))
-        ph, pw = self.padding
-        return dx[:, ph : hp - ph, pw : wp - pw].permute(0, 3, 1, 2)
+        return unpad(dx, self.padding)
 
 
 class AdaptiveAvgPool2d(Layer):
