@@ -89,10 +89,13 @@ def test_same_seed_same_run_bit_for_bit(tmp_path):
     )
 
 
-def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, capsys):
+@pytest.mark.parametrize("backend", ["torch", "scratch"])
+def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, capsys, backend):
     for optimizer in ("adam", "sgd"):
         whole, parts = tmp_path / f"whole-{optimizer}", tmp_path / f"parts-{optimizer}"
         args = [
+            "--backend",
+            backend,
             "--subset",
             "500",
             "--batch-size",
@@ -191,28 +194,3 @@ def test_scratch_and_torch_backends_train_alike_on_5000_images(tmp_path):
     norm = config["normalization"]
     report = evaluate(model, load_split(None, False), norm["mean"], norm["std"])
     assert report["accuracy"] == pytest.approx(results["scratch"]["test_accuracy"], abs=1e-4)
-
-
-def test_scratch_backend_resumes_exactly(tmp_path, capsys):
-    for optimizer in ("adam", "sgd"):
-        whole, parts = tmp_path / f"whole-{optimizer}", tmp_path / f"parts-{optimizer}"
-        args = [
-            "--backend",
-            "scratch",
-            "--optimizer",
-            optimizer,
-            "--subset",
-            "400",
-            "--quiet",
-            "--no-pictures",
-        ]
-        assert run_cli(capsys, "train", *args, "--epochs", 2, "--out", whole)[0] == 0
-        assert run_cli(capsys, "train", *args, "--epochs", 1, "--out", parts)[0] == 0
-        assert (
-            run_cli(capsys, "train", "--resume", parts, "--epochs", 2, "--quiet", "--no-pictures")[
-                0
-            ]
-            == 0
-        )
-        a, b = load_file(whole / "model.safetensors"), load_file(parts / "model.safetensors")
-        assert all(torch.equal(a[k], b[k]) for k in a)
