@@ -76,6 +76,10 @@ def test_compare_reports_each_configuration_and_resumes(tmp_path, capsys):
     # A rerun redoes nothing.
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and err.count("done before, skipped") + out.count("done before") == 3
+    # Other settings are another comparison: nothing stale is reused.
+    args = ["compare", "--configs", "cnn/torch/adam", "--subset", "300", "--out", tmp_path]
+    code, out, err = run_cli(capsys, *args, "--quiet")
+    assert code == 0 and "cnn/torch/adam: training" in out and "done before" not in out
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: apt-get install chromium")

@@ -203,7 +203,7 @@ def cmd_compare(args) -> int:
         subset=args.subset,
         batch_size=args.batch_size,
         seed=args.seed,
-        data_dir=args.data_dir,
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         device="cpu",
         command="digitlab " + shlex.join(args.argv),
     )

@@ -30,6 +30,8 @@ DEFAULT_CONFIGS = (
     "fcn/scratch/adam",
     "cnn/torch/sgd/0.01",
 )
+# What makes a finished row or a half-trained run reusable (epochs aside, which may grow).
+SETTINGS = ("model", "backend", "optimizer", "lr", "batch_size", "seed", "subset", "data_dir")
 COLUMNS = [
     ("config", "configuration"),
     ("parameters", "parameters"),
@@ -114,17 +116,17 @@ def run_training(command: list[str], name: str) -> dict:
 
 def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, log) -> dict:
     """Train (or resume) one configuration and return its row; cached in run/row.json."""
+    settings = {f: getattr(config, f) for f in SETTINGS}
     row_file = run / "row.json"
     if row_file.is_file():
         row = json.loads(row_file.read_text())
-        if row.get("epochs") == config.epochs:
+        if row.get("settings") == settings and row.get("epochs") == config.epochs:
             log(f"{name}: done before, skipped")
             return row
     resume = (run / checkpoint.RESUME).is_file()
     if resume:
         saved = training.load_resume_config(run)
-        fields = ("model", "backend", "optimizer", "lr", "batch_size", "seed", "subset")
-        resume = all(getattr(saved, f) == getattr(config, f) for f in fields)
+        resume = {f: getattr(saved, f) for f in SETTINGS} == settings
     log(f"{name}: {'resuming' if resume else 'training'}")
     result = run_training(train_command(config, run, resume, progress), name)
     model, saved = checkpoint.load(run, backend=config.backend)
@@ -138,6 +140,7 @@ def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, 
         "optimizer": config.optimizer,
         "lr": config.lr,
         "epochs": config.epochs,
+        "settings": settings,
         "parameters": models.count_parameters(model),
         "test_accuracy": result["test_accuracy"],
         "train_seconds": round(result["train_seconds"], 2),
@@ -296,5 +299,8 @@ def compare(
         f"on {torch.get_num_threads()} CPU threads"
     )
     report = write_report(rows, out, settings)
-    table = [{k: v for k, v in row.items() if k not in ("curve", "step_loss")} for row in rows]
+    table = [
+        {k: v for k, v in row.items() if k not in ("curve", "step_loss", "settings")}
+        for row in rows
+    ]
     return {"report": str(report), "rows": table}
