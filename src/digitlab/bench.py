@@ -10,13 +10,15 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 from torch import nn
 
 from digitlab import models, scratch
-from digitlab.training import make_loss, train_step
+from digitlab.recipes import settings
+from digitlab.training import TrainConfig, fit, make_loss, train_step
 
 BATCH = 50
 
@@ -176,9 +178,46 @@ def memory_row(steps: int = 20) -> dict:
     }
 
 
-def run_all(quick: bool = False) -> dict:
+def record_rows(recipes=("speedrun",), seeds: int = 5, log=print) -> list[dict]:
+    """Each recipe with each backend, trained once per seed 0..seeds-1 on the full data: seconds
+    of training and the spread of test accuracy. The backends alternate seed by seed, so a busy
+    machine slows both alike; the scratch row's ratio is its mean seconds over torch's."""
+    rows = []
+    for recipe in recipes:
+        runs = {backend: [] for backend in models.BACKENDS}
+        for seed in range(seeds):
+            for backend in models.BACKENDS:
+                config = TrainConfig(**{**settings(recipe), "backend": backend, "seed": seed})
+                with tempfile.TemporaryDirectory() as out:
+                    result = fit(config, out, progress=False, log=lambda text: None)
+                runs[backend].append(result)
+                log(
+                    f"{recipe} {backend} seed {seed}: test accuracy {result['test_accuracy']:.4f}"
+                    f" in {result['train_seconds']:.1f} s"
+                )
+        for backend, results in runs.items():
+            seconds = [r["train_seconds"] for r in results]
+            accuracy = [r["test_accuracy"] for r in results]
+            rows.append(
+                {
+                    "name": f"recipe {recipe}, {backend}, {seeds} seed(s)",
+                    "seconds_mean": round(statistics.mean(seconds), 2),
+                    "seconds_max": round(max(seconds), 2),
+                    "accuracy_mean": round(statistics.mean(accuracy), 5),
+                    "accuracy_std": round(statistics.pstdev(accuracy), 5),
+                    "accuracy_min": min(accuracy),
+                    "accuracy_max": max(accuracy),
+                }
+            )
+        rows[-1]["ratio"] = round(rows[-1]["seconds_mean"] / rows[-2]["seconds_mean"], 3)
+    return rows
+
+
+def run_all(quick: bool = False, records: bool = False) -> dict:
     number = 5 if quick else 20
     rows = layer_rows(number) + step_rows(number)
     rows.append(study_log_row(1 if quick else 2))
     rows.append(memory_row(5 if quick else 20))
+    if records:
+        rows += record_rows(seeds=1 if quick else 5, log=lambda text: print(text, file=sys.stderr))
     return {"rows": rows}

@@ -103,6 +103,10 @@ def compare_model(name: str, shape, dtype=torch.float64) -> dict:
     reference = models.build(name, "torch").to(dtype)
     mine = models.build(name, "scratch").to(dtype)
     mine.load_state_dict(reference.state_dict())
+    for net in (reference, mine):  # batch norm in training mode, dropout off: same on both
+        for layer in net.modules():
+            if type(layer).__name__ == "Dropout":
+                layer.eval()
     x = make_input(shape, dtype)
     target = torch.arange(shape[0]) % 10
     loss_torch = nn.functional.cross_entropy(reference(x), target)
@@ -115,6 +119,10 @@ def compare_model(name: str, shape, dtype=torch.float64) -> dict:
         reference.named_parameters(), mine.named_parameters(), strict=True
     ):
         errors[f"{key} grad"] = max_error(p_scratch.grad, p_torch.grad)
+    for (key, b_torch), (_, b_scratch) in zip(
+        reference.named_buffers(), mine.named_buffers(), strict=True
+    ):
+        errors[key] = max_error(b_scratch, b_torch)  # batch norm's running statistics
     return errors
 
 
@@ -185,6 +193,8 @@ CASES = {
     ),
     "CNN (whole network)": lambda dtype: compare_model("cnn", (3, 1, 28, 28), dtype),
     "FCN (whole network, 36x44 input)": lambda dtype: compare_model("fcn", (2, 1, 36, 44), dtype),
+    "Fast (whole network)": lambda dtype: compare_model("fast", (3, 1, 28, 28), dtype),
+    "Best (whole network, batch norm)": lambda dtype: compare_model("best", (4, 1, 28, 28), dtype),
 }
 
 

@@ -149,9 +149,14 @@ def load_weights(model: torch.nn.Module, state: dict, path: Path, name: str) -> 
     model.load_state_dict(state)
 
 
-def save_resume_state(out: Path, model, optimizer, rngs: dict[str, torch.Tensor], info: dict):
-    """Write resume.safetensors: weights, optimizer tensors, RNG states; `info` as metadata."""
+def save_resume_state(
+    out: Path, model, optimizer, rngs: dict[str, torch.Tensor], info: dict, average=None
+):
+    """Write resume.safetensors: weights (and their running average, a model too, if any),
+    optimizer tensors, RNG states; `info` as metadata."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if average is not None:
+        tensors.update({f"average.{k}": v for k, v in average.state_dict().items()})
     tensors.update({f"rng.{k}": v for k, v in rngs.items()})
     optim = optimizer.state_dict()
     scalars = {}
@@ -169,8 +174,11 @@ def save_resume_state(out: Path, model, optimizer, rngs: dict[str, torch.Tensor]
     atomic_write(out / RESUME, save_safetensors(_contiguous(tensors), metadata))
 
 
-def load_resume_state(out: Path, model, optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Restore weights and optimizer from resume.safetensors; returns (RNG states, info)."""
+def load_resume_state(
+    out: Path, model, optimizer, average=None
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Restore weights, their average (a model, if any) and the optimizer from
+    resume.safetensors; returns (RNG states, info)."""
     path = out / RESUME
     if not path.is_file():
         raise DigitlabError(
@@ -189,6 +197,8 @@ def load_resume_state(out: Path, model, optimizer) -> tuple[dict[str, torch.Tens
         kind, _, rest = key.partition(".")
         groups.setdefault(kind, {})[rest] = value
     load_weights(model, groups["model"], path, info.get("model", "?"))
+    if average is not None:
+        load_weights(average, groups.get("average", {}), path, info.get("model", "?"))
     state: dict[int, dict] = {}
     for key, value in list(groups["optim"].items()) + list(scalars.items()):
         index, _, name = key.partition(".")

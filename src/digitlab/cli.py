@@ -11,6 +11,7 @@ from pathlib import Path
 from digitlab import checkpoint, models, training
 from digitlab.compare import DEFAULT_CONFIGS
 from digitlab.errors import DigitlabError
+from digitlab.recipes import RECIPES, settings
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,6 +64,7 @@ RUN_FLAGS = (
     "val_split",
     "subset",
     "data_dir",
+    "recipe",
 )
 
 
@@ -70,7 +72,19 @@ def build_parser() -> Parser:
     parser = Parser(prog="digitlab", description="A handwritten-digit lab on PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model on MNIST (or --data-dir)")
+    p = sub.add_parser(
+        "train",
+        help="train a model on MNIST (or --data-dir)",
+        description="Train a model. Under torchrun (torchrun --nproc-per-node=N -m digitlab "
+        "train ...) the processes train data-parallel; --batch-size is then the batch of all "
+        "processes together.",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        help="start from fixed settings: speedrun (fastest to 99%%) or best (highest accuracy); "
+        "other flags given still win",
+    )
     p.add_argument("--model", choices=list(models.MODELS), help="network (default cnn)")
     p.add_argument("--backend", choices=list(models.BACKENDS), help="layers (default torch)")
     p.add_argument("--optimizer", choices=list(training.OPTIMIZERS), help="default adam")
@@ -131,6 +145,11 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("bench", help="speed of the hand-written layers against PyTorch")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument(
+        "--records",
+        action="store_true",
+        help="also train the speedrun recipe with both backends over 5 seeds (1 with --quick)",
+    )
     p.add_argument("--json", action="store_true")
     return parser
 
@@ -154,8 +173,10 @@ def cmd_train(args) -> int:
         config.device = args.device
     else:
         command = "digitlab " + shlex.join(args.argv)
+        if "recipe" in given:
+            given = {**settings(given["recipe"]), **given}
         config = training.TrainConfig(**given, device=args.device, command=command)
-        out = Path(args.out or f"runs/{config.model}-{config.backend}")
+        out = Path(args.out or f"runs/{config.recipe or config.model}-{config.backend}")
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
     try:
         result = training.fit(
@@ -171,6 +192,8 @@ def cmd_train(args) -> int:
             hint = "no epoch had finished, so nothing was saved; run the command again"
         print(f"\ninterrupted; {hint}", file=sys.stderr)
         return 130
+    if not result:  # a data-parallel rank other than 0: rank 0 reports
+        return 0
     if not args.no_pictures:
         write_pictures(out, config.data_dir, log)
     if args.json:
@@ -337,7 +360,7 @@ def cmd_check(args) -> int:
 def cmd_bench(args) -> int:
     from digitlab.bench import run_all
 
-    result = run_all(quick=args.quick)
+    result = run_all(quick=args.quick, records=args.records)
     if args.json:
         print(json.dumps(result))
         return 0

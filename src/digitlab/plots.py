@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from digitlab.data import as_input  # noqa: E402
 
@@ -63,24 +64,26 @@ def learning_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
     )
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)
-    epochs = [r["epoch"] for r in metrics]
-    ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in metrics], "o-", label="test")
-    if "val_accuracy" in metrics[0]:
-        ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in metrics], "s--", label="validation")
-    for e, r in zip(epochs, metrics, strict=True):
+    # Runs with a validation split read the test set only after the last epoch: one point.
+    for key, label, style in (
+        ("test_accuracy", "test", "o-"),
+        ("val_accuracy", "validation", "s--"),
+    ):
+        points = [(r["epoch"], 100 * r[key]) for r in metrics if key in r]
+        if not points:
+            continue
+        ax_acc.plot(*zip(*points, strict=True), style, label=label)
         ax_acc.annotate(
-            f"{100 * r['test_accuracy']:.2f}%",
-            (e, 100 * r["test_accuracy"]),
+            f"{points[-1][1]:.2f}%",
+            points[-1],
             textcoords="offset points",
-            xytext=(0, 8),
+            xytext=(0, 8 if key == "test_accuracy" else -14),
             ha="center",
         )
     lowest = min(100 * r.get(k, 1.0) for r in metrics for k in ("test_accuracy", "val_accuracy"))
     ax_acc.set_ylim(max(0, lowest - 2), 100)
-    lowest = min(100 * r.get(k, 1.0) for r in metrics for k in ("test_accuracy", "val_accuracy"))
-    ax_acc.set_ylim(max(0, lowest - 2), 100)
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy after each epoch")
-    ax_acc.set_xticks(epochs)
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.legend(loc="lower right")
     ax_acc.grid(alpha=0.3)
     if title:

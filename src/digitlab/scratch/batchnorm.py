@@ -67,7 +67,8 @@ class BatchNorm2d(Layer):
                     f"{tuple(x.shape)}"
                 )
             mean = x.mean((0, 2, 3))
-            var = (x - self._view(mean)).square().mean((0, 2, 3))
+            centered = x - self._view(mean)
+            var = centered.square().mean((0, 2, 3))
             self.num_batches_tracked += 1
             factor = (
                 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
@@ -77,12 +78,13 @@ class BatchNorm2d(Layer):
             self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
         else:
             mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
+            centered = x - self._view(mean)
         inv_std = (var + self.eps).rsqrt()
-        xhat = (x - self._view(mean)) * self._view(inv_std)
+        xhat = centered * self._view(inv_std)
         self._saved = (xhat, inv_std, self.training)
         if not self.affine:
             return xhat
-        return xhat * self._view(self.weight) + self._view(self.bias)
+        return torch.addcmul(self._view(self.bias), xhat, self._view(self.weight))
 
     def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         xhat, inv_std, training = self.saved()

@@ -155,7 +155,9 @@ class Conv2d(Layer):
             )
         gy = grad_out.permute(0, 2, 3, 1).reshape(-1, self.out_channels)  # (L, O)
         kh, kw = self.kernel_size
-        dw2 = gy.t() @ cols  # (O, KH*KW*C)
+        # dW2 (O, K) = gy^T @ cols, multiplied in the order that reads both operands along their
+        # rows: for a first layer cols is the transpose of a (K, L) matrix, so form dW2^T.
+        dw2 = gy.t() @ cols if cols.is_contiguous() else (cols.t() @ gy).t()
         accumulate(self.weight, dw2.view(self.out_channels, kh, kw, c).permute(0, 3, 1, 2))
         if self.bias is not None:
             accumulate(self.bias, gy.sum(0))

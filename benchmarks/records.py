@@ -1,0 +1,22 @@
+"""The recipes' records: for each recipe and backend, seconds of training and the mean and spread
+of test accuracy over seeds, all from this run on this machine.
+
+    python benchmarks/records.py                         # speedrun, 5 seeds, both backends
+    python benchmarks/records.py --recipes best --seeds 1
+"""
+
+import argparse
+import json
+
+from digitlab.bench import record_rows
+from digitlab.recipes import RECIPES
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipes", default="speedrun", help=f"comma-separated: {list(RECIPES)}")
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    rows = record_rows(args.recipes.split(","), args.seeds)
+    for row in rows:
+        print(f"{row['name']:<36} " + "  ".join(f"{k} {v}" for k, v in row.items() if k != "name"))
+    print(json.dumps({"rows": rows}))

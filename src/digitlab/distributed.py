@@ -1,0 +1,102 @@
+"""Data-parallel training across processes, on PyTorch's own engine (torch.distributed).
+
+Started by `torchrun --nproc-per-node=N -m digitlab train ...`, each process (rank) trains on its
+own shard of every epoch: all ranks draw the same shuffled order, rank r takes every N-th image
+starting at r (DistributedSampler's split) and batches of batch_size / N from it, so one step of
+all ranks together sees the same batch_size images a single process would. After each backward the
+ranks average their gradients, so every rank applies the same update and the weights stay equal.
+
+- torch backend: DistributedDataParallel does the averaging, overlapped with the backward.
+- scratch backend: after the hand-written backward, one all_reduce of all gradients at once (the
+  same idea as DDP, without the overlap), in `average_gradients`.
+
+gloo carries the messages on CPU, nccl on CUDA. Only rank 0 writes files and prints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from digitlab.errors import DigitlabError
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """The rank that logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+
+def launched() -> bool:
+    """Whether torchrun (or another launcher setting WORLD_SIZE) started this process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def start(device: torch.device) -> Ranks:
+    """Join the process group torchrun set up (a single-process run: no group, rank 0 of 1)."""
+    if not launched():
+        return Ranks()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def local_batch(batch_size: int, ranks: Ranks) -> int:
+    """Each rank's share of a step's `batch_size` images."""
+    if batch_size % ranks.world:
+        raise DigitlabError(
+            f"--batch-size {batch_size}: must divide evenly among the {ranks.world} processes; "
+            f"choose a multiple of {ranks.world}"
+        )
+    return batch_size // ranks.world
+
+
+def shard(order: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """This rank's part of an epoch's order: every world-th index from position rank; the order
+    is first cut to a multiple of world so that all ranks take the same number of steps."""
+    usable = len(order) - len(order) % ranks.world
+    return order[ranks.rank : usable : ranks.world]
+
+
+def average_gradients(parameters) -> None:
+    """Replace each .grad by its mean over the ranks: one all_reduce of one flat buffer."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def mean(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """The mean of a tensor over the ranks (the batch loss the whole step saw)."""
+    if ranks.world == 1:
+        return value
+    value = value.clone()
+    dist.all_reduce(value)
+    return value / ranks.world
+
+
+def share_buffers(model: torch.nn.Module, ranks: Ranks) -> None:
+    """Give every rank rank 0's buffers (batch norm statistics), as DDP does before each step."""
+    if ranks.world > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)

@@ -1,0 +1,50 @@
+"""Recipes: fixed, named training settings, chosen in advance and never tuned on the test set.
+
+`digitlab train --recipe NAME` starts from a recipe's settings; flags given beside it still win
+(e.g. `--backend scratch`, `--seed 3`).
+
+speedrun  the fewest seconds to 99% test accuracy on a laptop CPU: the small `fast` net, one
+          epoch in batches of 128, Adam at a peak rate of 0.01 on a one-cycle schedule.
+best      the highest accuracy from one model within 20 minutes on a laptop CPU: the batch-norm
+          `best` net, 30 epochs on randomly rotated, scaled and shifted digits, one-cycle Adam,
+          label smoothing, an average of the weights; 5,000 training images held out so that
+          every choice during training is judged on them, and the test set is read once, at the end.
+"""
+
+from __future__ import annotations
+
+from digitlab.errors import DigitlabError
+
+RECIPES = {
+    "speedrun": dict(
+        model="fast",
+        optimizer="adam",
+        lr=0.01,
+        betas=(0.8, 0.999),
+        batch_size=128,
+        epochs=1,
+        schedule="onecycle",
+        warmup=0.3,
+    ),
+    "best": dict(
+        model="best",
+        optimizer="adam",
+        lr=0.003,
+        weight_decay=1e-4,
+        batch_size=128,
+        epochs=30,
+        schedule="onecycle",
+        warmup=0.2,
+        label_smoothing=0.1,
+        augment=True,
+        average=0.999,
+        val_split=5000,
+    ),
+}
+
+
+def settings(name: str) -> dict:
+    """The TrainConfig fields that recipe `name` sets."""
+    if name not in RECIPES:
+        raise DigitlabError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return dict(RECIPES[name], recipe=name)

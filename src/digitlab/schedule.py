@@ -1,0 +1,37 @@
+"""Learning-rate schedules, shared by both backends: they only set each param group's "lr".
+
+one-cycle (Smith & Topin, as torch.optim.lr_scheduler.OneCycleLR with its defaults and
+anneal_strategy="cos"): over the first `warmup` fraction of the steps the rate climbs from
+lr / 25 to lr, then falls to lr / 25e4, both along half a cosine. A short warm-up lets a high peak
+rate be used safely; the long fall settles the weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+SCHEDULES = ("constant", "onecycle")
+DIV_FACTOR, FINAL_DIV_FACTOR = 25.0, 1e4
+
+
+def cosine(start: float, end: float, fraction: float) -> float:
+    """From `start` (fraction 0) to `end` (fraction 1) along half a cosine."""
+    return end + (start - end) / 2 * (1 + math.cos(math.pi * fraction))
+
+
+def learning_rate(schedule: str, lr: float, step: int, total_steps: int, warmup: float) -> float:
+    """The rate for `step` (0-based) of `total_steps`; `lr` is the peak (or constant) rate."""
+    if schedule == "constant":
+        return lr
+    if schedule != "onecycle":
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    initial, final = lr / DIV_FACTOR, lr / DIV_FACTOR / FINAL_DIV_FACTOR
+    peak = warmup * total_steps - 1  # OneCycleLR's step of the peak
+    if step <= peak:
+        return cosine(initial, lr, step / peak)
+    return cosine(lr, final, (step - peak) / (total_steps - 1 - peak))
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
