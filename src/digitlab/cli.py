@@ -120,6 +120,12 @@ def build_parser() -> Parser:
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     p.add_argument("--multi", action="store_true", help="read a number of several digits")
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="onnx: run an exported model (--checkpoint FILE.onnx) with onnxruntime",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("app", help="the drawing app in your browser")
@@ -138,6 +144,11 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir")
     p.add_argument("--out", default="runs/compare", help="report folder (default runs/compare)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", help="export a trained model for deployment")
+    p.add_argument("checkpoint", metavar="CKPT", help="run folder or its model.safetensors")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="write an ONNX model here")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("check", help="compare every hand-written layer with PyTorch")
@@ -292,14 +303,28 @@ def cmd_predict(args) -> int:
     from digitlab.evaluation import logits_of
     from digitlab.preprocess import preprocess, preprocess_multi
 
-    model, config = checkpoint.load(
-        args.checkpoint, device=str(training.resolve_device(args.device))
-    )
-    norm = config["normalization"]
+    if args.runtime == "onnx":
+        from digitlab.export import OnnxModel
+
+        if args.checkpoint is None:
+            raise DigitlabError(
+                "--runtime onnx: give --checkpoint FILE.onnx, written by digitlab export CKPT "
+                "--onnx FILE.onnx"
+            )
+        logits = OnnxModel(args.checkpoint).logits
+    else:
+        model, config = checkpoint.load(
+            args.checkpoint, device=str(training.resolve_device(args.device))
+        )
+        norm = config["normalization"]
+
+        def logits(digits):
+            return logits_of(model, digits, norm["mean"], norm["std"])
+
     predictions = []
     for path in args.images:
         digits = preprocess_multi(path) if args.multi else preprocess(path)[None]
-        probabilities = logits_of(model, digits, norm["mean"], norm["std"]).softmax(1)
+        probabilities = logits(digits).softmax(1)
         p = probabilities[0]
         item = {
             "path": path,
@@ -321,6 +346,18 @@ def cmd_predict(args) -> int:
                 print(f"{item['path']}: {item['text']}")
             else:
                 print(f"{item['path']}: {item['digit']} ({item['confidence']:.1%})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from digitlab.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.onnx)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        dynamic = ", ".join(result["dynamic"])
+        print(f"wrote {result['onnx']} ({result['model']}; dynamic {dynamic})")
     return 0
 
 
@@ -378,6 +415,7 @@ COMMANDS = {
     "app": cmd_app,
     "check": cmd_check,
     "bench": cmd_bench,
+    "export": cmd_export,
 }
 
 

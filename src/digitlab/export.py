@@ -1,0 +1,115 @@
+"""ONNX export for deployment, and running an exported model with onnxruntime.
+
+The exported graph takes what preprocessing produces, images as pixels in [0, 1], shape
+(N, 1, H, W) float32, and returns (N, 10) logits: the training set's normalisation is built in, so
+a deployment needs nothing from digitlab. The batch size is dynamic; for the FCN, which reads any
+image of at least 28x28, height and width are dynamic too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from digitlab import checkpoint
+from digitlab.errors import DigitlabError
+
+INPUT, OUTPUT = "image", "logits"
+
+
+class Normalized(nn.Module):
+    """model((x - mean) / std): (N, 1, H, W) pixels in [0, 1] -> (N, 10) logits."""
+
+    def __init__(self, model: nn.Module, mean: float, std: float):
+        super().__init__()
+        self.model, self.mean, self.std = model, mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def export_onnx(ckpt: str | Path, path: str | Path) -> dict:
+    """Write the checkpoint's model as an ONNX file; returns {"onnx", "model", "dynamic"}."""
+    model, config = checkpoint.load(ckpt)
+    norm = config["normalization"]
+    wrapped = Normalized(model, norm["mean"], norm["std"]).eval()
+    height, width = config.get("dataset", {}).get("image_size", [28, 28])
+    dims = {0: torch.export.Dim("batch")}
+    if config["model"] == "fcn":  # any size from 28x28 up
+        dims.update({2: torch.export.Dim("height", min=28), 3: torch.export.Dim("width", min=28)})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    # The exporter reports its progress and some library warnings; keep the command's output to
+    # its own lines.
+    with quiet():
+        program = torch.onnx.export(
+            wrapped,
+            (torch.zeros(2, 1, height, width),),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes={"x": dims},
+            dynamo=True,
+            verbose=False,
+        )
+        program.save(str(tmp))
+    tmp.replace(path)  # atomic: a file named path is always a whole model
+    names = {0: "batch", 2: "height", 3: "width"}
+    return {"onnx": str(path), "model": config["model"], "dynamic": [names[d] for d in dims]}
+
+
+@contextlib.contextmanager
+def quiet():
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+class OnnxModel:
+    """An exported model run by onnxruntime: images (N, H, W) in [0, 1] -> (N, 10) logits."""
+
+    def __init__(self, path: str | Path):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise DigitlabError(
+                "--runtime onnx needs onnxruntime; install it: pip install 'digitlab[onnx]'"
+            ) from None
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.onnx"
+        if not path.is_file():
+            raise DigitlabError(
+                f"{path}: no such ONNX file; write one with: digitlab export CKPT --onnx {path}"
+            )
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise DigitlabError(
+                f"{path}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]}); "
+                "export it again with digitlab export"
+            ) from None
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        if images.dtype == torch.uint8:
+            x = x / 255.0
+        x = np.ascontiguousarray(x[:, None].numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])
