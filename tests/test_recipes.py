@@ -143,3 +143,11 @@ def test_weight_average_follows_the_exponential_formula():
                 expected[key] = value.clone()
     for key, value in average.model.state_dict().items():
         assert torch.allclose(value, expected[key], atol=1e-5), key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+@pytest.mark.parametrize("backend", models.BACKENDS)
+def test_speedrun_on_the_gpu(tmp_path, backend):
+    config = TrainConfig(**settings("speedrun"), backend=backend, device="cuda", subset=3000)
+    result = fit(config, tmp_path, progress=False, log=lambda text: None)
+    assert result["test_accuracy"] > 0.9

@@ -87,28 +87,44 @@ def row(name: str, times: dict) -> dict:
     }
 
 
-def step_function(model_name: str, backend: str, batch: int = BATCH):
-    """One full training step (forward, loss, backward, Adam) of a model on a fixed batch."""
+def step_function(model_name: str, backend: str, batch: int = BATCH, device: str = "cpu"):
+    """One full training step (forward, loss, backward, Adam) of a model on a fixed batch, set
+    up as digitlab train does (the torch backend channels-last)."""
     torch.manual_seed(0)
-    model = models.build(model_name, backend)
+    model = models.build(model_name, backend).to(device)
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    if backend == "torch":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     optim = scratch if backend == "scratch" else torch.optim
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = make_loss(backend)
-    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
-    return lambda: train_step(model, loss_fn, optimizer, x, y, backend)
+    if device == "cpu":
+        return lambda: train_step(model, loss_fn, optimizer, x, y, backend)
+
+    def step_and_wait():  # GPU work is queued; time it done
+        train_step(model, loss_fn, optimizer, x, y, backend)
+        torch.cuda.synchronize()
+
+    return step_and_wait
 
 
-def step_rows(number: int = 20) -> list[dict]:
+# (model, batch): the study log's nets at its batch, the speedrun's net at the speedrun's batch.
+STEPS = (("cnn", BATCH), ("fcn", BATCH), ("fast", 128))
+
+
+def step_rows(number: int = 20, device: str = "cpu") -> list[dict]:
     rows = []
-    for model_name in ("cnn", "fcn"):
+    for model_name, batch in STEPS:
         # Alternate the backends round by round so both see the same machine load.
-        runs = {b: step_function(model_name, b) for b in ("torch", "scratch")}
+        runs = {b: step_function(model_name, b, batch, device) for b in ("torch", "scratch")}
         samples = {b: [] for b in runs}
         for _ in range(5):
             for backend, fn in runs.items():
                 samples[backend].append(median_ms(fn, number))
         times = {b: statistics.median(v) for b, v in samples.items()}
-        rows.append(row(f"training step {model_name} (batch {BATCH}, Adam)", times))
+        rows.append(row(f"training step {model_name} (batch {batch}, Adam, {device})", times))
     return rows
 
 

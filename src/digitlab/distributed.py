@@ -100,3 +100,20 @@ def share_buffers(model: torch.nn.Module, ranks: Ranks) -> None:
     if ranks.world > 1:
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
+
+
+def check_same_weights(model: torch.nn.Module, ranks: Ranks) -> None:
+    """Raise unless every rank holds exactly rank 0's parameters and buffers: what averaging the
+    gradients promises, checked once at the end of a run (one all_gather)."""
+    if ranks.world == 1:
+        return
+    state = [t.detach().reshape(-1).double() for t in model.state_dict().values()]
+    flat = torch.cat(state)
+    gathered = [torch.empty_like(flat) for _ in range(ranks.world)]
+    dist.all_gather(gathered, flat)
+    differ = [r for r, other in enumerate(gathered) if not torch.equal(other, gathered[0])]
+    if differ:
+        raise DigitlabError(
+            f"data-parallel ranks {differ} ended with weights that differ from rank 0's; "
+            "this is a bug in digitlab, please report it"
+        )

@@ -407,6 +407,9 @@ def _fit(config, out, resume, progress, log, device, ranks: Ranks) -> dict:
             f"({epoch_seconds:.1f} s, {n / epoch_seconds:.0f} img/s)"
         )
 
+    distributed.check_same_weights(model, ranks)
+    if ranks.world > 1:
+        log(f"data parallel: the {ranks.world} processes ended with identical weights")
     if not ranks.main:
         return {}
     last = read_metrics(out)[-1]
