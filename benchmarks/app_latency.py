@@ -5,7 +5,7 @@ Gradio delivers them) go through the app's own code: canvas -> ink -> MNIST-styl
 forward pass. Prints the median and 95th percentile of that path (the answer) and of the whole
 handler (answer plus the 28x28 preview and the feature-map mosaic).
 
-    python benchmarks/app_latency.py [--n 300]
+    python benchmarks/app_latency.py [--n 300] [--checkpoint RUN]
 """
 
 import argparse
@@ -26,9 +26,11 @@ from test_app import place_digits, sketchpad_value  # noqa: E402  (the tests' ca
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--checkpoint", help="a run folder (default: the shipped model)")
     args = parser.parse_args()
     test, rng, reader = load_split(None, False), np.random.default_rng(0), Reader()
-    model, config = reader.model(PRETRAINED)
+    choice = args.checkpoint or PRETRAINED
+    model, config = reader.model(choice)
     norm = config["normalization"]
     values = [sketchpad_value(place_digits([k], rng, test)) for k in range(args.n)]
     answer_ms, handler_ms, right = [], [], 0
@@ -39,7 +41,7 @@ if __name__ == "__main__":
         answer_ms.append(1000 * (time.perf_counter() - start))
         right += digit == int(test.labels[k])
         start = time.perf_counter()
-        on_draw(value, PRETRAINED, reader)
+        on_draw(value, choice, reader)
         handler_ms.append(1000 * (time.perf_counter() - start))
     for name, ms in (("preprocessing + forward", answer_ms), ("whole handler", handler_ms)):
         print(f"{name:>24}: median {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms")

@@ -100,25 +100,33 @@ def seen_image(digits: torch.Tensor, zoom: int = 8) -> np.ndarray:
     return (255 * np.kron(strip, np.ones((zoom, zoom)))).astype(np.uint8)
 
 
-def feature_mosaic(maps: dict[str, torch.Tensor], columns: int = 16, cell: int = 48) -> np.ndarray:
-    """Every channel of every conv block as a tiled, coloured (H, W, 3) uint8 image."""
+def feature_mosaic(
+    maps: dict[str, torch.Tensor], columns: int = 16, cell: int = 48, most: int = 32
+) -> np.ndarray:
+    """The channels of every conv block (the first `most` of each) as a tiled, coloured (H, W, 3)
+    uint8 image."""
     import matplotlib
 
-    colour = matplotlib.colormaps["viridis"]
+    # viridis as a 256-entry lookup table: indexing it is far faster than calling the colormap.
+    lut = (255 * matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))[:, :3]).astype(np.uint8)
     bands = []
     for name, block in maps.items():
         channels, h, w = block.shape
+        block = block[:most]
         zoom = max(1, cell // max(h, w))
-        rows = -(-channels // columns)
+        rows = -(-len(block) // columns)
         tile = np.zeros((rows * (h * zoom + 2), columns * (w * zoom + 2)), np.float32)
         for k, fmap in enumerate(block.numpy()):
             fmap = fmap / fmap.max() if fmap.max() > 0 else fmap
             r, c = divmod(k, columns)
             y, x = r * (h * zoom + 2), c * (w * zoom + 2)
-            tile[y : y + h * zoom, x : x + w * zoom] = np.kron(fmap, np.ones((zoom, zoom)))
-        image = Image.fromarray((255 * colour(tile)[..., :3]).astype(np.uint8))
+            tile[y : y + h * zoom, x : x + w * zoom] = fmap.repeat(zoom, 0).repeat(zoom, 1)
+        image = Image.fromarray(lut[(255 * tile).astype(np.uint8)])
         caption = Image.new("RGB", (image.width, 18), "white")
-        ImageDraw.Draw(caption).text((2, 3), f"{name}: {channels} channels, {h}x{w}", fill="black")
+        shown = (
+            f"{channels} channels" if channels <= most else f"first {most} of {channels} channels"
+        )
+        ImageDraw.Draw(caption).text((2, 3), f"{name}: {shown}, {h}x{w}", fill="black")
         bands += [np.asarray(caption), np.asarray(image)]
     width = max(b.shape[1] for b in bands)
     padded = [

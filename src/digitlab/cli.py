@@ -275,7 +275,7 @@ def cmd_evaluate(args) -> int:
     norm = config["normalization"]
     report = evaluate(model, test, norm["mean"], norm["std"])
     run = checkpoint.resolve(args.checkpoint)[0].parent
-    if not args.no_pictures and run != checkpoint.PRETRAINED_DIR:
+    if not args.no_pictures and run.resolve() != checkpoint.PRETRAINED_DIR.resolve():
         write_pictures(run, data_dir, lambda text: print(text, file=sys.stderr))
     if args.json:
         print(json.dumps({k: report[k] for k in ("accuracy", "per_class", "confusion")}))

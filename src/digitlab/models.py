@@ -84,9 +84,9 @@ class Fast(Stack):
     conv1: Conv2d(1, 16, 5), MaxPool2d(2), BatchNorm2d(16), ReLU    -> (N, 16, 12, 12)
     conv2: Conv2d(16, 32, 5), MaxPool2d(2), BatchNorm2d(32), ReLU   -> (N, 32, 4, 4)
     out:   flatten, Linear(32 * 4 * 4, 10)                           -> (N, 10)
-    Unpadded, the convolutions do 40% of the CNN's work. Batch norm lets a high learning rate
-    work from the first steps; placed after the pooling it normalises a quarter of the values.
-    The convolutions have no bias: the batch norm's shift replaces it.
+    Unpadded, it does 37% of the CNN's multiply-adds (1.05M against 2.84M per image). Batch norm
+    lets a high learning rate work from the first steps; placed after the pooling it normalises a
+    quarter of the values. The convolutions have no bias: the batch norm's shift replaces it.
     """
 
     def __init__(self, layers=nn, num_classes: int = 10):
@@ -107,11 +107,12 @@ def fast_block(layers, in_channels: int, out_channels: int):
 
 
 def bn_block(layers, in_channels: int, out_channels: int, kernel_size: int, pool: bool):
-    """Conv2d (no bias: the batch norm's shift replaces it), BatchNorm2d, [MaxPool2d(2)], ReLU."""
+    """Conv2d (no bias: the batch norm's shift replaces it), [MaxPool2d(2)], BatchNorm2d, ReLU.
+    Pooling first, so batch norm and ReLU work on a quarter of the values."""
     return layers.Sequential(
         layers.Conv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=False),
-        layers.BatchNorm2d(out_channels),
         *([layers.MaxPool2d(2)] if pool else []),
+        layers.BatchNorm2d(out_channels),
         layers.ReLU(),
     )
 
@@ -119,20 +120,21 @@ def bn_block(layers, in_channels: int, out_channels: int, kernel_size: int, pool
 class Best(Stack):
     """The best recipe's net: three batch-normalised conv blocks, (N, 1, 28, 28) -> (N, 10).
 
-    conv1: Conv2d(1, 24, 5, padding 2), BatchNorm2d, MaxPool2d(2), ReLU   -> (N, 24, 14, 14)
-    conv2: Conv2d(24, 48, 3, padding 1), BatchNorm2d, MaxPool2d(2), ReLU  -> (N, 48, 7, 7)
-    conv3: Conv2d(48, 96, 3, padding 1), BatchNorm2d, ReLU                -> (N, 96, 7, 7)
-    out:   flatten, Dropout(0.2), Linear(96 * 7 * 7, 10)                  -> (N, 10)
+    conv1: Conv2d(1, 32, 5, padding 2), MaxPool2d(2), BatchNorm2d, ReLU   -> (N, 32, 14, 14)
+    conv2: Conv2d(32, 64, 3, padding 1), MaxPool2d(2), BatchNorm2d, ReLU  -> (N, 64, 7, 7)
+    conv3: Conv2d(64, 128, 3, padding 1), BatchNorm2d, ReLU               -> (N, 128, 7, 7)
+    out:   flatten, Linear(128 * 7 * 7, 10)                               -> (N, 10)
+    No dropout: augmentation, label smoothing and weight decay regularise, and PyTorch's CPU
+    dropout mask alone cost a seventh of a training step.
     """
 
     def __init__(self, layers=nn, num_classes: int = 10):
         super().__init__()
-        self.conv1 = bn_block(layers, 1, 24, 5, pool=True)
-        self.conv2 = bn_block(layers, 24, 48, 3, pool=True)
-        self.conv3 = bn_block(layers, 48, 96, 3, pool=False)
+        self.conv1 = bn_block(layers, 1, 32, 5, pool=True)
+        self.conv2 = bn_block(layers, 32, 64, 3, pool=True)
+        self.conv3 = bn_block(layers, 64, 128, 3, pool=False)
         self.flatten = layers.Flatten()
-        self.dropout = layers.Dropout(0.2)
-        self.out = layers.Linear(96 * 7 * 7, num_classes)
+        self.out = layers.Linear(128 * 7 * 7, num_classes)
 
 
 MODELS = {"cnn": CNN, "fcn": FCN, "fast": Fast, "best": Best}

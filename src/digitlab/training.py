@@ -52,6 +52,7 @@ class TrainConfig:
     epochs: int = 1
     seed: int = 0
     momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only
     betas: tuple[float, float] = (0.9, 0.999)  # Adam only
     weight_decay: float = 0.0
     schedule: str = "constant"  # or "onecycle" (see digitlab.schedule)
@@ -107,7 +108,11 @@ def make_optimizer(config: TrainConfig, params):
         )
     if config.optimizer == "sgd":
         return optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
         )
     raise DigitlabError(
         f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
@@ -270,12 +275,11 @@ def _fit(config, out, resume, progress, log, device, ranks: Ranks) -> dict:
 
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.backend).to(device)
-    net = model  # what the steps call: the model, or DDP around it
+    net = model  # what the steps call
     if config.backend == "torch":
         # Channels-last activations: PyTorch's CPU convolutions and pooling are faster so.
-        model = model.to(memory_format=torch.channels_last)
-        net = model
-        if ranks.world > 1:
+        net = model = model.to(memory_format=torch.channels_last)
+        if ranks.world > 1:  # DDP averages the gradients during the backward
             net = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = make_optimizer(config, model.parameters())
     loss_fn = make_loss(config.backend, config.label_smoothing)

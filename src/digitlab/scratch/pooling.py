@@ -90,10 +90,16 @@ class MaxPool2d(Layer):
         dx = gy.new_empty(n, hp, wp, c) if tiled else gy.new_zeros(n, hp, wp, c)
         # Route each window's gradient to the first offset (row-major) that holds its maximum:
         # `free` is 1 until an offset has taken the window. 0/1 floats, not booleans: faster here.
-        free = torch.ones_like(y)
-        for _, rows, cols in self.offsets(out_hw):
-            hit = torch.eq(x[:, rows, cols], y, out=torch.empty_like(y)).mul_(free)
-            free.sub_(hit)
+        offsets = list(self.offsets(out_hw))
+        free = None  # all ones before the first offset, so not made
+        for k, rows, cols in offsets:
+            hit = torch.eq(x[:, rows, cols], y, out=torch.empty_like(y))
+            if free is not None:
+                hit.mul_(free)
+            if k == 0:
+                free = 1 - hit
+            elif k < len(offsets) - 1:  # after the last offset nothing asks
+                free.sub_(hit)
             if tiled:
                 torch.mul(hit, gy, out=dx[:, rows, cols])
             else:
