@@ -142,7 +142,7 @@ def test_bench_command_prints_ratios_from_one_run(capsys):
     assert code == 0, err
     rows = json.loads(out.strip().splitlines()[-1])["rows"]
     steps = [r for r in rows if r["name"].startswith("training step")]
-    assert len(steps) == 2
+    assert [r["name"].split()[2] for r in steps] == ["cnn", "fcn", "fast"]
     for r in rows:
         if "ratio" in r and "torch_ms" in r:
             assert r["torch_ms"] > 0 and r["scratch_ms"] > 0
