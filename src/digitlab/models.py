@@ -125,7 +125,7 @@ class Best(Stack):
     conv3: Conv2d(64, 128, 3, padding 1), BatchNorm2d, ReLU               -> (N, 128, 7, 7)
     out:   flatten, Linear(128 * 7 * 7, 10)                               -> (N, 10)
     No dropout: augmentation, label smoothing and weight decay regularise, and PyTorch's CPU
-    dropout mask alone cost a seventh of a training step.
+    dropout mask alone cost about a ninth of a training step.
     """
 
     def __init__(self, layers=nn, num_classes: int = 10):
