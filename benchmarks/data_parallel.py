@@ -9,17 +9,12 @@ the cores, and every step adds an all_reduce of the gradients.
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from digitlab.distributed import torchrun_command
 
 
 def train(processes: int, args, backend: str) -> dict:
@@ -41,17 +36,7 @@ def train(processes: int, args, backend: str) -> dict:
         if processes == 1:
             command = [sys.executable, "-m", "digitlab", *flags]
         else:
-            command = [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                f"--nproc-per-node={processes}",
-                "--master-addr=127.0.0.1",
-                f"--master-port={free_port()}",
-                "-m",
-                "digitlab",
-                *flags,
-            ]
+            command = torchrun_command(processes, *flags)
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         metrics = (Path(out) / "metrics.jsonl").read_text().splitlines()

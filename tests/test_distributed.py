@@ -1,37 +1,19 @@
 """Data-parallel training: two real processes started by torchrun on 127.0.0.1, over gloo."""
 
 import json
-import socket
 import subprocess
-import sys
 
 import pytest
 
 from conftest import run_cli
-from digitlab import models, training
+from digitlab import distributed, models, training
 
 RUN = ["--subset", "2000", "--batch-size", "50", "--seed", "2", "--quiet", "--no-pictures"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def torchrun(*args, processes=2):
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            f"--nproc-per-node={processes}",
-            "--master-addr=127.0.0.1",
-            f"--master-port={free_port()}",
-            "-m",
-            "digitlab",
-            *map(str, args),
-        ],
+        distributed.torchrun_command(processes, *map(str, args)),
         capture_output=True,
         text=True,
         timeout=600,

@@ -16,6 +16,8 @@ gloo carries the messages on CPU, nccl on CUDA. Only rank 0 writes files and pri
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +35,25 @@ class Ranks:
     def main(self) -> bool:
         """The rank that logs, evaluates and writes checkpoints."""
         return self.rank == 0
+
+
+def torchrun_command(processes: int, *args: str) -> list[str]:
+    """The command line that runs `digitlab ARGS` in `processes` processes on this machine:
+    torchrun (as python -m torch.distributed.run) with its rendezvous on a free 127.0.0.1 port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={processes}",
+        "--master-addr=127.0.0.1",
+        f"--master-port={port}",
+        "-m",
+        "digitlab",
+        *args,
+    ]
 
 
 def launched() -> bool:

@@ -78,6 +78,19 @@ class FCN(Stack):
         self.flatten = layers.Flatten()
 
 
+def bn_block(layers, in_channels, out_channels, kernel_size, pool: bool, padding=None):
+    """Conv2d (no bias: the batch norm's shift replaces it), [MaxPool2d(2)], BatchNorm2d, ReLU.
+    Pooling first, so batch norm and ReLU work on a quarter of the values. Padding defaults to
+    kernel_size // 2 (the size kept)."""
+    padding = kernel_size // 2 if padding is None else padding
+    return layers.Sequential(
+        layers.Conv2d(in_channels, out_channels, kernel_size, 1, padding, bias=False),
+        *([layers.MaxPool2d(2)] if pool else []),
+        layers.BatchNorm2d(out_channels),
+        layers.ReLU(),
+    )
+
+
 class Fast(Stack):
     """The speedrun's net: the CNN's two 5x5 blocks, unpadded and batch-normalised.
 
@@ -91,30 +104,10 @@ class Fast(Stack):
 
     def __init__(self, layers=nn, num_classes: int = 10):
         super().__init__()
-        self.conv1 = fast_block(layers, 1, 16)
-        self.conv2 = fast_block(layers, 16, 32)
+        self.conv1 = bn_block(layers, 1, 16, 5, pool=True, padding=0)
+        self.conv2 = bn_block(layers, 16, 32, 5, pool=True, padding=0)
         self.flatten = layers.Flatten()
         self.out = layers.Linear(32 * 4 * 4, num_classes)
-
-
-def fast_block(layers, in_channels: int, out_channels: int):
-    return layers.Sequential(
-        layers.Conv2d(in_channels, out_channels, 5, bias=False),
-        layers.MaxPool2d(2),
-        layers.BatchNorm2d(out_channels),
-        layers.ReLU(),
-    )
-
-
-def bn_block(layers, in_channels: int, out_channels: int, kernel_size: int, pool: bool):
-    """Conv2d (no bias: the batch norm's shift replaces it), [MaxPool2d(2)], BatchNorm2d, ReLU.
-    Pooling first, so batch norm and ReLU work on a quarter of the values."""
-    return layers.Sequential(
-        layers.Conv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=False),
-        *([layers.MaxPool2d(2)] if pool else []),
-        layers.BatchNorm2d(out_channels),
-        layers.ReLU(),
-    )
 
 
 class Best(Stack):
