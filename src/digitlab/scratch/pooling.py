@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from digitlab.scratch.conv import channels_last, unpad, window_grid
 from digitlab.scratch.module import Layer, check_input, pair
+from digitlab.scratch.windows import channels_last, unpad, window_grid
 
 
 class MaxPool2d(Layer):
