@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from conftest import run_cli
-from digitlab import distributed, models, training
+from digitlab import backends, distributed, training
 
 RUN = ["--subset", "2000", "--batch-size", "50", "--seed", "2", "--quiet", "--no-pictures"]
 
@@ -20,7 +20,7 @@ def torchrun(*args, processes=2):
     )
 
 
-@pytest.mark.parametrize("backend", models.BACKENDS)
+@pytest.mark.parametrize("backend", backends.BACKENDS)
 def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backend):
     out = tmp_path / "two"
     done = torchrun("train", *RUN, "--backend", backend, "--out", out)

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import assert_one_line_error, run_cli
-from digitlab import checkpoint, models, training
+from digitlab import backends, checkpoint, training
 from digitlab.augment import RandomAffine
 from digitlab.averaging import WeightAverage
 from digitlab.data import load_split
@@ -26,7 +26,7 @@ SUBSETS = {
 }
 
 
-@pytest.mark.parametrize("backend", models.BACKENDS)
+@pytest.mark.parametrize("backend", backends.BACKENDS)
 @pytest.mark.parametrize("recipe", list(SUBSETS))
 def test_each_recipe_runs_end_to_end_with_each_backend(tmp_path, capsys, recipe, backend):
     extra, floor = SUBSETS[recipe]
@@ -73,7 +73,7 @@ def test_flags_beside_a_recipe_win_and_an_unknown_recipe_is_one_line(tmp_path, c
     assert_one_line_error(code, err, 2, "--recipe", "speedrun")
 
 
-@pytest.mark.parametrize("backend", models.BACKENDS)
+@pytest.mark.parametrize("backend", backends.BACKENDS)
 def test_an_interrupted_best_run_resumes_to_the_uninterrupted_weights(tmp_path, backend):
     config = TrainConfig(**settings("best"), backend=backend)
     config.subset, config.epochs = 300, 2
@@ -150,7 +150,7 @@ def test_weight_average_follows_the_exponential_formula():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
-@pytest.mark.parametrize("backend", models.BACKENDS)
+@pytest.mark.parametrize("backend", backends.BACKENDS)
 def test_speedrun_on_the_gpu(tmp_path, backend):
     config = TrainConfig(**settings("speedrun"), backend=backend, device="cuda", subset=3000)
     result = fit(config, tmp_path, progress=False, log=lambda text: None)

@@ -14,9 +14,8 @@ import tempfile
 import time
 
 import torch
-from torch import nn
 
-from digitlab import models, scratch
+from digitlab import backends, models, scratch
 from digitlab.recipes import settings
 from digitlab.training import TrainConfig, fit, make_loss, train_step
 
@@ -35,9 +34,9 @@ def median_ms(fn, number: int) -> float:
     return statistics.median(rounds)
 
 
-def forward_backward(layer, x: torch.Tensor, backend: str):
+def forward_backward(layer, x: torch.Tensor, backend: backends.Backend):
     """A function running forward and backward of `layer` on x with the backend's machinery."""
-    if backend == "scratch":
+    if not backend.autograd:
 
         def run():
             y = layer(x)
@@ -72,8 +71,9 @@ def layer_rows(number: int = 20) -> list[dict]:
     for name, make, shape in LAYERS:
         x = torch.randn(shape)
         times = {}
-        for backend, namespace in (("torch", nn), ("scratch", scratch)):
-            times[backend] = median_ms(forward_backward(make(namespace), x, backend), number)
+        for name in ("torch", "scratch"):
+            backend = backends.get(name)
+            times[name] = median_ms(forward_backward(make(backend.layers), x, backend), number)
         rows.append(row(f"forward+backward {name}", times))
     return rows
 
@@ -90,15 +90,12 @@ def row(name: str, times: dict) -> dict:
 def step_function(model_name: str, backend: str, batch: int = BATCH, device: str = "cpu"):
     """One full training step (forward, loss, backward, Adam) of a model on a fixed batch, set
     up as digitlab train does (the torch backend channels-last)."""
+    backend = backends.get(backend)
     torch.manual_seed(0)
-    model = models.build(model_name, backend).to(device)
-    x = torch.randn(batch, 1, 28, 28, device=device)
+    model = backend.memory_format(models.build(model_name, backend).to(device))
+    x = backend.memory_format(torch.randn(batch, 1, 28, 28, device=device))
     y = torch.randint(0, 10, (batch,), device=device)
-    if backend == "torch":
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    optim = scratch if backend == "scratch" else torch.optim
-    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = backend.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = make_loss(backend)
     if device == "cpu":
         return lambda: train_step(model, loss_fn, optimizer, x, y, backend)
@@ -200,9 +197,9 @@ def record_rows(recipes=("speedrun",), seeds: int = 5, log=print) -> list[dict]:
     machine slows both alike; the scratch row's ratio is its mean seconds over torch's."""
     rows = []
     for recipe in recipes:
-        runs = {backend: [] for backend in models.BACKENDS}
+        runs = {backend: [] for backend in backends.BACKENDS}
         for seed in range(seeds):
-            for backend in models.BACKENDS:
+            for backend in backends.BACKENDS:
                 config = TrainConfig(**{**settings(recipe), "backend": backend, "seed": seed})
                 with tempfile.TemporaryDirectory() as out:
                     result = fit(config, out, progress=False, log=lambda text: None)

@@ -1,8 +1,9 @@
 """The networks, written once and built from either backend's layers.
 
-`layers` is a namespace of layer classes: `torch.nn` (backend "torch", the reference) or
-`digitlab.scratch` (backend "scratch", forward and backward by hand). Both give the same parameter
-names and shapes, so a state_dict trained by one backend loads into the other.
+`layers` is a namespace of layer classes with torch.nn's names: `torch.nn` (backend "torch", the
+reference), `digitlab.scratch` (forward and backward by hand) or a learner's own (see
+digitlab.backends). All give the same parameter names and shapes, so a state_dict trained by one
+backend loads into another.
 """
 
 from __future__ import annotations
@@ -10,28 +11,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from digitlab import backends
 from digitlab.errors import DigitlabError
-
-BACKENDS = ("torch", "scratch")
 
 
 class Stack(nn.Module):
-    """A network whose children run in the order they were assigned.
-
-    forward: x -> child_k(... child_1(x)).  backward (scratch layers only): the children's
-    backward in reverse order, returning dL/dx (None with input_grad=False: training needs only
-    the parameters' gradients).
-    """
+    """A network whose children run in the order they were assigned: x -> child_k(... child_1(x)).
+    (A hand-written backend runs their backward in reverse: digitlab.backends.backward.)"""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.children():
             x = layer(x)
         return x
-
-    def backward(self, grad: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        from digitlab.scratch.module import backward_through
-
-        return backward_through(list(self.children()), grad, input_grad)
 
 
 def conv_block(layers, in_channels: int, out_channels: int):
@@ -133,22 +124,12 @@ class Best(Stack):
 MODELS = {"cnn": CNN, "fcn": FCN, "fast": Fast, "best": Best}
 
 
-def layers_of(backend: str):
-    """The namespace of layer classes for `backend`."""
-    if backend == "torch":
-        return nn
-    if backend == "scratch":
-        from digitlab import scratch
-
-        return scratch
-    raise DigitlabError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-
-
-def build(name: str = "cnn", backend: str = "torch") -> Stack:
-    """A freshly initialised model `name` ("cnn" or "fcn") made of `backend`'s layers."""
+def build(name: str = "cnn", backend="torch") -> Stack:
+    """A freshly initialised model `name` (one of MODELS) made of `backend`'s layers (a name or a
+    digitlab.backends.Backend)."""
     if name not in MODELS:
         raise DigitlabError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](layers_of(backend))
+    return MODELS[name](backends.get(backend).layers)
 
 
 def count_parameters(model: nn.Module) -> int:
