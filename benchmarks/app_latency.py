@@ -14,13 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from digitlab.app import PRETRAINED, Reader, canvas_image, on_draw  # noqa: E402
 from digitlab.data import load_split  # noqa: E402
-from digitlab.evaluation import logits_of  # noqa: E402
-from digitlab.preprocess import ink_of, split_digits  # noqa: E402
 from test_app import place_digits, sketchpad_value  # noqa: E402  (the tests' canvas maker)
 
 if __name__ == "__main__":
@@ -30,14 +27,12 @@ if __name__ == "__main__":
     args = parser.parse_args()
     test, rng, reader = load_split(None, False), np.random.default_rng(0), Reader()
     choice = args.checkpoint or PRETRAINED
-    model, config = reader.model(choice)
-    norm = config["normalization"]
+    predictor = reader.predictor(choice)
     values = [sketchpad_value(place_digits([k], rng, test)) for k in range(args.n)]
     answer_ms, handler_ms, right = [], [], 0
     for k, value in enumerate(values):
         start = time.perf_counter()
-        digits = torch.from_numpy(np.stack(split_digits(ink_of(canvas_image(value)))))
-        digit = int(logits_of(model, digits, norm["mean"], norm["std"]).argmax(1)[0])
+        digit = predictor.read(canvas_image(value), multi=True).digit
         answer_ms.append(1000 * (time.perf_counter() - start))
         right += digit == int(test.labels[k])
         start = time.perf_counter()

@@ -13,13 +13,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from digitlab import checkpoint
 from digitlab.errors import DigitlabError
-from digitlab.evaluation import logits_of
-from digitlab.plots import block_outputs
-from digitlab.preprocess import BlankImageError, ink_of, load_image, split_digits
+from digitlab.predict import Predictor
+from digitlab.preprocess import BlankImageError, load_image
 
 PRETRAINED = "pretrained (shipped)"
+GAP = 3  # white pixels between feature maps in the mosaic
 CANVAS = 400
 HINT = "Draw a digit (or a number) in the box; the answer follows your strokes."
 # Gradio's sketchpad opens with no tool chosen; choosing the brush on load makes it ready to draw.
@@ -52,23 +51,23 @@ class Reader:
         given = [self.default] if self.default else []
         return [*given, PRETRAINED, *[f for f in found if f not in given]]
 
-    def model(self, choice: str | None):
+    def predictor(self, choice: str | None) -> Predictor:
         choice = choice or self.choices()[0]
         with self._lock:
             if choice not in self._loaded:
-                self._loaded[choice] = checkpoint.load(None if choice == PRETRAINED else choice)
+                self._loaded[choice] = Predictor.load(None if choice == PRETRAINED else choice)
             return self._loaded[choice]
 
     def read(self, image: Image.Image, choice: str | None = None) -> dict:
         """Digits of an image, left to right: their 28x28 images, probabilities and feature maps."""
-        model, config = self.model(choice)
-        norm = config["normalization"]
-        digits = torch.from_numpy(np.stack(split_digits(ink_of(image))))
-        probabilities = logits_of(model, digits, norm["mean"], norm["std"]).softmax(1)
+        predictor = self.predictor(choice)
+        reading = predictor.read(image, multi=True)
         return {
-            "digits": digits,
-            "probabilities": probabilities,
-            "maps": block_outputs(model, digits[0], norm["mean"], norm["std"]),
+            "digits": reading.digits,
+            "probabilities": reading.probabilities,
+            "text": reading.text,
+            "classes": predictor.classes,
+            "maps": predictor.block_outputs(reading.digits[0]),
         }
 
 
@@ -115,13 +114,16 @@ def feature_mosaic(
         block = block[:most]
         zoom = max(1, cell // max(h, w))
         rows = -(-len(block) // columns)
-        tile = np.zeros((rows * (h * zoom + 2), columns * (w * zoom + 2)), np.float32)
+        # Maps are coloured through the lookup table; the gaps between them stay white, so
+        # neighbouring maps never run together (a gap in the colour of zero would).
+        tile = np.full((rows * (h * zoom + GAP), columns * (w * zoom + GAP), 3), 255, np.uint8)
         for k, fmap in enumerate(block.numpy()):
             fmap = fmap / fmap.max() if fmap.max() > 0 else fmap
             r, c = divmod(k, columns)
-            y, x = r * (h * zoom + 2), c * (w * zoom + 2)
-            tile[y : y + h * zoom, x : x + w * zoom] = fmap.repeat(zoom, 0).repeat(zoom, 1)
-        image = Image.fromarray(lut[(255 * tile).astype(np.uint8)])
+            y, x = r * (h * zoom + GAP), c * (w * zoom + GAP)
+            big = fmap.repeat(zoom, 0).repeat(zoom, 1)
+            tile[y : y + h * zoom, x : x + w * zoom] = lut[(255 * big).astype(np.uint8)]
+        image = Image.fromarray(tile)
         caption = Image.new("RGB", (image.width, 18), "white")
         shown = (
             f"{channels} channels" if channels <= most else f"first {most} of {channels} channels"
@@ -147,9 +149,11 @@ def answer(image: Image.Image | None, choice: str | None, reader: Reader):
     except DigitlabError as e:
         return {}, None, None, "", f"Could not read that: {e}"
     probabilities = result["probabilities"]
-    number = "".join(str(int(p.argmax())) for p in probabilities)
+    number = result["text"]
     if len(probabilities) == 1:
-        label = {str(c): float(p) for c, p in enumerate(probabilities[0])}
+        classes = result["classes"]  # "0".."9", or the names of another dataset's classes
+        label = {classes[c]: float(p) for c, p in enumerate(probabilities[0])}
+        number = classes[int(probabilities[0].argmax())]
         message = f"Read {number} ({100 * probabilities[0].max():.1f}% sure)."
     else:
         confidence = float(probabilities.max(1).values.prod())
@@ -177,7 +181,7 @@ def build_app(default_checkpoint: str | None = None, runs_dir: str | Path = "run
     import gradio as gr
 
     reader = Reader(default_checkpoint, runs_dir)
-    reader.model(None)  # load (and check) the default model before the first visitor
+    reader.predictor(None)  # load (and check) the default model before the first visitor
     with gr.Blocks(title="digitlab", analytics_enabled=False) as demo:
         gr.Markdown("# digitlab: draw a digit\nWrite one digit, or a number left to right.")
         with gr.Row():

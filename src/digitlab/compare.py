@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from digitlab import checkpoint, models, plots, training
+from digitlab import backends, checkpoint, models, plots, training
 from digitlab.data import load_split
 from digitlab.errors import DigitlabError
-from digitlab.evaluation import logits_of
+from digitlab.predict import Predictor
 
 DEFAULT_CONFIGS = (
     "cnn/torch/adam",
@@ -30,8 +30,9 @@ DEFAULT_CONFIGS = (
     "fcn/scratch/adam",
     "cnn/torch/sgd/0.01",
 )
-# What makes a finished row or a half-trained run reusable (epochs aside, which may grow).
-SETTINGS = ("model", "backend", "optimizer", "lr", "batch_size", "seed", "subset", "data_dir")
+# What makes a finished row or a half-trained run reusable: the run's settings, epochs aside
+# (they may grow).
+SETTINGS = tuple(s for s in training.RUN_SETTINGS if s != "epochs")
 COLUMNS = [
     ("config", "configuration"),
     ("parameters", "parameters"),
@@ -64,12 +65,12 @@ def parse_config(text: str, base: training.TrainConfig) -> training.TrainConfig:
     return config
 
 
-def inference_rate(model, test, mean: float, std: float) -> float:
+def inference_rate(predictor: Predictor, test) -> float:
     """Test images classified per second, in batches of 250 (the best of three passes)."""
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
-        logits_of(model, test.images, mean, std)
+        predictor.logits(test.images)
         best = min(best, time.perf_counter() - start)
     return len(test) / best
 
@@ -129,8 +130,7 @@ def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, 
         resume = {f: getattr(saved, f) for f in SETTINGS} == settings
     log(f"{name}: {'resuming' if resume else 'training'}")
     result = run_training(train_command(config, run, resume, progress), name)
-    model, saved = checkpoint.load(run, backend=config.backend)
-    norm = saved["normalization"]
+    predictor = Predictor.load(run, backend=config.backend)
     test = load_split(config.data_dir, train=False)
     metrics = training.read_metrics(run)
     row = {
@@ -141,11 +141,11 @@ def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, 
         "lr": config.lr,
         "epochs": config.epochs,
         "settings": settings,
-        "parameters": models.count_parameters(model),
+        "parameters": models.count_parameters(predictor.model),
         "test_accuracy": result["test_accuracy"],
         "train_seconds": round(result["train_seconds"], 2),
         "seconds_per_epoch": round(result["train_seconds"] / result["epochs"], 2),
-        "inference_per_second": round(inference_rate(model, test, norm["mean"], norm["std"])),
+        "inference_per_second": round(inference_rate(predictor, test)),
         # Resident memory the training steps needed at their peak, beyond what the process held
         # before them (interpreter, libraries, the dataset): the model's own cost.
         "peak_memory_mib": max((r.get("peak_memory_mib") or 0) for r in metrics) or None,
@@ -169,9 +169,10 @@ def curves_figure(rows: list[dict], path: Path) -> Path:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     for row in rows:
         # Dashed for the hand-written layers: where they match PyTorch, both lines show.
-        style = "--" if row["backend"] == "scratch" else "-"
+        hand_written = not backends.get(row["backend"]).autograd
+        style = "--" if hand_written else "-"
         losses = row["step_loss"]
-        on_top = 3 if row["backend"] == "scratch" else 2
+        on_top = 3 if hand_written else 2
         (line,) = ax_loss.plot(
             range(1, len(losses) + 1),
             plots.smooth(losses),

@@ -18,28 +18,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from digitlab import checkpoint
 from digitlab.errors import DigitlabError
 
 INPUT, OUTPUT = "image", "logits"
 
 
 class Normalized(nn.Module):
-    """model((x - mean) / std): (N, 1, H, W) pixels in [0, 1] -> (N, 10) logits."""
+    """A predictor's model with its normalisation: (N, 1, H, W) pixels in [0, 1] -> (N, 10)."""
 
-    def __init__(self, model: nn.Module, mean: float, std: float):
+    def __init__(self, predictor):
         super().__init__()
-        self.model, self.mean, self.std = model, mean, std
+        self.model, self.inputs = predictor.model, predictor.inputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        return self.model(self.inputs(x[:, 0]))
 
 
 def export_onnx(ckpt: str | Path, path: str | Path) -> dict:
     """Write the checkpoint's model as an ONNX file; returns {"onnx", "model", "dynamic"}."""
-    model, config = checkpoint.load(ckpt)
-    norm = config["normalization"]
-    wrapped = Normalized(model, norm["mean"], norm["std"]).eval()
+    from digitlab.predict import Predictor
+
+    predictor = Predictor.load(ckpt)
+    config = predictor.config
+    wrapped = Normalized(predictor).eval()
     height, width = config.get("dataset", {}).get("image_size", [28, 28])
     dims = {0: torch.export.Dim("batch")}
     if config["model"] == "fcn":  # any size from 28x28 up

@@ -16,8 +16,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from digitlab.data import as_input  # noqa: E402
-
 DPI = 100
 MISTAKE = "#d62728"
 RIGHT = "#2a7f3f"
@@ -83,7 +81,10 @@ def learning_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
     lowest = min(100 * r.get(k, 1.0) for r in metrics for k in ("test_accuracy", "val_accuracy"))
     ax_acc.set_ylim(max(0, lowest - 2), 100)
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy after each epoch")
-    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # Epochs are whole numbers; a one-epoch run gets an axis around its one point, not 0.945..1.05.
+    last = max(r["epoch"] for r in metrics)
+    ax_acc.set_xlim(0.5, last + 0.5)
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax_acc.legend(loc="lower right")
     ax_acc.grid(alpha=0.3)
     if title:
@@ -91,8 +92,9 @@ def learning_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
     return save(fig, path)
 
 
-def confusion_heatmap(confusion, path: Path, title: str = "") -> Path:
-    """The confusion matrix as a heat map with the count in every cell."""
+def confusion_heatmap(confusion, path: Path, title: str = "", names=None) -> Path:
+    """The confusion matrix as a heat map with the count in every cell; `names` label the
+    classes (default: their numbers)."""
     matrix = np.asarray(confusion)
     fig, ax = plt.subplots(figsize=(7, 6), constrained_layout=True)
     # Log colour scale: the diagonal holds ~1000s, the mistakes single digits.
@@ -112,6 +114,9 @@ def confusion_heatmap(confusion, path: Path, title: str = "") -> Path:
     classes = range(len(matrix))
     ax.set_xticks(classes)
     ax.set_yticks(classes)
+    if names:
+        ax.set_xticklabels(names, rotation=45, ha="right")
+        ax.set_yticklabels(names)
     ax.set(
         xlabel="predicted class",
         ylabel="true class",
@@ -144,11 +149,16 @@ def digit_grid(images, titles, colors, path: Path, title: str, columns: int = 8)
     return save(fig, path)
 
 
-def predictions_grid(images, labels, predicted, path: Path, count: int = 40) -> Path:
-    """The first test digits with predicted and true labels; mistakes framed in red."""
+def predictions_grid(
+    images, labels, predicted, path: Path, count: int = 40, classes=None, what: str = "digits"
+) -> Path:
+    """The first test images with predicted and true labels; mistakes framed in red.
+    classes: names of the classes (default: the class numbers); what: "digits" or "images"."""
     images, labels, predicted = images[:count], labels[:count], predicted[:count]
+    name = (lambda c: classes[c]) if classes else str
     titles = [
-        f"{p} (true {t})" if p != t else f"{p}" for p, t in zip(predicted, labels, strict=True)
+        f"{name(p)} (true {name(t)})" if p != t else name(p)
+        for p, t in zip(predicted, labels, strict=True)
     ]
     colors = [RIGHT if p == t else MISTAKE for p, t in zip(predicted, labels, strict=True)]
     wrong = sum(c == MISTAKE for c in colors)
@@ -157,18 +167,22 @@ def predictions_grid(images, labels, predicted, path: Path, count: int = 40) -> 
         titles,
         colors,
         path,
-        f"first {len(images)} test digits: prediction (red: {wrong} mistakes)",
+        f"first {len(images)} test {what}: prediction (red: {wrong} mistakes)",
     )
 
 
-def confident_mistakes(images, labels, probabilities, path: Path, count: int = 24) -> Path:
+def confident_mistakes(
+    images, labels, probabilities, path: Path, count: int = 24, classes=None
+) -> Path:
     """The mistakes the model was surest of, with its confidence and the true label."""
+    name = (lambda c: classes[c]) if classes else str
     predicted = probabilities.argmax(1)
     confidence = probabilities.max(1).values
     wrong = torch.nonzero(predicted != labels).flatten()
     order = wrong[confidence[wrong].argsort(descending=True)][:count]
     titles = [
-        f"{int(predicted[i])} ({100 * confidence[i]:.0f}%) true {int(labels[i])}" for i in order
+        f"{name(int(predicted[i]))} ({100 * confidence[i]:.0f}%) true {name(int(labels[i]))}"
+        for i in order
     ]
     return digit_grid(
         images[order].numpy(),
@@ -197,25 +211,9 @@ def filters(weight: torch.Tensor, path: Path) -> Path:
     return save(fig, path)
 
 
-@torch.no_grad()
-def block_outputs(model, image: torch.Tensor, mean: float, std: float) -> dict:
-    """{block name: (C, H, W) output} of each conv block of `model` for one (H, W) image."""
-    model.eval()
-    device = next(model.parameters()).device
-    x = as_input(image[None].to(device), mean, std)
-    outputs = {}
-    for name, layer in model.named_children():
-        x = layer(x)
-        if name.startswith("conv"):
-            outputs[name] = x[0].float().cpu()
-    return outputs
-
-
-def feature_maps(
-    model, image: torch.Tensor, mean: float, std: float, path: Path, label: str = ""
-) -> Path:
-    """One digit and the output of every conv block for it, one row of maps per block."""
-    outputs = block_outputs(model, image, mean, std)
+def feature_maps(predictor, image: torch.Tensor, path: Path, label: str = "") -> Path:
+    """One image (H, W) and the output of every conv block for it, one row of maps per block."""
+    outputs = predictor.block_outputs(image)
     columns = 16
     rows = 1 + sum(-(-len(maps) // columns) for maps in outputs.values())
     fig, axes = plt.subplots(
@@ -233,16 +231,18 @@ def feature_maps(
             if k == 0:
                 ax.set_title(f"{name}: {tuple(maps.shape)}", fontsize=8, loc="left")
         row += -(-len(maps) // columns)
-    fig.suptitle("what each conv block sees: its output channels for this digit")
+    fig.suptitle("what each conv block sees: its output channels for this image")
     return save(fig, path)
 
 
-def write_run_pictures(model, config: dict, metrics: list[dict], test, out: Path) -> list[Path]:
-    """All pictures of a trained run into `out`; returns their paths."""
-    from digitlab.evaluation import classification_report, logits_of
+def write_run_pictures(predictor, metrics: list[dict], test, out: Path) -> list[Path]:
+    """All pictures of a trained run (a digitlab.predict.Predictor) into `out`; their paths."""
+    from digitlab.evaluation import classification_report
 
-    norm = config["normalization"]
-    probabilities = logits_of(model, test.images, norm["mean"], norm["std"]).softmax(1)
+    config, model = predictor.config, predictor.model
+    classes = config.get("dataset", {}).get("classes")
+    what = "images" if classes else "digits"
+    probabilities = predictor.probabilities(test.images)
     predicted = probabilities.argmax(1)
     report = classification_report(predicted, test.labels)
     name = f"{config['model']} ({config.get('backend', 'torch')}, {config.get('optimizer', '')})"
@@ -255,24 +255,33 @@ def write_run_pictures(model, config: dict, metrics: list[dict], test, out: Path
             report["confusion"],
             out / "confusion_matrix.png",
             f"{name}: confusion matrix, accuracy {100 * report['accuracy']:.2f}%",
+            classes,
         )
     )
     paths.append(
-        predictions_grid(images, test.labels.tolist(), predicted.tolist(), out / "predictions.png")
+        predictions_grid(
+            images,
+            test.labels.tolist(),
+            predicted.tolist(),
+            out / "predictions.png",
+            classes=classes,
+            what=what,
+        )
     )
     paths.append(
-        confident_mistakes(test.images, test.labels, probabilities, out / "confident_mistakes.png")
+        confident_mistakes(
+            test.images, test.labels, probabilities, out / "confident_mistakes.png", classes=classes
+        )
     )
     first_conv = next(m for m in model.modules() if hasattr(m, "weight") and m.weight.dim() == 4)
     paths.append(filters(first_conv.weight, out / "filters.png"))
+    label = int(test.labels[0])
     paths.append(
         feature_maps(
-            model,
+            predictor,
             test.images[0],
-            norm["mean"],
-            norm["std"],
             out / "feature_maps.png",
-            f"(label {int(test.labels[0])})",
+            f"(label {classes[label] if classes else label})",
         )
     )
     return paths

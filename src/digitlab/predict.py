@@ -1,0 +1,115 @@
+"""Using a trained model: load it once, then read images.
+
+A Predictor holds a model (a safetensors run, or an exported ONNX file run by onnxruntime) with
+the normalisation it was trained with, and turns images into answers:
+
+    predictor = Predictor.load("runs/cnn")          # or Predictor.load() for the shipped model
+    reading = predictor.read("my-digit.png")        # preprocessed like MNIST, then classified
+    reading.digit, reading.confidence, reading.text
+    predictor.probabilities(images)                 # (N, H, W) in [0, 1] or uint8 -> (N, C)
+
+cli (predict, evaluate), app, export, compare and plots all go through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from digitlab import checkpoint
+from digitlab.data import as_input
+from digitlab.evaluation import logits_of
+from digitlab.preprocess import preprocess, preprocess_multi
+
+
+@dataclass
+class Reading:
+    """What a model read in one image: the digits found, left to right.
+
+    digits: (K, 28, 28) float in [0, 1], what the model saw;  probabilities: (K, C)."""
+
+    digits: torch.Tensor
+    probabilities: torch.Tensor
+
+    @property
+    def digit(self) -> int:
+        """The class of the first (or only) digit."""
+        return int(self.probabilities[0].argmax())
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[0].max().item()
+
+    @property
+    def text(self) -> str:
+        """The number read, one character per digit, left to right."""
+        return "".join(str(int(p.argmax())) for p in self.probabilities)
+
+
+class Predictor:
+    """A model ready to classify images. model is None for an ONNX file (normalisation built in).
+
+    config: the run's config.json (empty for ONNX): model name, classes, dataset."""
+
+    def __init__(self, model, config: dict, onnx=None):
+        self.model, self.config, self.onnx = model, config, onnx
+        norm = config.get("normalization") or {"mean": 0.0, "std": 1.0}
+        self.mean, self.std = norm["mean"], norm["std"]
+
+    @classmethod
+    def load(
+        cls,
+        ckpt: str | Path | None = None,
+        runtime: str = "torch",
+        device: str = "cpu",
+        backend: str = "torch",
+    ) -> Predictor:
+        """A run folder or model.safetensors (None: the shipped pretrained model), or with
+        runtime="onnx" a file written by `digitlab export`."""
+        if runtime == "onnx":
+            from digitlab.export import OnnxModel
+
+            return cls(None, {}, onnx=OnnxModel(ckpt))
+        model, config = checkpoint.load(ckpt, backend=backend, device=device)
+        return cls(model, config)
+
+    @property
+    def classes(self) -> list[str]:
+        """Names of the classes: the dataset's where it has them, else "0".."9"."""
+        names = self.config.get("dataset", {}).get("classes")
+        return names or [str(c) for c in range(10)]
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) images, uint8 or float in [0, 1] -> (N, 1, H, W) normalised model input."""
+        return as_input(images, self.mean, self.std)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) images -> (N, C) logits on the CPU, in eval mode, in batches."""
+        if self.onnx is not None:
+            return self.onnx.logits(images)
+        return logits_of(self.model, images, self.mean, self.std)
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) images -> (N, C) softmax probabilities."""
+        return self.logits(images).softmax(1)
+
+    def read(self, image, multi: bool = False) -> Reading:
+        """An image (path or PIL image) of one digit, or with multi=True of a number written left
+        to right, preprocessed the way MNIST was made, then classified."""
+        digits = preprocess_multi(image) if multi else preprocess(image)[None]
+        return Reading(digits, self.probabilities(digits))
+
+    @torch.no_grad()
+    def block_outputs(self, image: torch.Tensor) -> dict:
+        """{block name: (C, H, W) output} of each conv block for one (H, W) image."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        x = self.inputs(image[None]).to(device)
+        outputs = {}
+        for name, layer in self.model.named_children():
+            x = layer(x)
+            if name.startswith("conv"):
+                outputs[name] = x[0].float().cpu()
+        return outputs
