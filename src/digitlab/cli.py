@@ -8,10 +8,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from digitlab import checkpoint, models, training
+from digitlab import backends, checkpoint, models, training
 from digitlab.compare import DEFAULT_CONFIGS
 from digitlab.errors import DigitlabError
-from digitlab.recipes import RECIPES, settings
+from digitlab.recipes import RECIPES
+from digitlab.training import DEFAULTS
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,21 +52,18 @@ def count(text: str) -> int:
     return value
 
 
-# train flags that define a run; None means "not given" so --resume can tell what was asked.
-RUN_FLAGS = (
-    "model",
-    "backend",
-    "optimizer",
-    "lr",
-    "batch_size",
-    "epochs",
-    "seed",
-    "momentum",
-    "val_split",
-    "subset",
-    "data_dir",
-    "recipe",
-)
+def progress_flags(p) -> None:
+    """Progress bars show on a terminal; piped into a file or a CI log, one line per epoch."""
+    bars = p.add_mutually_exclusive_group()
+    bars.add_argument("--quiet", action="store_true", help="no progress bar")
+    bars.add_argument(
+        "--progress", action="store_true", help="progress bars even when not on a terminal"
+    )
+
+
+def progress_of(args) -> bool | None:
+    """False (--quiet), True (--progress) or None: on a terminal only."""
+    return False if args.quiet else True if args.progress else None
 
 
 def build_parser() -> Parser:
@@ -85,26 +83,37 @@ def build_parser() -> Parser:
         help="start from fixed settings: speedrun (fastest to 99%%) or best (highest accuracy); "
         "other flags given still win",
     )
-    p.add_argument("--model", choices=list(models.MODELS), help="network (default cnn)")
-    p.add_argument("--backend", choices=list(models.BACKENDS), help="layers (default torch)")
-    p.add_argument("--optimizer", choices=list(training.OPTIMIZERS), help="default adam")
-    p.add_argument("--lr", type=positive_float, help="learning rate (default 0.001)")
-    p.add_argument("--batch-size", type=positive_int, help="default 50")
-    p.add_argument("--epochs", type=positive_int, help="default 1")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    # No flag has an argparse default: None means "not given", so a recipe or a resumed run
+    # keeps its own setting. The defaults shown are TrainConfig's.
+    d = DEFAULTS
+    p.add_argument("--model", choices=list(models.MODELS), help=f"network (default {d.model})")
+    p.add_argument(
+        "--backend", choices=list(backends.BACKENDS), help=f"layers (default {d.backend})"
+    )
+    p.add_argument("--optimizer", choices=list(training.OPTIMIZERS), help=f"default {d.optimizer}")
+    p.add_argument("--lr", type=positive_float, help=f"learning rate (default {d.lr})")
+    p.add_argument("--batch-size", type=positive_int, help=f"default {d.batch_size}")
+    p.add_argument("--epochs", type=positive_int, help=f"default {d.epochs}")
+    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
+    p.add_argument("--momentum", type=float, help=f"SGD momentum (default {d.momentum})")
     p.add_argument(
         "--val-split",
         type=count,
         metavar="N",
-        help="hold out N training images for validation (default 0)",
+        help=f"hold out N training images for validation (default {d.val_split})",
     )
     p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only")
     p.add_argument("--data-dir", help="folder of MNIST-format IDX files (default: embedded MNIST)")
+    p.add_argument(
+        "--layers",
+        metavar="FILE.py",
+        help="train on your own layers from FILE.py (checked first; digitlab.scratch's fill in "
+        "the classes it lacks); see digitlab exercise",
+    )
     p.add_argument("--out", help="run folder (default runs/MODEL-BACKEND)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--resume", metavar="OUT", help="continue the run in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    progress_flags(p)
     p.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -137,13 +146,13 @@ def build_parser() -> Parser:
         "--configs",
         help=f"comma-separated model/backend/optimizer[/lr] (default {','.join(DEFAULT_CONFIGS)})",
     )
-    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs)
     p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only")
-    p.add_argument("--batch-size", type=positive_int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--data-dir")
     p.add_argument("--out", default="runs/compare", help="report folder (default runs/compare)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    progress_flags(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export", help="export a trained model for deployment")
@@ -166,32 +175,20 @@ def build_parser() -> Parser:
 
 
 def cmd_train(args) -> int:
-    given = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
-    if "data_dir" in given:
-        given["data_dir"] = str(Path(given["data_dir"]).expanduser().resolve())
+    given = {
+        k: getattr(args, k) for k in training.RUN_SETTINGS if getattr(args, k, None) is not None
+    }
+    command = "digitlab " + shlex.join(args.argv)
     if args.resume:
         out = Path(args.resume)
-        config = training.load_resume_config(out)
-        for key, value in given.items():
-            if key == "epochs":
-                config.epochs = value
-            elif getattr(config, key) != value:
-                flag = "--" + key.replace("_", "-")
-                raise DigitlabError(
-                    f"{flag} {value}: the run in {out} was trained with {getattr(config, key)}; "
-                    f"drop {flag} to resume it, or start a new run with another --out"
-                )
-        config.device = args.device
+        config = training.configure(given, resume=out, device=args.device)
     else:
-        command = "digitlab " + shlex.join(args.argv)
-        if "recipe" in given:
-            given = {**settings(given["recipe"]), **given}
-        config = training.TrainConfig(**given, device=args.device, command=command)
-        out = Path(args.out or f"runs/{config.recipe or config.model}-{config.backend}")
+        config = training.configure(given, device=args.device, command=command)
+        out = Path(args.out) if args.out else training.default_out(config)
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
     try:
         result = training.fit(
-            config, out, resume=bool(args.resume), progress=not args.quiet, log=log
+            config, out, resume=bool(args.resume), progress=progress_of(args), log=log
         )
     except KeyboardInterrupt:
         if (out / checkpoint.RESUME).is_file():
@@ -221,10 +218,10 @@ def write_pictures(run: Path, data_dir, log) -> None:
     """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps)."""
     from digitlab.data import load_split
     from digitlab.plots import write_run_pictures
+    from digitlab.predict import Predictor
 
-    model, config = checkpoint.load(run)
     paths = write_run_pictures(
-        model, config, training.read_metrics(run), load_split(data_dir, train=False), run
+        Predictor.load(run), training.read_metrics(run), load_split(data_dir, train=False), run
     )
     log(f"pictures: {', '.join(p.name for p in paths)} in {run}")
 
@@ -243,7 +240,7 @@ def cmd_compare(args) -> int:
     )
     configs = args.configs.split(",") if args.configs else list(DEFAULT_CONFIGS)
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
-    result = compare(configs, base, args.out, progress=not args.quiet, log=log)
+    result = compare(configs, base, args.out, progress=progress_of(args), log=log)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -266,14 +263,13 @@ def cmd_compare(args) -> int:
 def cmd_evaluate(args) -> int:
     from digitlab.data import load_split
     from digitlab.evaluation import evaluate
+    from digitlab.predict import Predictor
 
-    model, config = checkpoint.load(
-        args.checkpoint, device=str(training.resolve_device(args.device))
-    )
+    predictor = Predictor.load(args.checkpoint, device=str(training.resolve_device(args.device)))
+    config = predictor.config
     data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir")
     test = load_split(data_dir, train=False)
-    norm = config["normalization"]
-    report = evaluate(model, test, norm["mean"], norm["std"])
+    report = evaluate(predictor.model, test, predictor.mean, predictor.std)
     run = checkpoint.resolve(args.checkpoint)[0].parent
     if not args.no_pictures and run.resolve() != checkpoint.PRETRAINED_DIR.resolve():
         write_pictures(run, data_dir, lambda text: print(text, file=sys.stderr))
@@ -285,57 +281,45 @@ def cmd_evaluate(args) -> int:
         f"of {config.get('dataset', {}).get('name', 'mnist')}"
     )
     print(f"accuracy {report['accuracy']:.4f}   loss {report['loss']:.4f}\n")
-    print("class  precision  recall  support")
+    names = predictor.classes
+    width = max(5, *map(len, names))
+    print(f"{'class':>{width}}  precision  recall  support")
     for row in report["per_class"]:
         print(
-            f"{row['class']:>5}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  "
+            f"{names[row['class']]:>{width}}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  "
             f"{row['support']:>7}"
         )
     print("\nconfusion matrix (rows: true class, columns: predicted)")
-    print("      " + "".join(f"{c:>6}" for c in range(len(report["confusion"]))))
+    print(" " * width + "".join(f"{c:>6}" for c in range(len(report["confusion"]))))
     for c, row in enumerate(report["confusion"]):
-        print(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+        print(f"{names[c]:>{width}}" + "".join(f"{v:>6}" for v in row))
     return 0
 
 
 def cmd_predict(args) -> int:
+    from digitlab.predict import Predictor
 
-    from digitlab.evaluation import logits_of
-    from digitlab.preprocess import preprocess, preprocess_multi
-
-    if args.runtime == "onnx":
-        from digitlab.export import OnnxModel
-
-        if args.checkpoint is None:
-            raise DigitlabError(
-                "--runtime onnx: give --checkpoint FILE.onnx, written by digitlab export CKPT "
-                "--onnx FILE.onnx"
-            )
-        logits = OnnxModel(args.checkpoint).logits
-    else:
-        model, config = checkpoint.load(
-            args.checkpoint, device=str(training.resolve_device(args.device))
+    if args.runtime == "onnx" and args.checkpoint is None:
+        raise DigitlabError(
+            "--runtime onnx: give --checkpoint FILE.onnx, written by digitlab export CKPT "
+            "--onnx FILE.onnx"
         )
-        norm = config["normalization"]
-
-        def logits(digits):
-            return logits_of(model, digits, norm["mean"], norm["std"])
-
+    device = "cpu" if args.runtime == "onnx" else str(training.resolve_device(args.device))
+    predictor = Predictor.load(args.checkpoint, runtime=args.runtime, device=device)
     predictions = []
     for path in args.images:
-        digits = preprocess_multi(path) if args.multi else preprocess(path)[None]
-        probabilities = logits(digits).softmax(1)
-        p = probabilities[0]
+        reading = predictor.read(path, multi=args.multi)
         item = {
             "path": path,
-            "digit": int(p.argmax()),
-            "confidence": p.max().item(),
-            "probabilities": [round(v, 6) for v in p.tolist()],
+            "digit": reading.digit,
+            "confidence": reading.confidence,
+            "probabilities": [round(v, 6) for v in reading.probabilities[0].tolist()],
         }
         if args.multi:  # the first digit's fields, and the whole number
-            item["text"] = "".join(str(int(q.argmax())) for q in probabilities)
+            item["text"] = reading.text
             item["digits"] = [
-                {"digit": int(q.argmax()), "confidence": q.max().item()} for q in probabilities
+                {"digit": int(q.argmax()), "confidence": q.max().item()}
+                for q in reading.probabilities
             ]
         predictions.append(item)
     if args.json:
@@ -377,7 +361,7 @@ def cmd_app(args) -> int:
 def cmd_check(args) -> int:
     import torch
 
-    from digitlab.check import TOLERANCE, run_checks
+    from digitlab.gradcheck import TOLERANCE, run_checks
 
     result = run_checks()
     if args.json:

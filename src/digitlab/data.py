@@ -155,6 +155,39 @@ def dataset_name(data_dir: str | Path | None) -> str:
     return "mnist" if root == EMBEDDED_DIR else root.name
 
 
+# Class names of well-known datasets in MNIST's format, by folder name; None means digits.
+KNOWN_CLASSES = {
+    "fashion-mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
+}
+
+
+def class_names(data_dir: str | Path | None) -> list[str] | None:
+    """The names of the 10 classes: a classes.txt beside the data (one name a line) or a known
+    dataset's; None for digits (MNIST and anything unnamed)."""
+    root = resolve_dir(data_dir)
+    listed = root / "classes.txt"
+    if listed.is_file():
+        names = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+        if len(names) != NUM_CLASSES:
+            raise DigitlabError(
+                f"{listed}: lists {len(names)} class names, the data has {NUM_CLASSES}; write one "
+                "name a line"
+            )
+        return names
+    return KNOWN_CLASSES.get(root.name.lower())
+
+
 @functools.lru_cache(maxsize=4)
 def _load_split(root: Path, train: bool) -> Split:
     images_path = find_file(root, train, "images")

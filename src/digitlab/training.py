@@ -1,8 +1,9 @@
-"""One training loop for both backends: batches, steps, per-epoch evaluation, checkpoints, resume.
+"""One training loop for every backend: batches, steps, per-epoch evaluation, checkpoints, resume.
 
-The torch backend steps with autograd; the scratch backend runs under torch.no_grad() and drives
-`model.backward(loss_fn.backward())`. Everything else (data, shuffling, evaluation, logging,
-checkpoints) is shared, so the two backends differ only in how gradients are made.
+A run reads, top to bottom: `fit` checks the settings and joins `prepare` (data, model, optimizer,
+resume state), `train_epoch` (the steps of one epoch) and `finish_epoch` (evaluation, metrics,
+checkpoint). How a step makes its gradients is the backend's business (digitlab.backends): autograd
+for torch, each layer's hand-written backward for scratch. Everything else is shared.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -22,14 +24,15 @@ import torch
 from tqdm import tqdm
 
 import digitlab
-from digitlab import checkpoint, distributed, models
+from digitlab import backends, checkpoint, distributed, models
 from digitlab.augment import RandomAffine
 from digitlab.averaging import WeightAverage
-from digitlab.data import Split, as_input, dataset_name, load_split, pixel_stats
+from digitlab.data import Split, as_input, class_names, dataset_name, load_split, pixel_stats
 from digitlab.distributed import Ranks
 from digitlab.errors import DigitlabError
 from digitlab.evaluation import evaluate
 from digitlab.memory import peak_since, reset_peak
+from digitlab.recipes import settings as recipe_settings
 from digitlab.schedule import SCHEDULES, learning_rate, set_learning_rate
 
 METRICS = "metrics.jsonl"
@@ -64,9 +67,66 @@ class TrainConfig:
     # only after the last epoch
     subset: int | None = None  # train on this many images only
     data_dir: str | None = None  # None: the embedded MNIST
+    layers: str | None = None  # backend "learner": the learner's file of layers
     device: str = "auto"
     recipe: str | None = None  # the recipe the settings came from (digitlab.recipes)
     command: str = ""  # the command line that started the run, for the record
+
+
+DEFAULTS = TrainConfig()
+# The settings a user chooses that define a run: `digitlab train` flags, what must match to
+# resume a run, and what makes a finished compare row reusable (epochs aside, which may grow).
+RUN_SETTINGS = (
+    "model",
+    "backend",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "epochs",
+    "seed",
+    "momentum",
+    "val_split",
+    "subset",
+    "data_dir",
+    "layers",
+    "recipe",
+)
+
+
+def configure(given: dict, resume: str | Path | None = None, **extra) -> TrainConfig:
+    """The TrainConfig of a run from the settings a user gave ({RUN_SETTINGS field: value}).
+
+    New run: a recipe's settings first (if one is named), then the given ones on top, then
+    `extra` (device, command). Resume: the run's own config.json; a given setting that differs
+    is refused, except a larger --epochs.
+    """
+    if given.get("data_dir") is not None:
+        given = {**given, "data_dir": str(Path(given["data_dir"]).expanduser().resolve())}
+    if given.get("layers") is not None:
+        given = {**given, "layers": str(Path(given["layers"]).expanduser().resolve())}
+        given.setdefault("backend", "learner")
+    if resume is None:
+        if given.get("recipe") is not None:
+            given = {**recipe_settings(given["recipe"]), **given}
+        return TrainConfig(**given, **extra)
+    config = load_resume_config(Path(resume))
+    for key, value in given.items():
+        if key == "epochs":
+            config.epochs = value
+        elif getattr(config, key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise DigitlabError(
+                f"{flag} {value}: the run in {resume} was trained with {getattr(config, key)}; "
+                f"drop {flag} to resume it, or start a new run with another --out"
+            )
+    if "device" in extra:
+        config.device = extra["device"]
+    return config
+
+
+def default_out(config: TrainConfig) -> Path:
+    """runs/RECIPE-BACKEND or runs/MODEL-BACKEND."""
+    return Path(f"runs/{config.recipe or config.model}-{config.backend}")
 
 
 @contextlib.contextmanager
@@ -97,17 +157,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(config: TrainConfig, params):
-    if config.backend == "scratch":
-        from digitlab import scratch as optim
-    else:
-        optim = torch.optim
+def make_optimizer(config: TrainConfig, params, backend: backends.Backend):
+    """The backend's Adam or SGD with the config's settings."""
     if config.optimizer == "adam":
-        return optim.Adam(
+        return backend.optim.Adam(
             params, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
         )
     if config.optimizer == "sgd":
-        return optim.SGD(
+        return backend.optim.SGD(
             params,
             lr=config.lr,
             momentum=config.momentum,
@@ -119,29 +176,21 @@ def make_optimizer(config: TrainConfig, params):
     )
 
 
-def make_loss(backend: str, label_smoothing: float = 0.0):
-    if backend == "scratch":
-        from digitlab import scratch
+def make_loss(backend, label_smoothing: float = 0.0):
+    """The backend's cross-entropy (mean over the batch)."""
+    backend = backends.get(backend)
+    if label_smoothing:
+        return backend.loss(label_smoothing=label_smoothing)
+    return backend.loss()
 
-        return scratch.CrossEntropyLoss(label_smoothing=label_smoothing)
-    return torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
-
-def train_step(model, loss_fn, optimizer, x, y, backend: str, ranks=SINGLE) -> torch.Tensor:
+def train_step(model, loss_fn, optimizer, x, y, backend, ranks=SINGLE) -> torch.Tensor:
     """One optimisation step on the batch x (N, 1, H, W), y (N,); returns the batch loss.
 
     In a data-parallel run the gradients are averaged over the ranks before the step: by DDP
-    (the torch backend's model is wrapped in it) or by one all_reduce (scratch)."""
+    (an autograd backend's model is wrapped in it) or by one all_reduce (hand-written)."""
     optimizer.zero_grad()
-    if backend == "scratch":
-        with torch.no_grad():
-            loss = loss_fn(model(x), y)
-            model.backward(loss_fn.backward(), input_grad=False)
-            if ranks.world > 1:
-                distributed.average_gradients(model.parameters())
-    else:
-        loss = loss_fn(model(x), y)
-        loss.backward()
+    loss = backends.get(backend).gradients(model, loss_fn, x, y, ranks)
     optimizer.step()
     return loss.detach()
 
@@ -191,7 +240,30 @@ def check_config(config: TrainConfig) -> None:
         raise DigitlabError(f"warmup {config.warmup}: must be between 0 and 1")
     if not 0 <= config.average < 1:
         raise DigitlabError(f"average {config.average}: must be 0 (none) or a decay below 1")
-    models.layers_of(config.backend)
+    backends.get(config.backend, config.layers)
+
+
+def check_data(config: TrainConfig, train: Split, test: Split) -> None:
+    """The image size must be one the model reads, and the same in the training and test files:
+    found before any training, not after an epoch."""
+    train_hw, test_hw = tuple(train.images.shape[1:]), tuple(test.images.shape[1:])
+    if train_hw != test_hw:
+        raise DigitlabError(
+            f"{train.source}: the training images are {train_hw[0]}x{train_hw[1]} but the test "
+            f"images are {test_hw[0]}x{test_hw[1]}; give a --data-dir whose four files come "
+            "from one dataset"
+        )
+    if config.model == "fcn":
+        if min(train_hw) < 28:
+            raise DigitlabError(
+                f"{train.source}: images are {train_hw[0]}x{train_hw[1]}, the fcn needs at least "
+                "28x28; resize the data"
+            )
+    elif train_hw != (28, 28):
+        raise DigitlabError(
+            f"{train.source}: images are {train_hw[0]}x{train_hw[1]}, the {config.model} needs "
+            "28x28; use --model fcn"
+        )
 
 
 def run_config(config: TrainConfig, epochs_done: int, mean: float, std: float, sizes) -> dict:
@@ -209,6 +281,7 @@ def run_config(config: TrainConfig, epochs_done: int, mean: float, std: float, s
             "test_images": sizes[2],
             "image_size": list(sizes[3]),
             "num_classes": 10,
+            "classes": class_names(config.data_dir),
         },
     )
     return record
@@ -237,191 +310,264 @@ def load_resume_config(out: Path) -> TrainConfig:
     return config
 
 
+@dataclass
+class Run:
+    """A run being trained: its settings, data, model and the state that resume restores."""
+
+    config: TrainConfig
+    out: Path
+    backend: backends.Backend
+    device: torch.device
+    ranks: Ranks
+    images: torch.Tensor  # (N, H, W) uint8 training images, on the device
+    labels: torch.Tensor  # (N,)
+    val: Split
+    test: Split
+    mean: float
+    std: float
+    sizes: tuple  # (train, val, test images, (H, W)), for config.json
+    model: torch.nn.Module
+    net: torch.nn.Module  # what the steps call: the model, or DDP around it
+    optimizer: object
+    loss_fn: object
+    average: WeightAverage | None
+    augment: RandomAffine | None
+    shuffle: torch.Generator  # the epochs' order: the same on every rank, restored on resume
+    epoch: int = 0  # epochs finished
+    train_seconds: float = 0.0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        local = distributed.local_batch(self.config.batch_size, self.ranks)
+        return math.ceil(len(distributed.shard(torch.arange(len(self.labels)), self.ranks)) / local)
+
+    @property
+    def final(self) -> torch.nn.Module:
+        """The model that is evaluated and saved: the weight average when there is one."""
+        return self.average.model if self.average is not None else self.model
+
+
+def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, log) -> Run:
+    """Data (split, normalisation), model, optimizer and loss; the saved state when resuming."""
+    backend = backends.get(config.backend, config.layers)
+    train_all = load_split(config.data_dir, train=True)
+    test = load_split(config.data_dir, train=False)
+    check_data(config, train_all, test)
+    train_idx, val_idx = split_training_set(config, train_all)
+    images, labels = train_all.images[train_idx], train_all.labels[train_idx]
+    mean, std = pixel_stats(images)
+    torch.manual_seed(config.seed)
+    model = backend.memory_format(models.build(config.model, backend).to(device))
+    run = Run(
+        config=config,
+        out=out,
+        backend=backend,
+        device=device,
+        ranks=ranks,
+        images=images.to(device),
+        labels=labels.to(device),
+        val=Split(train_all.images[val_idx], train_all.labels[val_idx], train_all.source),
+        test=test,
+        mean=mean,
+        std=std,
+        sizes=(len(train_idx), len(val_idx), len(test), tuple(images.shape[1:])),
+        model=model,
+        net=backend.parallel(model, ranks),
+        optimizer=make_optimizer(config, model.parameters(), backend),
+        loss_fn=make_loss(backend, config.label_smoothing),
+        average=WeightAverage(model, config.average) if config.average else None,
+        augment=RandomAffine() if config.augment else None,
+        shuffle=torch.Generator().manual_seed(config.seed + 1),
+    )
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        restore(run, log)
+    elif ranks.main:
+        (out / METRICS).unlink(missing_ok=True)
+        (out / checkpoint.RESUME).unlink(missing_ok=True)
+    return run
+
+
+def restore(run: Run, log) -> None:
+    """Weights, optimizer state, RNG states and counters of the last finished epoch."""
+    rngs, info = checkpoint.load_resume_state(
+        run.out, run.model, run.optimizer, run.average.model if run.average is not None else None
+    )
+    torch.set_rng_state(rngs["torch"])
+    run.shuffle.set_state(rngs["shuffle"])
+    run.epoch, run.train_seconds = info["epoch"], info["train_seconds"]
+    if run.average is not None:
+        run.average.steps = run.epoch * run.steps_per_epoch
+    if run.ranks.main:
+        # Drop metrics of an epoch that was logged but not checkpointed before a crash.
+        kept = [r for r in read_metrics(run.out) if r["epoch"] <= run.epoch]
+        checkpoint.atomic_write(
+            run.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode()
+        )
+    log(f"resuming {run.out} after epoch {run.epoch} of {run.config.epochs}")
+
+
+def train_epoch(run: Run, epoch: int, progress: bool) -> tuple[list[float], float, float]:
+    """The steps of epoch `epoch` (1-based) over this rank's shard of a fresh shuffle.
+    Returns (the loss of every step, seconds, peak memory in MiB)."""
+    config, ranks = run.config, run.ranks
+    run.model.train()
+    order = distributed.shard(torch.randperm(len(run.labels), generator=run.shuffle), ranks)
+    order = order.to(run.device)
+    # Augmentation is seeded per epoch and rank, so resume needs no state for it.
+    distort = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1009 + ranks.rank)
+    local_batch = distributed.local_batch(config.batch_size, ranks)
+    total_steps = run.steps_per_epoch * config.epochs
+    bar = tqdm(
+        total=len(run.labels),
+        desc=f"epoch {epoch}/{config.epochs}",
+        unit="img",
+        unit_scale=True,
+        disable=not progress,
+        mininterval=0.5,
+        leave=False,
+    )
+    losses = []
+    memory_start = reset_peak()
+    start = time.perf_counter()
+    for k, i in enumerate(range(0, len(order), local_batch)):
+        step = (epoch - 1) * run.steps_per_epoch + k
+        lr = learning_rate(config.schedule, config.lr, step, total_steps, config.warmup)
+        set_learning_rate(run.optimizer, lr)
+        idx = order[i : i + local_batch]
+        batch = run.images[idx]
+        if run.augment is not None:
+            batch = run.augment(batch.float() / 255, distort)
+        x = run.backend.memory_format(as_input(batch, run.mean, run.std))
+        loss = train_step(
+            run.net, run.loss_fn, run.optimizer, x, run.labels[idx], run.backend, ranks
+        )
+        loss = distributed.mean(loss, ranks).item()
+        check_loss(run, loss, epoch, k + 1)
+        if run.average is not None:
+            run.average.update(run.model)
+        losses.append(loss)
+        bar.update(len(idx) * ranks.world)
+        if len(losses) % 20 == 0:
+            bar.set_postfix(loss=f"{loss:.4f}")
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    bar.close()
+    if not run.backend.autograd:
+        distributed.share_buffers(run.model, ranks)  # DDP does this for an autograd backend
+    return losses, seconds, peak_since(memory_start)
+
+
+def check_loss(run: Run, loss: float, epoch: int, step: int) -> None:
+    """Stop at once when the loss blows up, saying what to change and what stays saved."""
+    if math.isfinite(loss) and loss <= DIVERGED:
+        return
+    kept = f"epoch {epoch - 1} stays saved in {run.out}" if epoch > 1 else "nothing saved"
+    raise DigitlabError(
+        f"training diverged: the loss became {loss:.3g} at epoch {epoch}, step {step}; the "
+        f"learning rate is likely too high, lower --lr (now {run.config.lr}); {kept}"
+    )
+
+
+def finish_epoch(run: Run, losses: list[float], seconds: float, peak_mib: float, log) -> None:
+    """Rank 0, after epoch run.epoch: evaluate, append to metrics.jsonl, checkpoint, log."""
+    config, epoch = run.config, run.epoch
+    record = {"epoch": epoch, "train_loss": sum(losses) / len(losses)}
+    if len(run.val):
+        report = evaluate(run.final, run.val, run.mean, run.std)
+        record.update(val_loss=report["loss"], val_accuracy=report["accuracy"])
+    if not len(run.val) or epoch == config.epochs:
+        report = evaluate(run.final, run.test, run.mean, run.std)
+        record.update(test_loss=report["loss"], test_accuracy=report["accuracy"])
+    record.update(
+        epoch_seconds=seconds,
+        train_seconds=run.train_seconds,
+        peak_memory_mib=peak_mib,
+        step_loss=[round(v, 5) for v in losses],
+    )
+    append_metrics(run.out, record)
+    save(run)
+    scores = "".join(
+        f", {name} loss {record[f'{name}_loss']:.4f}, {name} accuracy "
+        f"{record[f'{name}_accuracy']:.4f}"
+        for name in ("val", "test")
+        if f"{name}_accuracy" in record
+    )
+    log(
+        f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}{scores} "
+        f"({seconds:.1f} s, {len(run.labels) / seconds:.0f} img/s)"
+    )
+
+
+def save(run: Run) -> None:
+    """Weights and config first, the resume state last: a resume state on disk always has its
+    epoch's model beside it. Ctrl-C during the writes waits for them to finish."""
+    with deferred_interrupt():
+        record = run_config(run.config, run.epoch, run.mean, run.std, run.sizes)
+        record["processes"] = run.ranks.world
+        checkpoint.save(run.out, run.final, record)
+        checkpoint.save_resume_state(
+            run.out,
+            run.model,
+            run.optimizer,
+            rngs={"torch": torch.get_rng_state(), "shuffle": run.shuffle.get_state()},
+            info={
+                "epoch": run.epoch,
+                "train_seconds": run.train_seconds,
+                "model": run.config.model,
+            },
+            average=run.average.model if run.average is not None else None,
+        )
+
+
 def fit(
-    config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True, log=print
+    config: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool | None = None,
+    log=print,
 ) -> dict:
     """Train `config` into the run folder `out`; with resume=True, continue the run found there.
 
     After each epoch: validation (if any) and test loss and accuracy appended to out/metrics.jsonl
     (with a validation split, the test set only after the last epoch), then an atomic checkpoint.
-    Under torchrun every rank trains its shard and rank 0 alone evaluates and writes.
-    Returns {"test_accuracy", "train_seconds", "epochs", "checkpoint", "backend", "model"}.
+    Under torchrun every rank trains its shard and rank 0 alone evaluates and writes. A progress
+    bar shows on a terminal (progress=None), always (True) or never (False); the log gets one
+    line per epoch. Returns {"test_accuracy", "train_seconds", "epochs", "checkpoint", "backend",
+    "model"}.
     """
     check_config(config)
     device = resolve_device(config.device)
     ranks = distributed.start(device)
+    if progress is None:
+        progress = sys.stderr.isatty()
     if not ranks.main:
         progress, log = False, lambda text: None
     try:
-        return _fit(config, Path(out), resume, progress, log, device, ranks)
+        run = prepare(config, Path(out), resume, device, ranks, log)
+        while run.epoch < config.epochs:
+            losses, seconds, peak_mib = train_epoch(run, run.epoch + 1, progress)
+            run.epoch += 1
+            run.train_seconds += seconds
+            if ranks.main:
+                finish_epoch(run, losses, seconds, peak_mib, log)
+        distributed.check_same_weights(run.model, ranks)
+        if ranks.world > 1:
+            log(f"data parallel: the {ranks.world} processes ended with identical weights")
     finally:
         distributed.stop()
+    return result_of(run) if ranks.main else {}
 
 
-def _fit(config, out, resume, progress, log, device, ranks: Ranks) -> dict:
-    train_all = load_split(config.data_dir, train=True)
-    test = load_split(config.data_dir, train=False)
-    if config.model != "fcn" and tuple(train_all.images.shape[1:]) != (28, 28):
-        raise DigitlabError(
-            f"{train_all.source}: images are {tuple(train_all.images.shape[1:])}, the "
-            f"{config.model} needs 28x28; use --model fcn"
-        )
-    train_idx, val_idx = split_training_set(config, train_all)
-    images, labels = train_all.images[train_idx], train_all.labels[train_idx]
-    val = Split(train_all.images[val_idx], train_all.labels[val_idx], train_all.source)
-    mean, std = pixel_stats(images)
-    images, labels = images.to(device), labels.to(device)
-    local_batch = distributed.local_batch(config.batch_size, ranks)
-
-    torch.manual_seed(config.seed)
-    model = models.build(config.model, config.backend).to(device)
-    net = model  # what the steps call
-    if config.backend == "torch":
-        # Channels-last activations: PyTorch's CPU convolutions and pooling are faster so.
-        net = model = model.to(memory_format=torch.channels_last)
-        if ranks.world > 1:  # DDP averages the gradients during the backward
-            net = torch.nn.parallel.DistributedDataParallel(model)
-    optimizer = make_optimizer(config, model.parameters())
-    loss_fn = make_loss(config.backend, config.label_smoothing)
-    average = WeightAverage(model, config.average) if config.average else None
-    augment = RandomAffine() if config.augment else None
-    shuffle = torch.Generator().manual_seed(config.seed + 1)  # the same order on every rank
-    distort = torch.Generator()  # augmentation: seeded per epoch and rank, so resume needs no state
-
-    epoch, train_seconds = 0, 0.0
-    if ranks.main:
-        out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        rngs, info = checkpoint.load_resume_state(
-            out, model, optimizer, average.model if average is not None else None
-        )
-        torch.set_rng_state(rngs["torch"])
-        shuffle.set_state(rngs["shuffle"])
-        epoch, train_seconds = info["epoch"], info["train_seconds"]
-        if ranks.main:
-            # Drop metrics of an epoch that was logged but not checkpointed before a crash.
-            kept = [r for r in read_metrics(out) if r["epoch"] <= epoch]
-            checkpoint.atomic_write(
-                out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode()
-            )
-        log(f"resuming {out} after epoch {epoch} of {config.epochs}")
-    elif ranks.main:
-        (out / METRICS).unlink(missing_ok=True)
-        (out / checkpoint.RESUME).unlink(missing_ok=True)
-
-    sizes = (len(train_idx), len(val_idx), len(test), tuple(images.shape[1:]))
-    n = len(labels)
-    steps_per_epoch = math.ceil(len(distributed.shard(torch.arange(n), ranks)) / local_batch)
-    total_steps = steps_per_epoch * config.epochs
-    if average is not None:
-        average.steps = epoch * steps_per_epoch
-    while epoch < config.epochs:
-        epoch += 1
-        model.train()
-        order = distributed.shard(torch.randperm(n, generator=shuffle), ranks).to(device)
-        distort.manual_seed(config.seed * 1_000_003 + epoch * 1009 + ranks.rank)
-        step_losses = []
-        bar = tqdm(
-            total=n,
-            desc=f"epoch {epoch}/{config.epochs}",
-            unit="img",
-            unit_scale=True,
-            disable=not progress,
-            mininterval=0.5,
-            leave=False,
-        )
-        memory_start = reset_peak()
-        start = time.perf_counter()
-        for k, i in enumerate(range(0, len(order), local_batch)):
-            step = (epoch - 1) * steps_per_epoch + k
-            set_learning_rate(
-                optimizer,
-                learning_rate(config.schedule, config.lr, step, total_steps, config.warmup),
-            )
-            idx = order[i : i + local_batch]
-            batch = images[idx]
-            if augment is not None:
-                batch = augment(batch.float() / 255, distort)
-            x = as_input(batch, mean, std)
-            if config.backend == "torch":
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss = train_step(net, loss_fn, optimizer, x, labels[idx], config.backend, ranks)
-            loss = distributed.mean(loss, ranks).item()
-            if not math.isfinite(loss) or loss > DIVERGED:
-                kept = f"epoch {epoch - 1} stays saved in {out}" if epoch > 1 else "nothing saved"
-                raise DigitlabError(
-                    f"training diverged: the loss became {loss:.3g} at epoch {epoch}, step "
-                    f"{k + 1}; the learning rate is likely too high, lower --lr "
-                    f"(now {config.lr}); {kept}"
-                )
-            if average is not None:
-                average.update(model)
-            step_losses.append(loss)
-            bar.update(len(idx) * ranks.world)
-            if len(step_losses) % 20 == 0:
-                bar.set_postfix(loss=f"{loss:.4f}")
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_seconds = time.perf_counter() - start
-        peak_memory = peak_since(memory_start)
-        bar.close()
-        train_seconds += epoch_seconds
-        if config.backend == "scratch":
-            distributed.share_buffers(model, ranks)  # DDP does this for the torch backend
-        if not ranks.main:
-            continue
-
-        final = average.model if average is not None else model
-        record = {"epoch": epoch, "train_loss": sum(step_losses) / len(step_losses)}
-        if len(val):
-            val_report = evaluate(final, val, mean, std)
-            record.update(val_loss=val_report["loss"], val_accuracy=val_report["accuracy"])
-        if not len(val) or epoch == config.epochs:
-            test_report = evaluate(final, test, mean, std)
-            record.update(test_loss=test_report["loss"], test_accuracy=test_report["accuracy"])
-        record.update(
-            epoch_seconds=epoch_seconds,
-            train_seconds=train_seconds,
-            peak_memory_mib=peak_memory,
-            step_loss=[round(v, 5) for v in step_losses],
-        )
-        append_metrics(out, record)
-        # Weights and config first, the resume state last: a resume state on disk always has
-        # its epoch's model beside it. Ctrl-C during the writes waits for them to finish.
-        with deferred_interrupt():
-            run = run_config(config, epoch, mean, std, sizes)
-            run["processes"] = ranks.world
-            checkpoint.save(out, final, run)
-            checkpoint.save_resume_state(
-                out,
-                model,
-                optimizer,
-                rngs={"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
-                info={"epoch": epoch, "train_seconds": train_seconds, "model": config.model},
-                average=average.model if average is not None else None,
-            )
-        scores = "".join(
-            f", {name} loss {record[f'{name}_loss']:.4f}, {name} accuracy "
-            f"{record[f'{name}_accuracy']:.4f}"
-            for name in ("val", "test")
-            if f"{name}_accuracy" in record
-        )
-        log(
-            f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}{scores} "
-            f"({epoch_seconds:.1f} s, {n / epoch_seconds:.0f} img/s)"
-        )
-
-    distributed.check_same_weights(model, ranks)
-    if ranks.world > 1:
-        log(f"data parallel: the {ranks.world} processes ended with identical weights")
-    if not ranks.main:
-        return {}
-    last = read_metrics(out)[-1]
+def result_of(run: Run) -> dict:
+    last = read_metrics(run.out)[-1]
     return {
         "test_accuracy": last["test_accuracy"],
         "train_seconds": last["train_seconds"],
         "epochs": last["epoch"],
-        "checkpoint": str(out / checkpoint.WEIGHTS),
-        "backend": config.backend,
-        "model": config.model,
+        "checkpoint": str(run.out / checkpoint.WEIGHTS),
+        "backend": run.config.backend,
+        "model": run.config.model,
     }
