@@ -6,6 +6,7 @@ import socket
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from digitlab.app import HINT, PRETRAINED, Reader, build_app, on_draw, on_upload
@@ -251,3 +252,15 @@ def test_a_busy_port_is_a_one_line_error(server, capsys):
     port = server.rstrip("/").rsplit(":", 1)[1]
     code, _, err = run_cli(capsys, "app", "--port", port)
     assert_one_line_error(code, err, 1, f"cannot serve on 127.0.0.1:{port}", "another --port")
+
+
+def test_feature_mosaic_keeps_white_gaps_between_maps():
+    from digitlab.app import GAP, feature_mosaic
+
+    # Two blocks of all-zero maps: every map is the colour of zero, the gaps must still be white.
+    maps = {"conv1": torch.zeros(4, 14, 14), "conv2": torch.zeros(4, 7, 7)}
+    mosaic = feature_mosaic(maps, columns=4, cell=48)
+    zero = mosaic[18 + 2, 2]  # inside the first map of conv1, below its caption
+    assert tuple(zero) != (255, 255, 255)
+    column = 14 * (48 // 14)  # the first 14x14 map, enlarged 3x, ends here; the gap follows
+    assert (mosaic[18 : 18 + 14 * 3, column : column + GAP] == 255).all()

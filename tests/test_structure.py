@@ -1,0 +1,209 @@
+"""The shape of the code (one home per concept) and the small fixes that came with it."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import assert_one_line_error, run_cli, write_dataset, write_idx
+from digitlab import backends, models, training
+from digitlab.data import class_names, load_split
+from digitlab.predict import Predictor
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "digitlab"
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def test_no_module_tests_a_backend_by_its_name():
+    """One place decides what a backend does: the record in backends.py."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "backends.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                names = [c.value for c in node.comparators if isinstance(c, ast.Constant)]
+                if any(n in ("torch", "scratch") for n in names):
+                    found.append(f"{path.name}:{node.lineno}")
+    assert found == []
+
+
+def test_normalisation_arithmetic_appears_once():
+    """(x - mean) / std lives in data.as_input; everyone else goes through it."""
+    hits = [
+        f"{p.name}:{n}"
+        for p in SRC.rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "- mean) / std" in line.replace("self.", "") and "scratch" not in p.parts
+    ]
+    assert hits == ["data.py:" + hits[0].split(":")[1]] and len(hits) == 1
+
+
+def test_every_function_in_training_fits_on_a_screen():
+    tree = ast.parse((SRC / "training.py").read_text())
+    long = [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert long == []
+
+
+def test_a_new_backend_is_one_record(tmp_path):
+    """A backend made of scratch's layers under another name trains through the same loop."""
+    scratch = backends.get("scratch")
+    other = backends.Backend("other", scratch.layers, scratch.optim, scratch.loss, autograd=False)
+    model = models.build("cnn", other)
+    assert type(model.conv1[0]).__module__ == "digitlab.scratch.conv"
+    x, y = torch.randn(4, 1, 28, 28), torch.arange(4)
+    loss_fn = training.make_loss(other)
+    opt = other.optim.SGD(model.parameters(), lr=0.1)
+    before = model.out.weight.clone()
+    training.train_step(model, loss_fn, opt, x, y, other)
+    assert not torch.equal(before, model.out.weight)
+
+
+def test_torch_models_carry_no_hand_written_backward():
+    assert not hasattr(models.build("cnn", "torch"), "backward")
+
+
+def test_help_texts_show_trainconfig_defaults(capsys):
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert f"learning rate (default {training.DEFAULTS.lr})" in text
+    assert f"default {training.DEFAULTS.batch_size}" in text
+
+
+def test_one_list_of_run_settings_serves_cli_compare_and_resume():
+    from digitlab import compare
+
+    assert set(compare.SETTINGS) == set(training.RUN_SETTINGS) - {"epochs"}
+    from digitlab.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    dests = {a.dest for a in commands.choices["train"]._actions}
+    assert set(training.RUN_SETTINGS) <= dests
+
+
+def test_recipe_and_resume_merge_in_training(tmp_path):
+    config = training.configure({"recipe": "speedrun", "seed": 3})
+    assert config.model == "fast" and config.lr == 0.01 and config.seed == 3
+    assert config.recipe == "speedrun"
+
+
+def test_train_and_test_images_of_different_sizes_fail_before_training(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", 300, 100)
+    small = load_split(None, False).images[:100, 2:-2, 2:-2].numpy()  # 24x24
+    (root / "t10k-images-idx3-ubyte.gz").unlink()
+    write_idx(root / "t10k-images-idx3-ubyte.gz", small, compress=True)
+    code, out, err = run_cli(
+        capsys, "train", "--data-dir", root, "--out", tmp_path / "run", "--quiet"
+    )
+    assert_one_line_error(code, err, 1, "28x28", "24x24")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no epoch was trained
+
+
+def test_fcn_refuses_images_smaller_than_28(tmp_path, capsys):
+    root = tmp_path / "data"
+    root.mkdir()
+    for prefix, train in (("train", True), ("t10k", False)):
+        split = load_split(None, train)
+        write_idx(root / f"{prefix}-images-idx3-ubyte", split.images[:200, 4:-4, 4:-4].numpy())
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", split.labels[:200].numpy())
+    code, out, err = run_cli(
+        capsys, "train", "--model", "fcn", "--data-dir", root, "--out", tmp_path / "r", "--quiet"
+    )
+    assert_one_line_error(code, err, 1, "20x20", "at least 28x28")
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    """Piped into a file, a run prints one line per epoch and no bar; --progress forces it."""
+    args = ["train", "--subset", "300", "--epochs", "2", "--no-pictures"]
+    runs = {}
+    for name, extra in (("piped", []), ("forced", ["--progress"])):
+        process = subprocess.run(
+            [sys.executable, "-m", "digitlab", *args, "--out", str(tmp_path / name), *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert process.returncode == 0, process.stderr
+        runs[name] = process
+    piped = runs["piped"]
+    assert "img/s]" not in piped.stderr and "\r" not in piped.stderr
+    assert sum(line.startswith("epoch ") for line in piped.stdout.splitlines()) == 2
+    assert "img/s]" in runs["forced"].stderr
+
+
+def test_class_names_come_from_classes_txt(tmp_path):
+    root = write_dataset(tmp_path / "data", 10, 10)
+    assert class_names(root) is None
+    (root / "classes.txt").write_text("\n".join(f"class {c}" for c in range(10)) + "\n")
+    assert class_names(root)[3] == "class 3"
+    (root / "classes.txt").write_text("a\nb\n")
+    with pytest.raises(Exception, match="lists 2 class names"):
+        class_names(root)
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION), reason="apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_shows_class_names(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, err = run_cli(
+        capsys, "train", "--data-dir", FASHION, "--subset", "500", "--out", run, "--quiet"
+    )
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"]["classes"][9] == "Ankle boot"
+    predictor = Predictor.load(run)
+    assert predictor.classes[0] == "T-shirt/top"
+    code, out, err = run_cli(capsys, "evaluate", run, "--no-pictures")
+    assert code == 0 and "Ankle boot" in out and "Trouser" in out
+    # The pictures name the classes and speak of images, not digits.
+    from digitlab.plots import predictions_grid
+
+    test = load_split(FASHION, False)
+    path = predictions_grid(
+        test.images[:8].numpy(),
+        [0] * 8,
+        [1] * 8,
+        tmp_path / "p.png",
+        classes=predictor.classes,
+        what="images",
+    )
+    assert np.asarray(Image.open(path)).std() > 10
+
+
+def test_one_epoch_accuracy_axis_is_whole_epochs(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from digitlab import plots
+
+    captured = {}
+    real_save = plots.save
+
+    def keep(fig, path):
+        captured["ticks"] = fig.axes[1].get_xticks()
+        captured["xlim"] = fig.axes[1].get_xlim()
+        return real_save(fig, path)
+
+    plots.save = keep
+    try:
+        plots.learning_curves(
+            [{"epoch": 1, "step_loss": [2.0, 1.0], "test_accuracy": 0.9}], tmp_path / "c.png"
+        )
+    finally:
+        plots.save = real_save
+        plt.close("all")
+    visible = [t for t in captured["ticks"] if captured["xlim"][0] <= t <= captured["xlim"][1]]
+    assert all(float(t).is_integer() for t in visible) and 1.0 in visible
