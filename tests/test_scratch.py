@@ -9,7 +9,7 @@ from torch import nn
 
 import digitlab.scratch
 from digitlab import scratch
-from digitlab.check import (
+from digitlab.gradcheck import (
     CASES,
     compare_layer,
     compare_loss,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from digitlab import models, scratch
+from digitlab import backends, models, scratch
 
 TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4}
 
@@ -113,7 +113,7 @@ def compare_model(name: str, shape, dtype=torch.float64) -> dict:
     loss_torch.backward()
     loss_fn = scratch.CrossEntropyLoss()
     loss = loss_fn(mine(x), target)
-    mine.backward(loss_fn.backward())
+    backends.backward(mine, loss_fn.backward())
     errors = {"output": max_error(loss, loss_torch)}
     for (key, p_torch), (_, p_scratch) in zip(
         reference.named_parameters(), mine.named_parameters(), strict=True
