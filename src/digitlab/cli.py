@@ -160,7 +160,22 @@ def build_parser() -> Parser:
     p.add_argument("--onnx", required=True, metavar="FILE", help="write an ONNX model here")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("check", help="compare every hand-written layer with PyTorch")
+    p = sub.add_parser(
+        "check",
+        help="compare every hand-written layer with PyTorch, or yours with --layers",
+        description="Without --layers: digitlab.scratch's layers, loss and optimizers against "
+        "PyTorch. With --layers FILE.py: your own classes (Conv2d, Linear, ReLU, MaxPool2d, "
+        "Flatten, CrossEntropyLoss, SGD, Adam; digitlab's interface or the recruitment "
+        "template's), case by case, with what is wrong, where, and the likely bug.",
+    )
+    p.add_argument("--layers", metavar="FILE.py", help="check the layers in your own file")
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=60.0,
+        help="seconds each case of your code may run (default 60)",
+    )
+    p.add_argument("--pictures", metavar="DIR", help="also write PNG maps of wrong positions")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="speed of the hand-written layers against PyTorch")
@@ -359,6 +374,8 @@ def cmd_app(args) -> int:
 
 
 def cmd_check(args) -> int:
+    if args.layers:
+        return check_layers(args)
     import torch
 
     from digitlab.gradcheck import TOLERANCE, run_checks
@@ -375,6 +392,30 @@ def cmd_check(args) -> int:
         tolerance = TOLERANCE[torch.float64]
         verdict = "all ok" if result["ok"] else "SOME CHECKS FAILED"
         print(f"{verdict} (tolerance {tolerance:.0e})")
+    return 0 if result["ok"] else 1
+
+
+def check_layers(args) -> int:
+    """digitlab check --layers FILE.py: exit 0 only when every case passes."""
+    from digitlab import checkreport
+    from digitlab.layercheck import check_file
+
+    try:
+        result = check_file(args.layers, timeout=args.timeout)
+    except DigitlabError as e:  # the file cannot be imported: its traceback is the help
+        lines = getattr(e, "lines", None)
+        if lines and args.json:
+            print(json.dumps({"layers": [], "ok": False, "error": str(e), "traceback": lines}))
+        elif lines:
+            print("\n".join(lines))
+        raise
+    if args.json:
+        print(json.dumps(checkreport.as_json(result)))
+    else:
+        print("\n".join(checkreport.format_report(result)))
+    if args.pictures:
+        paths = checkreport.write_pictures(result, args.pictures)
+        print(f"{len(paths)} map(s) of wrong positions in {args.pictures}", file=sys.stderr)
     return 0 if result["ok"] else 1
 
 

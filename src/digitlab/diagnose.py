@@ -1,0 +1,215 @@
+"""What is wrong with a tensor, in words a learner acts on.
+
+`compare(mine, ref, ...)` returns None when `mine` matches PyTorch's `ref` within float32's
+rounding, else a Failure: the max absolute and relative error, how many elements are wrong, a map
+of where, and a diagnosis read from the pattern (a constant factor, a sign, the border, windows
+that overlap, ...). Pure tensor code: it runs in the child process that runs the learner's file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+# float32 sums of a few hundred products round at about 1e-6 of their size; 1e-4 of the
+# largest value cannot be tripped by rounding, and every bug in the tests is far above it.
+RTOL32 = 1e-4
+RTOL64 = 1e-9
+
+
+@dataclass
+class Failure:
+    tensor: str
+    message: str  # what is wrong, one line
+    diagnosis: str = ""  # the likely bug, when the pattern names one
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    wrong: int = 0
+    total: int = 0
+    where: list = field(default_factory=list)  # (H, W) or (rows, cols) of bools: wrong there
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def tolerance(ref: torch.Tensor, rtol: float = RTOL32) -> float:
+    return rtol * max(1.0, ref.abs().max().item() if ref.numel() else 0.0)
+
+
+def close(a, b, rtol: float = RTOL32) -> bool:
+    """a matches b (same shape, finite where b is) within `rtol` of b's scale."""
+    if not torch.is_tensor(a) or a.shape != b.shape:
+        return False
+    a, b = a.detach().double(), b.detach().double()
+    return bool((a - b).abs().max() <= tolerance(b, rtol)) if b.numel() else True
+
+
+def where_map(wrong: torch.Tensor) -> torch.Tensor:
+    """A 2-D view of wrong positions: (N, C, H, W) -> (H, W) (any image, any channel);
+    (N, F) stays; 1-D -> one row; a scalar -> 1x1."""
+    if wrong.dim() >= 3:
+        return wrong.flatten(0, -3).any(0)
+    if wrong.dim() == 1:
+        return wrong[None]
+    if wrong.dim() == 0:
+        return wrong.view(1, 1)
+    return wrong
+
+
+def text_map(where, limit: int = 32) -> list[str]:
+    """Rows of '#' (wrong) and '.' (right), at most `limit` by `limit`."""
+    rows = [row[:limit] for row in where[:limit]]
+    lines = ["".join("#" if v else "." for v in row) for row in rows]
+    if len(where) > limit or (where and len(where[0]) > limit):
+        lines.append(f"(first {limit}x{limit} shown)")
+    return lines
+
+
+def compare(mine, ref: torch.Tensor, tensor: str, ctx: dict, rtol: float = RTOL32):
+    """None if `mine` is right, else a Failure. ctx may hold alternatives the diagnosis tries:
+    ctx["alternatives"] {bug description: the tensor that bug would give}, ctx["batch"],
+    ctx["padding"], ctx["stride"], ctx["overlap"] (an (H, W) count of windows per pixel)."""
+    if mine is None:
+        return Failure(tensor, f"{tensor} is missing (None)", missing_hint(tensor))
+    if not torch.is_tensor(mine):
+        return Failure(
+            tensor, f"{tensor} is a {type(mine).__name__}, not a tensor", "return a torch.Tensor"
+        )
+    if mine.shape != ref.shape:
+        return Failure(
+            tensor,
+            f"your {tensor} is {shape(mine)}, PyTorch's is {shape(ref)}",
+            shape_diagnosis(mine, ref, tensor, ctx),
+        )
+    a, b = mine.detach().double(), ref.detach().double()
+    if not torch.isfinite(a).all() and torch.isfinite(b).all():
+        bad = ~torch.isfinite(a)
+        return Failure(
+            tensor,
+            f"{tensor} holds NaN or inf in {int(bad.sum())} of {a.numel()} elements",
+            "exp() overflowed: subtract each row's max before exp (log-sum-exp)"
+            if ctx.get("large_logits")
+            else "NaN or inf where PyTorch's numbers are finite",
+            wrong=int(bad.sum()),
+            total=a.numel(),
+            where=where_map(bad).tolist(),
+        )
+    diff = (a - b).abs()
+    tol = tolerance(b, rtol)
+    if diff.max() <= tol:
+        return None
+    wrong = diff > tol
+    return Failure(
+        tensor,
+        f"{tensor} is wrong in {int(wrong.sum())} of {a.numel()} elements",
+        value_diagnosis(a, b, wrong, tensor, ctx),
+        max_abs_error=diff.max().item(),
+        max_rel_error=(diff / b.abs().clamp(min=1e-12)).max().item(),
+        wrong=int(wrong.sum()),
+        total=a.numel(),
+        where=where_map(wrong).tolist(),
+    )
+
+
+def shape(t) -> str:
+    return str(tuple(t.shape))
+
+
+def missing_hint(tensor: str) -> str:
+    if tensor.startswith("dL/dW") or tensor.startswith("dL/db"):
+        return "backward must put the parameter's gradient in .grad"
+    return "return it from the method"
+
+
+def shape_diagnosis(mine, ref, tensor: str, ctx: dict) -> str:
+    ms, rs = tuple(mine.shape), tuple(ref.shape)
+    squeezed = tuple(d for d in ms if d != 1) == tuple(d for d in rs if d != 1)
+    if squeezed:
+        return (
+            f"the same numbers with an extra or missing dimension of 1: {ms} only matches {rs} "
+            "by broadcasting, which hides bugs; reshape to PyTorch's shape (sum over the batch "
+            "for a bias gradient)"
+        )
+    if len(ms) == 2 and ms == rs[::-1]:
+        return "transposed: swap the two dimensions (dW of Linear is gy^T @ x, (out, in))"
+    if mine.numel() == ref.numel():
+        return "the right number of elements in the wrong shape: a missing reshape or view"
+    if tensor == "output" and len(ms) == 4 and len(rs) == 4 and ms[:2] == rs[:2]:
+        pad, stride, size = ctx.get("padding", 0), ctx.get("stride", 1), ctx.get("spatial")
+        hints = []
+        forward = ctx.get("forward", "")
+        if size and pad and ms[2:] == ctx.get("unpadded"):
+            hints.append(f"padding {pad} looks ignored")
+        if size and stride > 1 and ms[2:] == ctx.get("unstrided"):
+            hints.append(f"stride {stride} looks ignored")
+        if size and pad and stride > 1 and ms[2:] == ctx.get("neither"):
+            hints.append(f"padding {pad} and stride {stride} both look ignored")
+        if hints and "conv2d(" in forward and "padding" not in forward:
+            hints.append(
+                "your forward calls self.conv2d(input, weight, bias) and so gets conv2d's "
+                "defaults (stride 1, padding 0): pass stride=self.stride[0], "
+                "padding=self.padding[0]"
+            )
+        if hints:
+            return "; ".join(hints)
+        return "the height and width differ: check how padding and stride size the output"
+    if tensor == "dL/dx" and ctx.get("padding") and len(ms) == 4 and ms[2:] == ctx.get("padded"):
+        return f"the padded input's gradient: crop the {ctx['padding']} pixels of padding off"
+    return "check the shape each step produces against the docstring's shapes"
+
+
+def value_diagnosis(a, b, wrong, tensor: str, ctx: dict) -> str:
+    """The likeliest bug behind wrong values of the right shape, or "" when none fits."""
+    for description, alternative in ctx.get("alternatives", {}).items():
+        if alternative is not None and close(a, alternative.double()):
+            return description
+    if a.dim() == 2 and a.shape[0] == a.shape[1] and close(a, b.t()):
+        return "transposed: swap the two dimensions (dW of Linear is gy^T @ x, (out, in))"
+    bb = (b * b).sum()
+    if bb > 0:
+        r = ((a * b).sum() / bb).item()
+        if close(a, r * b, 1e-6) and abs(r - 1) > 1e-3:
+            return factor_diagnosis(r, ctx.get("batch"))
+    overlap = ctx.get("overlap")
+    if tensor == "dL/dx" and overlap is not None and a.dim() == 4:
+        grid = where_map(wrong)
+        if grid.shape == overlap.shape and bool((overlap[grid] > 1).all()):
+            return (
+                "only pixels that several windows share are wrong: overlapping windows' "
+                "gradients overwrite each other; add them (+=) instead"
+            )
+    pad = ctx.get("padding", 0)
+    if pad and a.dim() == 4 and tensor in ("output", "dL/dx"):
+        grid = where_map(wrong)
+        inner = (
+            grid[pad:-pad, pad:-pad]
+            if grid.shape[0] > 2 * pad and grid.shape[1] > 2 * pad
+            else None
+        )
+        if inner is not None and not inner.any():
+            return (
+                f"only the border ({pad} pixels deep, the padding's reach) is wrong: check the "
+                "padding"
+            )
+    stride = ctx.get("stride", 1)
+    if stride > 1 and tensor == "dL/dx" and a.dim() == 4:
+        return f"check how stride {stride} maps output positions back to input pixels"
+    if (a.sign() == -b.sign()).all():
+        return "the sign looks flipped"
+    return ""
+
+
+def factor_diagnosis(r: float, batch: int | None) -> str:
+    if abs(r + 1) < 1e-3:
+        return "the sign is flipped (a - b where b - a is meant, or a missing minus)"
+    if batch and batch > 1 and abs(r - batch) < 1e-3 * batch:
+        return (
+            f"{batch} times too large: the 1/N of the mean over the batch (N = {batch}) is missing"
+        )
+    if batch and batch > 1 and abs(r - 1 / batch) < 1e-3 / batch:
+        return f"{batch} times too small: divided by the batch size (N = {batch}) once too often"
+    for factor, words in ((2, "twice"), (0.5, "half")):
+        if abs(r - factor) < 1e-3:
+            return f"{words} PyTorch's value: a factor 2 (a value counted twice, or a stray 2)"
+    return f"off by a constant factor {r:.4g}"

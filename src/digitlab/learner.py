@@ -1,0 +1,113 @@
+"""A learner's own layers: find them in their file, tell which interface each one follows, and
+adapt them to digitlab's, so that they can be checked (digitlab.layercheck) and trained on
+(the "learner" backend).
+
+Two interfaces are understood, per class:
+  digitlab   forward(x); backward(grad_out) returns dL/dx and ADDS dL/dW, dL/db into .grad
+             (../shared/DESIGN.md, digitlab.scratch's own)
+  template   the recruitment task's: Conv2d(_ConvNd) with conv2d(input, kernel, bias, stride,
+             padding); backward(ones) SETS self.input.grad, self.weight.grad, self.bias.grad and
+             returns the input gradient; CrossEntropyLoss()(input, target) with backward()
+Optimizers follow torch.optim's: Cls(params, lr=..., ...), zero_grad(), step().
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import types
+from pathlib import Path
+
+import torch
+
+from digitlab.errors import DigitlabError
+
+LAYERS = ("Conv2d", "Linear", "ReLU", "MaxPool2d", "Flatten")
+NAMES = (*LAYERS, "CrossEntropyLoss", "SGD", "Adam")
+# What the study CNN needs from a file; the rest (Sequential and friends) is digitlab.scratch's.
+STUDY_CNN = ("Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "CrossEntropyLoss")
+
+
+def import_file(path: str | Path) -> types.ModuleType:
+    """Import the learner's file as a module named after it. Their exceptions propagate."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise DigitlabError(f"{path}: no such file; give the .py file that holds your layers")
+    name = f"learner_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def find_classes(module: types.ModuleType) -> dict[str, type]:
+    """{torch name: class} of the classes the file defines or imports under a torch name."""
+    return {
+        name: getattr(module, name)
+        for name in NAMES
+        if inspect.isclass(getattr(module, name, None))
+    }
+
+
+def interface_of(name: str, cls: type) -> str:
+    """ "digitlab", "template" or "torch.optim" (optimizers), from how the class is written."""
+    if name in ("SGD", "Adam"):
+        return "torch.optim"
+    if name == "CrossEntropyLoss":
+        backward = getattr(cls, "backward", None)
+        params = list(inspect.signature(backward).parameters)[1:] if backward else []
+        return "digitlab" if params else "template"
+    if hasattr(cls, "conv2d"):
+        return "template"
+    backward = getattr(cls, "backward", None)
+    if backward is None:
+        return "digitlab"
+    params = list(inspect.signature(backward).parameters)
+    return "template" if len(params) > 1 and params[1] == "ones" else "digitlab"
+
+
+def adapt(name: str, cls: type, interface: str) -> type:
+    """The learner's class seen through digitlab's interface: a template layer's backward(g)
+    becomes one that returns dL/dx (its return value, or self.input.grad) and ADDS the parameter
+    gradients it set to those already there, whichever convention (set or add) it follows.
+    A subclass, so parameter names and checkpoints stay the learner's (and torch's)."""
+    if interface != "template" or name == "CrossEntropyLoss":
+        return cls
+
+    class Adapted(cls):
+        def backward(self, grad_out, input_grad: bool = True):
+            params = list(self.parameters())
+            before = [p.grad for p in params]
+            for p in params:
+                p.grad = None
+            with torch.no_grad():
+                dx = cls.backward(self, grad_out)
+            if dx is None and torch.is_tensor(getattr(self, "input", None)):
+                dx = self.input.grad
+            for p, old in zip(params, before, strict=True):
+                if old is not None:
+                    p.grad = old if p.grad is None else old + p.grad
+            return dx
+
+    Adapted.__name__ = Adapted.__qualname__ = cls.__name__
+    return Adapted
+
+
+def learner_backend(path: str | Path):
+    """The "learner" backend: the file's classes where it has them, digitlab.scratch's elsewhere.
+    Templates' layers are adapted (TemplateLayer); hand-written backward makes the gradients."""
+    from digitlab import backends, scratch
+
+    found = find_classes(import_file(path))
+    own = {name: adapt(name, cls, interface_of(name, cls)) for name, cls in found.items()}
+    layers = types.SimpleNamespace(
+        **{k: getattr(scratch, k) for k in scratch.__all__},
+        **{k: own[k] for k in own if k in LAYERS},
+    )
+    optim = types.SimpleNamespace(
+        SGD=own.get("SGD", scratch.SGD), Adam=own.get("Adam", scratch.Adam)
+    )
+    loss = own.get("CrossEntropyLoss", scratch.CrossEntropyLoss)
+    return backends.Backend("learner", layers, optim, loss, autograd=False)

@@ -1,0 +1,319 @@
+"""digitlab check --layers: a learner's own layers against PyTorch, with a diagnosis per bug.
+
+Each broken variant is the suite's own solution (tests/learners/solution.py) with one bug put in
+by a text substitution; the check must flag the right class and tensor and name the bug.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import assert_one_line_error, run_cli
+from digitlab.layercheck import check_file
+
+LEARNERS = Path(__file__).parent / "learners"
+SOLUTION = (LEARNERS / "solution.py").read_text()
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "level2_template.py"
+
+
+def variant(tmp_path, old: str, new: str, name: str = "mine.py") -> Path:
+    assert SOLUTION.count(old) == 1, old
+    path = tmp_path / name
+    path.write_text(SOLUTION.replace(old, new))
+    return path
+
+
+def failures_of(result, layer):
+    return [
+        (f["tensor"], f["message"], f["diagnosis"])
+        for row in result["rows"]
+        if row["layer"] == layer
+        for f in row["failures"]
+    ]
+
+
+def only_layer_failing(result, layer):
+    bad = {row["layer"] for row in result["rows"] if not row["ok"]}
+    assert bad == {layer}, bad
+
+
+def test_digitlab_scratch_reexported_passes_everything(tmp_path, capsys):
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "from digitlab.scratch import (  # noqa: F401\n"
+        "    SGD, Adam, Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, ReLU,\n)\n"
+    )
+    code, out, err = run_cli(capsys, "check", "--layers", path, "--json")
+    assert code == 0, out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["ok"]
+    names = {layer["name"]: layer["interface"] for layer in report["layers"]}
+    assert set(names) == {
+        "Conv2d",
+        "Linear",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "CrossEntropyLoss",
+        "SGD",
+        "Adam",
+    }
+    assert names["Conv2d"] == "digitlab" and names["SGD"] == "torch.optim"
+    for layer in report["layers"]:
+        for case in layer["cases"]:
+            assert set(case) >= {"case", "ok", "tensor", "max_abs_error", "diagnosis"}
+
+
+def test_the_suites_solution_passes(capsys):
+    code, out, err = run_cli(capsys, "check", "--layers", LEARNERS / "solution.py")
+    assert code == 0, out
+    assert "all ok: 29 cases of 8 classes match PyTorch" in out
+
+
+# (what to break, the class and tensor that must be flagged, words of the diagnosis)
+BUGS = {
+    "missing 1/N": (
+        ("return grad / len(self.target) * grad_out", "return grad * grad_out"),
+        "CrossEntropyLoss",
+        "dL/dlogits",
+        "the 1/N of the mean over the batch (N = 4) is missing",
+    ),
+    "factor 2": (
+        ("dw = grad_out.t() @ self.x", "dw = 2 * grad_out.t() @ self.x"),
+        "Linear",
+        "dL/dW (weight.grad)",
+        "a factor 2",
+    ),
+    "padding value (border)": (
+        ("xp = F.pad(x, (p, p, p, p))", "xp = F.pad(x, (p, p, p, p), value=1.0)"),
+        "Conv2d",
+        "output",
+        "only the border",
+    ),
+    "padding ignored": (
+        ("p = self.padding\n        xp", "p = 0\n        xp"),
+        "Conv2d",
+        "output",
+        "padding 1 looks ignored",
+    ),
+    "stride ignored": (
+        (
+            "win = xp.unfold(2, self.k, self.stride).unfold(3, self.k, self.stride)",
+            "win = xp.unfold(2, self.k, 1).unfold(3, self.k, 1)",
+        ),
+        "Conv2d",
+        "output",
+        "stride 2 looks ignored",
+    ),
+    "transposed weight gradient": (
+        ("dw = grad_out.t() @ self.x", "dw = self.x.t() @ grad_out"),
+        "Linear",
+        "dL/dW (weight.grad)",
+        "transposed",
+    ),
+    "sign flip": (
+        ("return grad_out * self.mask", "return -grad_out * self.mask"),
+        "ReLU",
+        "dL/dx",
+        "sign is flipped",
+    ),
+    "bias missing": (
+        ("y = y + self.bias.view(1, -1, 1, 1)", "y = y"),
+        "Conv2d",
+        "output",
+        "bias is missing",
+    ),
+    "bias twice": (
+        ("y = y + self.bias.view(1, -1, 1, 1)", "y = y + 2 * self.bias.view(1, -1, 1, 1)"),
+        "Conv2d",
+        "output",
+        "bias is added twice",
+    ),
+    "kernel flipped": (
+        (
+            'torch.einsum("nchwij,ocij->nohw", win, self.weight)',
+            'torch.einsum("nchwij,ocij->nohw", win, self.weight.flip(2, 3))',
+        ),
+        "Conv2d",
+        "output",
+        "kernel is flipped",
+    ),
+    "overlapping windows overwritten": (
+        (
+            "dx[:, :, i : i + s * oh : s, j : j + s * ow : s] += routed",
+            "dx[:, :, i : i + s * oh : s, j : j + s * ow : s] = routed",
+        ),
+        "MaxPool2d",
+        "dL/dx",
+        "overlapping windows' gradients overwrite each other",
+    ),
+    "ties to every maximum": (
+        (
+            "routed = grad_out * (self.argmax == i * self.k + j)",
+            "routed = grad_out * (self.win[..., i, j] == self.y)",
+        ),
+        "MaxPool2d",
+        "dL/dx",
+        "went to every maximum",
+    ),
+    "no max subtraction": (
+        ("shifted = logits - logits.max(1, keepdim=True).values", "shifted = logits"),
+        "CrossEntropyLoss",
+        "loss",
+        "subtract each row's max",
+    ),
+    "gradient of sum(y)": (
+        ("return grad_out @ self.weight", "return torch.ones_like(grad_out) @ self.weight"),
+        "Linear",
+        "dL/dx",
+        "ignores the grad_out",
+    ),
+    "set instead of accumulate": (
+        (
+            "self.weight.grad = dw if self.weight.grad is None else self.weight.grad + dw\n"
+            "        if self.bias is not None:\n            db = grad_out.sum((0, 2, 3))",
+            "self.weight.grad = dw\n"
+            "        if self.bias is not None:\n            db = grad_out.sum((0, 2, 3))",
+        ),
+        "Conv2d",
+        "dL/dW (weight.grad)",
+        "SET where they should accumulate",
+    ),
+    "state never saved": (
+        ("        self.x = x\n", ""),
+        "Linear",
+        "backward",
+        "backward reads self.x, which forward never saved",
+    ),
+    "bias gradient (1, out)": (
+        ("db = grad_out.sum(0)", "db = grad_out.sum(0, keepdim=True)"),
+        "Linear",
+        "backward",
+        "only matches by broadcasting",
+    ),
+    "weight decay ignored": (
+        (
+            "g = p.grad + self.weight_decay * p\n            if self.momentum",
+            "g = p.grad\n            if self.momentum",
+        ),
+        "SGD",
+        "parameter 0 after step 1",
+        "weight_decay looks ignored",
+    ),
+    "momentum state not kept": (
+        ("                self.buffers[k] = b\n", ""),
+        "SGD",
+        "parameter 0 after step 2",
+        "momentum looks ignored",
+    ),
+}
+
+
+@pytest.mark.parametrize("bug", list(BUGS))
+def test_each_bug_is_flagged_on_its_class_and_tensor_and_named(tmp_path, bug):
+    (old, new), layer, tensor, words = BUGS[bug]
+    source = variant(tmp_path, old, new)
+    if bug == "ties to every maximum":  # keep what the broken backward reads
+        text = source.read_text().replace(
+            "y, self.argmax = flat.max(-1)",
+            "y, self.argmax = flat.max(-1)\n        self.win, self.y = win, y",
+        )
+        source.write_text(text)
+    result = check_file(source, timeout=60)
+    only_layer_failing(result, layer)
+    found = failures_of(result, layer)
+    assert any(t == tensor and words in d for t, _, d in found), found
+
+
+def test_study_log_file_report(capsys):
+    """The seed: forwards right where they are, padding and stride ignored (the template's trap),
+    backwards not written, and the loss overflowing at large logits."""
+    code, out, err = run_cli(capsys, "check", "--layers", SEED)
+    assert code == 1
+    assert "found: Conv2d (template), Linear (template), CrossEntropyLoss (template)" in out
+    assert "not in the file: ReLU, MaxPool2d, Flatten, SGD, Adam" in out
+    assert "padding 2 looks ignored" in out and "stride 2 looks ignored" in out
+    assert "pass stride=self.stride[0], padding=self.padding[0]" in out
+    assert "the output matches PyTorch; backward raised AttributeError" in out
+    assert "not written yet" in out and "return self.input.grad" in out
+    assert "subtract each row's max before exp" in out
+    code, out, err = run_cli(capsys, "check", "--layers", SEED, "--json")
+    report = json.loads(out.strip().splitlines()[-1])
+    conv = next(layer for layer in report["layers"] if layer["name"] == "Conv2d")
+    assert conv["interface"] == "template" and not conv["ok"]
+    first = conv["cases"][0]
+    assert first["case"].startswith("3x3, padding 0") and first["not_written"]
+
+
+def test_maps_of_wrong_positions_in_text_and_png(tmp_path, capsys):
+    source = variant(
+        tmp_path, "xp = F.pad(x, (p, p, p, p))", "xp = F.pad(x, (p, p, p, p), value=1.0)"
+    )
+    code, out, err = run_cli(capsys, "check", "--layers", source, "--pictures", tmp_path / "maps")
+    assert code == 1
+    # the 3x3, padding 1 case on 5x5: the ring of outputs next to the padding is wrong
+    assert "#####\n          #...#\n          #...#\n          #...#\n          #####" in out
+    pictures = list((tmp_path / "maps").glob("*.png"))
+    assert pictures and all(p.stat().st_size > 1000 for p in pictures)
+
+
+def test_not_written_exercise_bodies_and_a_cuda_file(tmp_path):
+    source = variant(
+        tmp_path,
+        "    def backward(self, grad_out):\n        return grad_out * self.mask",
+        "    def backward(self, grad_out):\n        raise NotImplementedError",
+    )
+    result = check_file(source)
+    assert all(row["not_written"] for row in result["rows"] if row["layer"] == "ReLU")
+    if not torch.cuda.is_available():
+        cuda = variant(tmp_path, "self.mask = x > 0", "self.mask = (x > 0).to('cuda')", "c.py")
+        found = failures_of(check_file(cuda), "ReLU")
+        assert any("'cuda'" in d and "no GPU" in d for _, _, d in found), found
+
+
+def test_a_file_with_none_of_the_classes_is_one_line(tmp_path, capsys):
+    path = tmp_path / "empty.py"
+    path.write_text("x = 1\n")
+    code, out, err = run_cli(capsys, "check", "--layers", path)
+    assert_one_line_error(code, err, 1, "defines none of Conv2d")
+
+
+def test_import_error_and_syntax_error_are_reported(tmp_path, capsys):
+    raising = tmp_path / "raising.py"
+    raising.write_text("import torch\n\nraise RuntimeError('my file is broken')\n")
+    code, out, err = run_cli(capsys, "check", "--layers", raising)
+    assert_one_line_error(code, err, 1, "raised an exception when imported", "my file is broken")
+    assert "raising.py, line 3" in out  # their own frame
+    broken = tmp_path / "broken.py"
+    broken.write_text("class Linear:\n    def forward(self, x)\n        return x\n")
+    code, out, err = run_cli(capsys, "check", "--layers", broken)
+    assert_one_line_error(code, err, 1, "syntax error", "line 2")
+
+
+def test_endless_loop_wrong_type_and_prints_do_not_stop_the_check(tmp_path, capsys):
+    source = variant(
+        tmp_path,
+        "    def forward(self, x):\n        self.mask = x > 0\n        return x * self.mask",
+        "    def forward(self, x):\n        while True:\n            pass",
+    )
+    text = source.read_text()
+    text = text.replace(  # Flatten returns a list; Linear prints a lot
+        "        return x.reshape(len(x), -1)", "        return x.reshape(len(x), -1).tolist()"
+    ).replace(
+        "        self.x = x\n", "        self.x = x\n        print('debug ' * 20 + '\\n' * 5000)\n"
+    )
+    source.write_text(text)
+    code, out, err = run_cli(capsys, "check", "--layers", source, "--timeout", "3", "--json")
+    assert code == 1
+    report = json.loads(out.strip().splitlines()[-1])
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    relu = layers["ReLU"]["cases"]
+    assert all("endless loop" in c["diagnosis"] for c in relu), relu
+    assert all("did not finish within 3 s" in c["failures"][0]["message"] for c in relu)
+    assert "list, not a tensor" in layers["Flatten"]["cases"][0]["diagnosis"] or any(
+        "list" in f["message"] for f in layers["Flatten"]["cases"][0]["failures"]
+    )
+    assert layers["Linear"]["ok"] and layers["Conv2d"]["ok"]  # the other classes still ran
+    assert report["output_lines"] > 5000
