@@ -317,3 +317,89 @@ def test_endless_loop_wrong_type_and_prints_do_not_stop_the_check(tmp_path, caps
     )
     assert layers["Linear"]["ok"] and layers["Conv2d"]["ok"]  # the other classes still ran
     assert report["output_lines"] > 5000
+
+
+@pytest.mark.parametrize("style", ["digitlab", "template"])
+def test_exercise_then_check_says_not_written_yet_for_every_class(tmp_path, capsys, style):
+    code, out, err = run_cli(capsys, "exercise", tmp_path / "ex", "--style", style)
+    assert code == 0, err
+    layers = tmp_path / "ex" / "layers.py"
+    assert "digitlab check --layers" in (tmp_path / "ex" / "README.md").read_text()
+    result = check_file(layers)
+    expected = {"Conv2d", "Linear", "CrossEntropyLoss"}
+    if style == "digitlab":
+        expected |= {"ReLU", "MaxPool2d", "Flatten", "SGD", "Adam"}
+    assert set(result["found"]) == expected
+    assert result["rows"] and all(row.get("not_written") for row in result["rows"])
+    # A second exercise into the same folder would overwrite the learner's work: refused.
+    code, out, err = run_cli(capsys, "exercise", tmp_path / "ex")
+    assert_one_line_error(code, err, 1, "exists already")
+
+
+def test_train_refuses_layers_that_fail_the_check(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys, "train", "--layers", SEED, "--subset", "500", "--out", tmp_path / "run"
+    )
+    assert_one_line_error(code, err, 1, "Conv2d, CrossEntropyLoss, Linear do not match PyTorch")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
+    """The suite's solution (every class its own, BatchNorm2d from digitlab.scratch) in the
+    speedrun's net, one epoch on 5,000 images, beside the same run on PyTorch's layers."""
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(
+        capsys,
+        "train",
+        "--layers",
+        LEARNERS / "solution.py",
+        "--recipe",
+        "speedrun",
+        "--subset",
+        "5000",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.005",
+        "--out",
+        out,
+        "--json",
+        "--no-pictures",
+    )
+    assert code == 0, err
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["backend"] == "learner" and result["test_accuracy"] >= 0.97
+    assert abs(result["test_accuracy"] - result["reference"]["test_accuracy"]) < 0.01
+    assert "your classes from solution.py: Conv2d (digitlab)" in err
+    assert "digitlab.scratch's: any other layer" in err  # all its own, SGD (unused) aside
+    # The checkpoint has torch's keys: it loads into PyTorch's layers.
+    from digitlab import checkpoint
+
+    model, config = checkpoint.load(out)
+    assert config["layers"].endswith("solution.py")
+
+
+def test_study_cnn_on_template_layers_learns_as_pytorch_does(tmp_path, capsys):
+    """The study log's file finished in the template's shape trains the study CNN; digitlab.scratch
+    supplies ReLU, MaxPool2d, Flatten and Adam. Same seed, same data: the same accuracy."""
+    code, stdout, err = run_cli(
+        capsys,
+        "train",
+        "--layers",
+        LEARNERS / "template_solution.py",
+        "--subset",
+        "2000",
+        "--batch-size",
+        "25",
+        "--lr",
+        "0.002",
+        "--out",
+        tmp_path / "run",
+        "--json",
+        "--no-pictures",
+    )
+    assert code == 0, err
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert "Conv2d (template)" in err and "digitlab.scratch's: ReLU, MaxPool2d, Flatten" in err
+    assert result["test_accuracy"] > 0.9
+    assert abs(result["test_accuracy"] - result["reference"]["test_accuracy"]) < 0.005

@@ -32,6 +32,7 @@ class Backend:
     loss: type
     autograd: bool
     channels_last: bool = False
+    note: str = ""  # said at the start of a run: where the classes came from
 
     def gradients(self, model, loss_fn, x: torch.Tensor, y: torch.Tensor, ranks) -> torch.Tensor:
         """Forward, loss and backward of one batch x (N, C, H, W), y (N,): leaves dL/dparameter
@@ -65,10 +66,9 @@ class Backend:
 def backward(model: nn.Module, grad: torch.Tensor, input_grad: bool = True):
     """The hand-written backward of a network whose children run in order (models.Stack):
     each child's backward in reverse. Returns dL/dx (None with input_grad=False)."""
-    children = list(model.children())
-    for layer in reversed(children[1:]):
-        grad = layer.backward(grad)
-    return children[0].backward(grad, input_grad) if children else grad
+    from digitlab.scratch.module import backward_through
+
+    return backward_through(list(model.children()), grad, input_grad)
 
 
 def _torch() -> Backend:
@@ -94,13 +94,14 @@ def validate(name: str, layers_file: str | None = None) -> None:
         raise DigitlabError("backend learner: give the file of layers with --layers FILE.py")
 
 
-def get(name: str | Backend, layers_file: str | None = None) -> Backend:
-    """The Backend called `name`; "learner" needs the learner's `layers_file`."""
+def get(name: str | Backend, layers_file: str | None = None, optimizer: str = "adam") -> Backend:
+    """The Backend called `name`; "learner" needs the learner's `layers_file` (checked against
+    PyTorch first; `optimizer` says which of its optimizers the run needs)."""
     if isinstance(name, Backend):
         return name
     validate(name, layers_file)
     if name == "learner":
         from digitlab.learner import learner_backend
 
-        return learner_backend(layers_file)
+        return learner_backend(layers_file, optimizer)
     return BACKENDS[name]()

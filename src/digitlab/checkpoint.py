@@ -158,7 +158,9 @@ def save_resume_state(
     if average is not None:
         tensors.update({f"average.{k}": v for k, v in average.state_dict().items()})
     tensors.update({f"rng.{k}": v for k, v in rngs.items()})
-    optim = optimizer.state_dict()
+    # A learner's own optimizer may keep no state_dict: its run then cannot resume (said then).
+    stateful = hasattr(optimizer, "state_dict") and hasattr(optimizer, "load_state_dict")
+    optim = optimizer.state_dict() if stateful else {"state": {}, "param_groups": None}
     scalars = {}
     for index, state in optim["state"].items():
         for key, value in state.items():
@@ -199,6 +201,11 @@ def load_resume_state(
     load_weights(model, groups["model"], path, info.get("model", "?"))
     if average is not None:
         load_weights(average, groups.get("average", {}), path, info.get("model", "?"))
+    if param_groups is None:
+        raise DigitlabError(
+            f"{path}: this run's optimizer (your own) has no state_dict and load_state_dict, so "
+            "its state was not saved and the run cannot resume; train it again"
+        )
     state: dict[int, dict] = {}
     for key, value in list(groups["optim"].items()) + list(scalars.items()):
         index, _, name = key.partition(".")

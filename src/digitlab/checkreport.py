@@ -144,10 +144,8 @@ def summary(result: dict) -> str:
         return f"all ok: {len(rows)} cases of {len(result['found'])} classes match PyTorch"
     todo = sum(bool(r.get("not_written")) for r in bad)
     classes = sorted({r["layer"] for r in bad})
-    parts = (
-        [f"{len(bad) - todo} wrong", f"{todo} not written yet"] if todo else [f"{len(bad)} wrong"]
-    )
-    return f"{' and '.join(parts)} of {len(rows)} cases, in {', '.join(classes)}"
+    parts = [f"{len(bad) - todo} wrong" * (len(bad) > todo), f"{todo} not written yet" * bool(todo)]
+    return f"{' and '.join(p for p in parts if p)} of {len(rows)} cases, in {', '.join(classes)}"
 
 
 def write_pictures(result: dict, folder: str | Path) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -178,6 +179,17 @@ def build_parser() -> Parser:
     p.add_argument("--pictures", metavar="DIR", help="also write PNG maps of wrong positions")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser(
+        "exercise", help="write a starter file of layers to fill in, and a short guide"
+    )
+    p.add_argument("folder", metavar="DIR", help="where to write layers.py and README.md")
+    p.add_argument(
+        "--style",
+        choices=["digitlab", "template"],
+        default="digitlab",
+        help="digitlab's interface (default) or the recruitment template's",
+    )
+
     p = sub.add_parser("bench", help="speed of the hand-written layers against PyTorch")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument(
@@ -219,12 +231,26 @@ def cmd_train(args) -> int:
         return 0
     if not args.no_pictures:
         write_pictures(out, config.data_dir, log)
+    if config.layers:  # a learner's layers: the same run on PyTorch's, to read beside it
+        reference = training.fit(
+            dataclasses.replace(config, backend="torch", layers=None),
+            out / "torch-reference",
+            progress=False,
+            log=lambda text: None,
+        )
+        result["reference"] = {k: reference[k] for k in ("test_accuracy", "train_seconds")}
     if args.json:
         print(json.dumps(result))
-    else:
+        return 0
+    print(
+        f"test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epoch(s), "
+        f"{result['train_seconds']:.1f} s of training; checkpoint {result['checkpoint']}"
+    )
+    if "reference" in result:
         print(
-            f"test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epoch(s), "
-            f"{result['train_seconds']:.1f} s of training; checkpoint {result['checkpoint']}"
+            f"the same run on PyTorch's layers: test accuracy "
+            f"{result['reference']['test_accuracy']:.4f}, "
+            f"{result['reference']['train_seconds']:.1f} s of training"
         )
     return 0
 
@@ -419,6 +445,15 @@ def check_layers(args) -> int:
     return 0 if result["ok"] else 1
 
 
+def cmd_exercise(args) -> int:
+    from digitlab.exercise import write_exercise
+
+    layers, guide = write_exercise(args.folder, args.style)
+    print(f"wrote {layers} ({args.style} style) and {guide}")
+    print(f"fill in a class, then: digitlab check --layers {layers}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from digitlab.bench import run_all
 
@@ -441,6 +476,7 @@ COMMANDS = {
     "check": cmd_check,
     "bench": cmd_bench,
     "export": cmd_export,
+    "exercise": cmd_exercise,
 }
 
 

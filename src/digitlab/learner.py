@@ -95,19 +95,41 @@ def adapt(name: str, cls: type, interface: str) -> type:
     return Adapted
 
 
-def learner_backend(path: str | Path):
+def learner_backend(path: str | Path, optimizer: str = "adam"):
     """The "learner" backend: the file's classes where it has them, digitlab.scratch's elsewhere.
-    Templates' layers are adapted (TemplateLayer); hand-written backward makes the gradients."""
-    from digitlab import backends, scratch
 
+    The file is checked first (digitlab.layercheck, in a child process); a class the run needs
+    that fails refuses the run with the check's summary. Template layers are adapted."""
+    from digitlab import backends, scratch
+    from digitlab.layercheck import check_file
+
+    result = check_file(path)
+    unused = {"SGD", "Adam"} - {optimizer.upper() if optimizer == "sgd" else optimizer.title()}
+    failing = sorted({r["layer"] for r in result["rows"] if not r["ok"]} - unused)
+    if failing:
+        from digitlab.checkreport import summary
+
+        raise DigitlabError(
+            f"{path}: {', '.join(failing)} do not match PyTorch yet ({summary(result)}); not "
+            f"training on them: see digitlab check --layers {path}"
+        )
     found = find_classes(import_file(path))
     own = {name: adapt(name, cls, interface_of(name, cls)) for name, cls in found.items()}
+    own = {name: cls for name, cls in own.items() if name not in unused}
     layers = types.SimpleNamespace(
-        **{k: getattr(scratch, k) for k in scratch.__all__},
-        **{k: own[k] for k in own if k in LAYERS},
+        **{
+            **{k: getattr(scratch, k) for k in scratch.__all__},
+            **{k: own[k] for k in own if k in LAYERS},
+        }
     )
     optim = types.SimpleNamespace(
         SGD=own.get("SGD", scratch.SGD), Adam=own.get("Adam", scratch.Adam)
     )
     loss = own.get("CrossEntropyLoss", scratch.CrossEntropyLoss)
-    return backends.Backend("learner", layers, optim, loss, autograd=False)
+    yours = [f"{n} ({interface_of(n, found[n])})" for n in own]
+    theirs = [n for n in NAMES if n not in own and n not in unused]
+    note = (
+        f"your classes from {Path(path).name}: {', '.join(yours)}; digitlab.scratch's: "
+        + ", ".join([*theirs, "any other layer the net needs (Sequential, BatchNorm2d, ...)"])
+    )
+    return backends.Backend("learner", layers, optim, loss, autograd=False, note=note)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from digitlab.errors import DigitlabError
+
 SCHEDULES = ("constant", "onecycle")
 DIV_FACTOR, FINAL_DIV_FACTOR = 25.0, 1e4
 
@@ -33,5 +35,15 @@ def learning_rate(schedule: str, lr: float, step: int, total_steps: int, warmup:
 
 
 def set_learning_rate(optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
+    """torch.optim's way (every param_group's "lr"), or a learner's own optimizer's `lr`."""
+    groups = getattr(optimizer, "param_groups", None)
+    if groups is None and hasattr(optimizer, "lr"):
+        optimizer.lr = lr
+        return
+    if groups is None:
+        raise DigitlabError(
+            f"{type(optimizer).__name__} has neither param_groups nor an lr attribute, so a "
+            "schedule cannot set its learning rate; store the rate as self.lr"
+        )
+    for group in groups:
         group["lr"] = lr

@@ -240,7 +240,7 @@ def check_config(config: TrainConfig) -> None:
         raise DigitlabError(f"warmup {config.warmup}: must be between 0 and 1")
     if not 0 <= config.average < 1:
         raise DigitlabError(f"average {config.average}: must be 0 (none) or a decay below 1")
-    backends.get(config.backend, config.layers)
+    backends.validate(config.backend, config.layers)
 
 
 def check_data(config: TrainConfig, train: Split, test: Split) -> None:
@@ -349,7 +349,9 @@ class Run:
 
 def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, log) -> Run:
     """Data (split, normalisation), model, optimizer and loss; the saved state when resuming."""
-    backend = backends.get(config.backend, config.layers)
+    backend = backends.get(config.backend, config.layers, config.optimizer)
+    if backend.note:
+        log(backend.note)
     train_all = load_split(config.data_dir, train=True)
     test = load_split(config.data_dir, train=False)
     check_data(config, train_all, test)
