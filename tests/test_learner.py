@@ -403,3 +403,20 @@ def test_study_cnn_on_template_layers_learns_as_pytorch_does(tmp_path, capsys):
     assert "Conv2d (template)" in err and "digitlab.scratch's: ReLU, MaxPool2d, Flatten" in err
     assert result["test_accuracy"] > 0.9
     assert abs(result["test_accuracy"] - result["reference"]["test_accuracy"]) < 0.005
+
+
+def test_float64_says_when_only_it_separates_right_from_wrong(tmp_path):
+    """A bug below float32's rounding passes in float32; the report says float64 shows it."""
+    source = variant(tmp_path, "return x * self.mask", "return x * self.mask + 1e-7")
+    result = check_file(source)
+    relu = [row for row in result["rows"] if row["layer"] == "ReLU"]
+    assert all(row["ok"] for row in relu)
+    assert all("only float64 separates" in row["note"] for row in relu), relu
+    made32 = variant(
+        tmp_path,
+        "return y if self.bias is None else y + self.bias",
+        "return (y if self.bias is None else y + self.bias).float()",
+        "f.py",
+    )
+    linear = [row for row in check_file(made32)["rows"] if row["case"] == "5 -> 3, batch 4"]
+    assert "made in float32" in linear[0]["note"]

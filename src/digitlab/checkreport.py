@@ -42,6 +42,7 @@ def as_json(result: dict) -> dict:
                     "not_written": bool(row.get("not_written")),
                     "failures": row["failures"],
                     "traceback": row.get("traceback"),
+                    "note": row.get("note", ""),
                 }
             )
         layers.append(
@@ -105,7 +106,8 @@ def format_report(result: dict) -> list[str]:
 
 def case_lines(row: dict, shown: set) -> list[str]:
     if row["ok"]:
-        return [f"  ok    {row['case']}"]
+        note = [f"        note: {row['note']}"] if row.get("note") else []
+        return [f"  ok    {row['case']}", *note]
     mark = "TODO " if row.get("not_written") else "FAIL "
     lines = [f"  {mark} {row['case']}"]
     said = (tuple(row.get("traceback") or ()), row["failures"][0]["diagnosis"])

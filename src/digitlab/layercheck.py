@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitlab.diagnose import Failure, compare
+from digitlab.diagnose import RTOL64, Failure, close, compare
 from digitlab.errors import DigitlabError
 from digitlab.learner import NAMES, find_classes, import_file, interface_of
 
@@ -512,7 +512,38 @@ def run_case(case: Case, cls: type, interface: str, path: str) -> dict:
         row["traceback"] = their_traceback(e, path)
     row["failures"] = [f.as_dict() for f in failures]
     row["ok"] = not failures
+    if row["ok"] and case.kind == "layer":
+        row["note"] = float64_note(case, cls)
     return row
+
+
+def float64_note(case: Case, cls: type) -> str:
+    """float32 passed; does float64 separate right from wrong? "" when it agrees to 1e-9 too
+    (or the class cannot run in float64 at all, which is no requirement)."""
+    try:
+        ref = getattr(nn, case.layer)(*case.args, **case.kwargs).double()
+        with torch.no_grad():
+            mine = cls(*case.args, **case.kwargs)
+            mine = mine.double() if isinstance(mine, nn.Module) else mine
+            for name, p in ref.named_parameters():
+                dict(mine.named_parameters())[name].copy_(p)
+            x = make_input(case.shape, case.ties, seed=1).double()
+            y = mine(x.clone())
+    except Exception:
+        return ""
+    y_ref = ref(x).detach()
+    if not torch.is_tensor(y) or y.shape != y_ref.shape or close(y, y_ref, RTOL64):
+        return ""
+    error = (y.double() - y_ref).abs().max().item()
+    if y.dtype != torch.float64:
+        return (
+            f"in float64 your output comes back as {y.dtype} (error {error:.1e}): something inside "
+            "is made in float32; create tensors with dtype=x.dtype"
+        )
+    return (
+        f"right in float32, but in float64 the output is off by {error:.1e}: only float64 "
+        "separates this from right; a small bug float32 rounding hides"
+    )
 
 
 # --- the child process ----------------------------------------------------------------------
