@@ -1,4 +1,6 @@
+import functools
 import gzip
+import os
 import struct
 import subprocess
 import sys
@@ -71,3 +73,21 @@ def trained_run(tmp_path_factory):
     code = main(["train", "--out", str(out), "--quiet", "--no-pictures", "--seed", "1", *SMALL])
     assert code == 0
     return out
+
+
+def needs(available: bool, what: str):
+    """Skip a test whose dependency is missing, on a developer's machine; under CI (CI=true) the
+    test fails instead, so that CI cannot pass by skipping."""
+    if available:
+        return lambda test: test
+    if os.environ.get("CI") != "true":
+        return pytest.mark.skip(reason=f"{what} is missing")
+
+    def fail(test):
+        @functools.wraps(test)
+        def missing(*args, **kwargs):
+            pytest.fail(f"CI needs {what}, which is missing; .ci/run installs it")
+
+        return missing
+
+    return fail

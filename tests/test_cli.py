@@ -143,6 +143,9 @@ def test_bench_command_prints_ratios_from_one_run(capsys):
     rows = json.loads(out.strip().splitlines()[-1])["rows"]
     steps = [r for r in rows if r["name"].startswith("training step")]
     assert [r["name"].split()[2] for r in steps] == ["cnn", "fcn", "fast"]
+    layers = [r["name"] for r in rows if r["name"].startswith("forward+backward")]
+    assert len(layers) == 7 and len(set(layers)) == 7  # one row per layer, each named for it
+    assert "forward+backward conv2 Conv2d(16, 32, 5, 1, 2)" in layers
     for r in rows:
         if "ratio" in r and "torch_ms" in r:
             assert r["torch_ms"] > 0 and r["scratch_ms"] > 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_dataset, write_idx
+from conftest import needs, write_dataset, write_idx
 from digitlab import DigitlabError
 from digitlab.data import EMBEDDED_DIR, MNIST, load_split, parse_idx, read_idx
 
@@ -142,7 +142,7 @@ def test_torch_dataset_works_with_a_dataloader():
     assert x.shape == (32, 1, 28, 28) and y.shape == (32,) and y.dtype == torch.int64
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@needs(FASHION.is_dir(), "Fashion-MNIST (apt-get install dataset-fashion-mnist)")
 def test_debian_fashion_mnist_loads():
     train, test = load_split(FASHION, True), load_split(FASHION, False)
     assert train.images.shape == (60000, 28, 28) and len(test) == 10000

@@ -1,9 +1,11 @@
 """Data-parallel training: two real processes started by torchrun on 127.0.0.1, over gloo."""
 
 import json
+import os
 import subprocess
 
 import pytest
+from safetensors.torch import load_file
 
 from conftest import run_cli
 from digitlab import backends, distributed, training
@@ -11,12 +13,13 @@ from digitlab import backends, distributed, training
 RUN = ["--subset", "2000", "--batch-size", "50", "--seed", "2", "--quiet", "--no-pictures"]
 
 
-def torchrun(*args, processes=2):
+def torchrun(*args, processes=2, env=None):
     return subprocess.run(
         distributed.torchrun_command(processes, *map(str, args)),
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -31,11 +34,15 @@ def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backe
     assert json.loads((out / "config.json").read_text())["processes"] == 2
     two = training.read_metrics(out)[-1]["test_accuracy"]
 
+    # No batch norm, no augmentation, 2000 images split evenly: each step of the two processes
+    # sees the images one process's step sees, so the weights match up to float32 rounding.
     single = tmp_path / "one"
     code, _, err = run_cli(capsys, "train", *RUN, "--backend", backend, "--out", single)
     assert code == 0, err
     one = training.read_metrics(single)[-1]["test_accuracy"]
-    assert two > 0.8 and abs(two - one) <= 0.01
+    assert two > 0.8 and abs(two - one) <= 0.002
+    a, b = load_file(out / "model.safetensors"), load_file(single / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
     resumed = torchrun("train", "--resume", out, "--epochs", "2", "--quiet", "--no-pictures")
     assert resumed.returncode == 0, resumed.stderr
@@ -47,3 +54,62 @@ def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path):
     done = torchrun("train", "--subset", "200", "--batch-size", "25", "--out", tmp_path)
     assert done.returncode != 0
     assert "--batch-size 25: must divide evenly among the 2 processes" in done.stderr
+
+
+@pytest.mark.parametrize("backend", backends.BACKENDS)
+@pytest.mark.parametrize("model", ["cnn", "fast", "best"])
+def test_every_net_ends_data_parallel_with_one_model(tmp_path, model, backend):
+    """Batch norm's running statistics differ per rank until they are averaged: the rank check
+    at the end (every parameter and buffer, bit for bit) must pass for every net."""
+    done = torchrun(
+        "train",
+        "--model",
+        model,
+        "--backend",
+        backend,
+        "--subset",
+        "400",
+        "--batch-size",
+        "50",
+        "--quiet",
+        "--no-pictures",
+        "--out",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the 2 processes ended with identical weights" in done.stdout
+
+
+@pytest.mark.parametrize("recipe", ["speedrun", "best"])
+def test_both_recipes_run_data_parallel(tmp_path, recipe):
+    done = torchrun(
+        "train",
+        "--recipe",
+        recipe,
+        "--subset",
+        "1000",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--no-pictures",
+        "--out",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "identical weights" in done.stdout
+
+
+def test_the_rank_check_stops_a_run_whose_ranks_differ(tmp_path):
+    done = torchrun(
+        "train",
+        "--subset",
+        "200",
+        "--quiet",
+        "--no-pictures",
+        "--out",
+        tmp_path,
+        env={distributed.PERTURB: "1"},
+    )
+    assert done.returncode != 0
+    assert "data-parallel ranks [1] ended with weights that differ from rank 0's" in done.stderr
+    assert "identical weights" not in done.stdout

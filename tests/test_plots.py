@@ -5,10 +5,9 @@ import shutil
 import subprocess
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import needs, run_cli
 from digitlab.compare import DEFAULT_CONFIGS
 
 CHROMIUM = shutil.which("chromium")
@@ -82,7 +81,7 @@ def test_compare_reports_each_configuration_and_resumes(tmp_path, capsys):
     assert code == 0 and "cnn/torch/adam: training" in out and "done before" not in out
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: apt-get install chromium")
+@needs(CHROMIUM is not None, "chromium (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(tmp_path, capsys):
     args = ["compare", "--configs", "cnn/torch/adam", "--subset", "200", "--out", tmp_path]
     assert run_cli(capsys, *args, "--quiet")[0] == 0

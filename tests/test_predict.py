@@ -151,3 +151,20 @@ def test_bad_image_in_a_real_process_prints_no_traceback(tmp_path):
     paths = save_bad_images(tmp_path)
     result = run_subprocess("predict", paths["truncated"])
     assert_one_line_error(result.returncode, result.stderr, 1, "truncated or corrupt")
+
+
+def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
+    """The README's figure, the config's record and a fresh evaluation agree by construction."""
+    import json
+    from pathlib import Path
+
+    from conftest import run_cli
+    from digitlab import checkpoint
+
+    config = json.loads((checkpoint.PRETRAINED_DIR / "config.json").read_text())
+    code, out, err = run_cli(capsys, "evaluate", checkpoint.PRETRAINED_DIR, "--json")
+    assert code == 0, err
+    accuracy = json.loads(out.strip().splitlines()[-1])["accuracy"]
+    assert accuracy == config["metrics"]["test_accuracy"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"{100 * accuracy:.2f}%" in readme

@@ -4,6 +4,7 @@ schedule, the random affine augmentation, the weight average."""
 import json
 import math
 
+import hypothesis
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -155,3 +156,43 @@ def test_speedrun_on_the_gpu(tmp_path, backend):
     config = TrainConfig(**settings("speedrun"), backend=backend, device="cuda", subset=3000)
     result = fit(config, tmp_path, progress=False, log=lambda text: None)
     assert result["test_accuracy"] > 0.9
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    total=hypothesis.strategies.integers(1, 5000),
+    warmup=hypothesis.strategies.floats(0, 1, exclude_max=True),
+)
+def test_one_cycle_any_length_and_warmup(total, warmup):
+    """Any steps >= 1, any warm-up in [0, 1): no exception, every rate within (0, peak], and the
+    last step at lr / 25e4 (a single step runs at the peak)."""
+    rates = [learning_rate("onecycle", 0.1, step, total, warmup) for step in range(total)]
+    assert all(0 < r <= 0.1 * (1 + 1e-12) for r in rates)
+    expected_last = 0.1 if total == 1 else 0.1 / 25 / 1e4
+    assert math.isclose(rates[-1], expected_last, rel_tol=1e-9)
+
+
+def test_best_recipe_on_a_tiny_subset_runs(tmp_path, capsys):
+    """600 images in batches of 128 with a 20% warm-up: a warm-up shorter than one step."""
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--recipe",
+        "best",
+        "--subset",
+        "600",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path,
+        "--quiet",
+        "--no-pictures",
+    )
+    assert code == 0, err
+
+
+def test_resume_with_more_epochs_under_one_cycle_is_refused(tmp_path, capsys):
+    args = ["--recipe", "speedrun", "--subset", "500", "--out", tmp_path, "--quiet"]
+    assert run_cli(capsys, "train", *args, "--no-pictures")[0] == 0
+    code, out, err = run_cli(capsys, "train", "--resume", tmp_path, "--epochs", "2")
+    assert_one_line_error(code, err, 1, "one-cycle schedule planned for 1 epochs")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_one_line_error, run_cli, write_dataset, write_idx
+from conftest import assert_one_line_error, needs, run_cli, write_dataset, write_idx
 from digitlab import backends, models, training
 from digitlab.data import class_names, load_split
 from digitlab.predict import Predictor
@@ -153,7 +153,7 @@ def test_class_names_come_from_classes_txt(tmp_path):
         class_names(root)
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION), reason="apt-get install dataset-fashion-mnist")
+@needs(os.path.isdir(FASHION), "Fashion-MNIST (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_shows_class_names(tmp_path, capsys):
     run = tmp_path / "run"
     code, out, err = run_cli(

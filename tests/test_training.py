@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import SMALL, run_cli, write_dataset
+from conftest import SMALL, needs, run_cli, write_dataset
 from digitlab import DigitlabError, checkpoint
 from digitlab.data import load_split
 from digitlab.evaluation import evaluate
@@ -157,8 +157,8 @@ def test_trains_from_a_data_dir(tmp_path):
     assert config["dataset"]["test_images"] == 500 and config["dataset"]["name"] == "data"
 
 
-@pytest.mark.skipif(
-    not __import__("os").path.isdir(FASHION), reason="apt-get install dataset-fashion-mnist"
+@needs(
+    __import__("os").path.isdir(FASHION), "Fashion-MNIST (apt-get install dataset-fashion-mnist)"
 )
 def test_trains_on_debian_fashion_mnist(tmp_path):
     result = quiet_fit(small_config(data_dir=FASHION), tmp_path)

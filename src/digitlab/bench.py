@@ -71,9 +71,10 @@ def layer_rows(number: int = 20) -> list[dict]:
     for name, make, shape in LAYERS:
         x = torch.randn(shape)
         times = {}
-        for name in ("torch", "scratch"):
-            backend = backends.get(name)
-            times[name] = median_ms(forward_backward(make(backend.layers), x, backend), number)
+        for backend_name in ("torch", "scratch"):
+            backend = backends.get(backend_name)
+            run = forward_backward(make(backend.layers), x, backend)
+            times[backend_name] = median_ms(run, number)
         rows.append(row(f"forward+backward {name}", times))
     return rows
 

@@ -16,7 +16,6 @@ gloo carries the messages on CPU, nccl on CUDA. Only rank 0 writes files and pri
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from dataclasses import dataclass
 
@@ -39,17 +38,14 @@ class Ranks:
 
 def torchrun_command(processes: int, *args: str) -> list[str]:
     """The command line that runs `digitlab ARGS` in `processes` processes on this machine:
-    torchrun (as python -m torch.distributed.run) with its rendezvous on a free 127.0.0.1 port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    torchrun (as python -m torch.distributed.run) --standalone, whose rendezvous store binds a
+    free port itself (picking one and releasing it first would race with other programs)."""
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",
         f"--nproc-per-node={processes}",
-        "--master-addr=127.0.0.1",
-        f"--master-port={port}",
         "-m",
         "digitlab",
         *args,
@@ -95,16 +91,22 @@ def shard(order: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     return order[ranks.rank : usable : ranks.world]
 
 
-def average_gradients(parameters) -> None:
-    """Replace each .grad by its mean over the ranks: one all_reduce of one flat buffer."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+def average_in_place(tensors: list[torch.Tensor]) -> None:
+    """Replace each tensor by its mean over the ranks: one all_reduce of one flat buffer."""
+    if not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
     flat /= dist.get_world_size()
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def average_gradients(parameters) -> None:
+    """Replace each .grad by its mean over the ranks."""
+    average_in_place([p.grad for p in parameters if p.grad is not None])
 
 
 def mean(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
@@ -116,11 +118,24 @@ def mean(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     return value / ranks.world
 
 
-def share_buffers(model: torch.nn.Module, ranks: Ranks) -> None:
-    """Give every rank rank 0's buffers (batch norm statistics), as DDP does before each step."""
+def average_buffers(model: torch.nn.Module, ranks: Ranks) -> None:
+    """Give every rank the mean over the ranks of each floating buffer (batch norm's running
+    mean and variance), so that all ranks hold one model; integer buffers (batches seen) are the
+    same on every rank already. One all_reduce per epoch: far cheaper than SyncBatchNorm's one
+    per layer per step, and the statistics still come from every rank's images."""
     if ranks.world > 1:
-        for buffer in model.buffers():
-            dist.broadcast(buffer, 0)
+        average_in_place([b for b in model.buffers() if b.is_floating_point()])
+
+
+PERTURB = "DIGITLAB_TEST_PERTURB_RANK"  # tests only: this rank alters its weights at the end
+
+
+def perturb_for_test(model: torch.nn.Module, ranks: Ranks) -> None:
+    """For the test that the rank check can fail: the rank named in $DIGITLAB_TEST_PERTURB_RANK
+    adds 1e-3 to its first parameter before the check."""
+    if ranks.world > 1 and os.environ.get(PERTURB) == str(ranks.rank):
+        with torch.no_grad():
+            next(model.parameters()).add_(1e-3)
 
 
 def check_same_weights(model: torch.nn.Module, ranks: Ranks) -> None:

@@ -1,9 +1,12 @@
 """Learning-rate schedules, shared by both backends: they only set each param group's "lr".
 
-one-cycle (Smith & Topin, as torch.optim.lr_scheduler.OneCycleLR with its defaults and
-anneal_strategy="cos"): over the first `warmup` fraction of the steps the rate climbs from
-lr / 25 to lr, then falls to lr / 25e4, both along half a cosine. A short warm-up lets a high peak
-rate be used safely; the long fall settles the weights.
+one-cycle (Smith & Topin; the learning rate of torch.optim.lr_scheduler.OneCycleLR with its
+defaults and anneal_strategy="cos"): over the first `warmup` fraction of the steps the rate
+climbs from lr / 25 to lr, then falls to lr / 25e4 at the last step, both along half a cosine.
+A short warm-up lets a high peak rate be used safely; the long fall settles the weights. Any
+number of steps >= 1 and any warm-up in [0, 1) work: a warm-up under one step starts at the peak,
+and a run of one step runs it at lr. Unlike OneCycleLR's default, momentum (Adam's beta1) is not
+cycled: it stays what the optimizer was given.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ def learning_rate(schedule: str, lr: float, step: int, total_steps: int, warmup:
     if schedule != "onecycle":
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     initial, final = lr / DIV_FACTOR, lr / DIV_FACTOR / FINAL_DIV_FACTOR
-    peak = warmup * total_steps - 1  # OneCycleLR's step of the peak
-    if step <= peak:
+    # OneCycleLR's step of the peak; a warm-up shorter than one step has none (the climb is
+    # skipped and the first step runs at the peak rate).
+    peak = max(warmup * total_steps - 1, 0.0)
+    if step < peak:
         return cosine(initial, lr, step / peak)
-    return cosine(lr, final, (step - peak) / (total_steps - 1 - peak))
+    span = total_steps - 1 - peak
+    return lr if span <= 0 else cosine(lr, final, (step - peak) / span)
 
 
 def set_learning_rate(optimizer, lr: float) -> None:
