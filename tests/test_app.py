@@ -3,12 +3,14 @@ through gradio_client, and a real headless browser drawing with the mouse."""
 
 import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from conftest import needs
 from digitlab.app import HINT, PRETRAINED, Reader, build_app, on_draw, on_upload
 from digitlab.data import load_split
 
@@ -57,10 +59,11 @@ def test_drawn_digits_are_read_right(reader):
     for k in range(100):
         # Half through the stroke layer's alpha, half through the composite alone.
         value = sketchpad_value(place_digits([k], rng, test), layers=k % 2 == 0)
-        label, seen, maps, number, message = on_draw(value, PRETRAINED, reader)
+        label, seen, why, maps, number, message = on_draw(value, PRETRAINED, reader)
         right += number == str(int(test.labels[k]))
         assert len(label) == 10 and abs(sum(label.values()) - 1) < 1e-4
         assert seen.shape == (224, 224) and maps.ndim == 3 and maps.shape[2] == 3
+        assert why.ndim == 3 and why.shape[2] == 3  # saliency over occlusion
     assert right >= 95, right
 
 
@@ -70,7 +73,7 @@ def test_uploads_are_read_right(reader, tmp_path):
     for k in range(100, 200):
         path = tmp_path / f"{k}.png"
         Image.fromarray(255 - place_digits([k], rng, test)).save(path)  # dark ink on white
-        right += on_upload(str(path), PRETRAINED, reader)[3] == str(int(test.labels[k]))
+        right += on_upload(str(path), PRETRAINED, reader)[-2] == str(int(test.labels[k]))
     assert right >= 95, right
 
 
@@ -79,19 +82,19 @@ def test_numbers_of_several_digits_are_read_left_to_right(reader):
     right = 0
     for _ in range(100):
         indices = rng.integers(0, 10000, int(rng.integers(2, 5)))
-        number = on_draw(sketchpad_value(place_digits(indices, rng, test)), PRETRAINED, reader)[3]
+        number = on_draw(sketchpad_value(place_digits(indices, rng, test)), PRETRAINED, reader)[-2]
         right += number == "".join(str(int(test.labels[i])) for i in indices)
     assert right >= 90, right
 
 
 def test_bad_input_gets_a_message_not_a_crash(reader, tmp_path):
     empty = sketchpad_value(np.zeros((SIZE, SIZE), np.uint8))
-    assert on_draw(empty, PRETRAINED, reader) == ({}, None, None, "", HINT)
-    assert on_draw(None, PRETRAINED, reader)[4] == HINT
+    assert on_draw(empty, PRETRAINED, reader) == ({}, None, None, None, "", HINT)
+    assert on_draw(None, PRETRAINED, reader)[-1] == HINT
     (tmp_path / "notes.png").write_text("not an image")
-    assert "not an image file" in on_upload(str(tmp_path / "notes.png"), PRETRAINED, reader)[4]
+    assert "not an image file" in on_upload(str(tmp_path / "notes.png"), PRETRAINED, reader)[-1]
     Image.new("L", (6000, 5000), 255).save(tmp_path / "huge.png")
-    assert "over the cap" in on_upload(str(tmp_path / "huge.png"), PRETRAINED, reader)[4]
+    assert "over the cap" in on_upload(str(tmp_path / "huge.png"), PRETRAINED, reader)[-1]
 
 
 def test_predict_multi_reads_a_number(tmp_path, capsys):
@@ -135,14 +138,14 @@ def test_served_app_answers_gradio_client(server, tmp_path):
     path = tmp_path / "seven.png"
     Image.fromarray(255 - test.images[0].numpy()).resize((200, 200)).save(path)
     client = Client(server, verbose=False)
-    label, seen, maps, number, message = client.predict(
+    label, seen, why, maps, number, message = client.predict(
         handle_file(str(path)), PRETRAINED, api_name="/read_upload"
     )
     assert number == "7" and label["label"] == "7"
     assert "Read 7" in message
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: apt-get install chromium")
+@needs(CHROMIUM is not None, "chromium (apt-get install chromium)")
 def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -155,7 +158,12 @@ def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
         page.goto(server)
         canvas = page.locator("#sketchpad canvas").first
         canvas.wait_for()
-        page.wait_for_timeout(1500)  # the app picks the brush on load: no click needed
+        # The app picks the brush on load (no click needed): wait until it shows as chosen.
+        page.wait_for_function(
+            """() => document.querySelector('#sketchpad button[aria-label="Brush"]')
+                ?.classList.contains('highlight')""",
+            timeout=30000,
+        )
         box = canvas.bounding_box()
         # A "7": a bar across the top, then a stroke down to the lower left.
         cx, cy, h = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["height"]
@@ -206,7 +214,7 @@ def test_served_app_serves_concurrent_users(server, tmp_path):
 
     def ask(path):
         client = Client(server, verbose=False)
-        return client.predict(handle_file(str(path)), PRETRAINED, api_name="/read_upload")[3]
+        return client.predict(handle_file(str(path)), PRETRAINED, api_name="/read_upload")[-2]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         numbers = list(pool.map(ask, paths))
@@ -225,7 +233,7 @@ def test_twenty_concurrent_clients_each_sending_ten_drawings(server, tmp_path, c
         path = tmp_path / f"{k}.png"
         Image.fromarray(255 - place_digits([k], rng, test)).save(path)
         truth = str(int(test.labels[k]))
-        if on_upload(str(path), PRETRAINED, reader)[3] == truth:
+        if on_upload(str(path), PRETRAINED, reader)[-2] == truth:
             jobs.append((path, truth))
         k += 1
     capfd.readouterr()  # the server's log from here on
@@ -233,7 +241,7 @@ def test_twenty_concurrent_clients_each_sending_ten_drawings(server, tmp_path, c
     def client_session(share):
         client = Client(server, verbose=False)
         return [
-            client.predict(handle_file(str(path)), PRETRAINED, api_name="/read_upload")[3] == truth
+            client.predict(handle_file(str(path)), PRETRAINED, api_name="/read_upload")[-2] == truth
             for path, truth in share
         ]
 
@@ -264,3 +272,174 @@ def test_feature_mosaic_keeps_white_gaps_between_maps():
     assert tuple(zero) != (255, 255, 255)
     column = 14 * (48 // 14)  # the first 14x14 map, enlarged 3x, ends here; the gap follows
     assert (mosaic[18 : 18 + 14 * 3, column : column + GAP] == 255).all()
+
+
+def test_bad_uploads_get_digitlabs_one_line_message_through_the_server(server, tmp_path, capfd):
+    """Through the real server: each bad file reaches digitlab's own checks, the page gets their
+    one line, and the server logs no traceback."""
+    from gradio_client import Client, handle_file
+
+    (tmp_path / "notes.png").write_text("not an image at all")
+    (tmp_path / "empty.png").write_bytes(b"")
+    Image.new("1", (40000, 40000)).save(tmp_path / "bomb.png", optimize=True)
+    Image.new("1", (6000, 5000)).save(tmp_path / "huge.png", optimize=True)
+    client = Client(server, verbose=False)
+    expected = {
+        "notes.png": "not an image file",
+        "empty.png": "not an image file",
+        "bomb.png": "bomb.png: declares more pixels than the cap",
+        "huge.png": "huge.png: 6000x5000 pixels is over the cap",
+    }
+    for name, words in expected.items():
+        result = client.predict(
+            handle_file(str(tmp_path / name)), PRETRAINED, api_name="/read_upload"
+        )
+        message = result[-1]
+        assert message.startswith("Could not read that upload:") and words in message, message
+        assert len(message.splitlines()) == 1
+    blank = client.predict(None, PRETRAINED, api_name="/read_drawing")
+    assert blank[-1] == HINT
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def blocky_three(cx, cy, h):
+    """A "3" in the blocky hand of tests/handwriting.py, as two mouse strokes."""
+    left, right, top, mid, bottom = cx - 0.25 * h, cx + 0.25 * h, cy - 0.35 * h, cy, cy + 0.35 * h
+    return [
+        [(left, top), (right, top), (right, mid), (right, bottom), (left, bottom)],
+        [(left, mid), (right, mid)],
+    ]
+
+
+@needs(CHROMIUM is not None, "chromium (apt-get install chromium)")
+def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
+    """Draw a 7 and see why; draw a hash and hear "not sure"; correct five drawings, press
+    Learn, and the new model is in the menu and reads the next drawing."""
+    from playwright.sync_api import sync_playwright
+
+    runs = tmp_path / "runs"
+    demo = build_app(runs_dir=runs)
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        show_error=False,
+        quiet=True,
+    )
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(f"http://127.0.0.1:{port}/")
+            canvas = page.locator("#sketchpad canvas").first
+            canvas.wait_for()
+            page.wait_for_function(
+                """() => document.querySelector('#sketchpad button[aria-label="Brush"]')
+                    ?.classList.contains('highlight')""",
+                timeout=30000,
+            )
+            box = canvas.bounding_box()
+            cx, cy, h = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["height"]
+            stroke(
+                page,
+                [
+                    (cx - 0.25 * h, cy - 0.35 * h),
+                    (cx + 0.25 * h, cy - 0.35 * h),
+                    (cx - 0.05 * h, cy + 0.38 * h),
+                ],
+            )
+            wait_for_number(page, "7")
+            page.locator("#why img").wait_for()  # the saliency and occlusion maps are shown
+            page.click("#clear")
+            wait_for_number(page, "")
+            for x in (-0.15, 0.15):  # a hash: two slanted verticals, two horizontals
+                stroke(page, [(cx + x * h, cy - 0.35 * h), (cx + x * h - 0.05 * h, cy + 0.35 * h)])
+            for y in (-0.12, 0.12):
+                stroke(page, [(cx - 0.35 * h, cy + y * h), (cx + 0.35 * h, cy + y * h)])
+            wait_for_message(page, "Not sure")
+            for k in range(5):
+                page.click("#clear")
+                wait_for_number(page, "")
+                for line in blocky_three(cx + 0.02 * k * h, cy, h * (1 - 0.03 * k)):
+                    stroke(page, line)
+                page.wait_for_function(
+                    "() => document.querySelector('#number textarea, #number input')?.value"
+                )
+                page.locator("#right input").click()
+                page.locator("[role=option]", has_text="3").first.click()
+                page.click("#save")
+                page.wait_for_function(
+                    "() => document.querySelector('#teach')"
+                    f"?.innerText.includes('{k + 1} drawing')",
+                    timeout=30000,
+                )
+            page.click("#learn")
+            page.wait_for_function(
+                "() => document.querySelector('#teach')?.innerText.includes('Learned your')",
+                timeout=240000,
+            )
+            chosen = page.locator("#model input").input_value()
+            assert "handwriting-" in chosen
+            page.click("#clear")
+            wait_for_number(page, "")
+            for line in blocky_three(cx, cy, h):
+                stroke(page, line)
+            wait_for_message(page, f"(model {Path(chosen).name})")
+            browser.close()
+    finally:
+        demo.close()
+    saved = list((runs / "handwriting" / "3").glob("*.png"))
+    assert len(saved) == 5 and all(p.stat().st_size > 0 for p in saved)
+
+
+def wait_for_message(page, text: str):
+    page.wait_for_function(
+        f"() => document.querySelector('#message')?.innerText.includes({text!r})",
+        timeout=30000,
+    )
+
+
+def drawn_shape(lines):
+    """Strokes in a unit box as the sketchpad would hold them (white ink on black, uint8)."""
+    from PIL import ImageDraw
+
+    page = Image.new("L", (SIZE, SIZE), 0)
+    draw = ImageDraw.Draw(page)
+    for points in lines:
+        draw.line([(x * SIZE, y * SIZE) for x, y in points], fill=255, width=18, joint="curve")
+    return np.asarray(page)
+
+
+CIRCLE = [(0.5 + 0.35 * np.cos(t), 0.5 + 0.35 * np.sin(t)) for t in np.linspace(0, 6.3, 40)]
+SHAPES = {
+    "letter A": [[(0.25, 0.85), (0.5, 0.15), (0.75, 0.85)], [(0.35, 0.55), (0.65, 0.55)]],
+    "letter H": [[(0.3, 0.15), (0.3, 0.85)], [(0.7, 0.15), (0.7, 0.85)], [(0.3, 0.5), (0.7, 0.5)]],
+    "hash": [
+        [(0.4, 0.15), (0.35, 0.85)],
+        [(0.65, 0.15), (0.6, 0.85)],
+        [(0.2, 0.4), (0.8, 0.4)],
+        [(0.2, 0.65), (0.8, 0.65)],
+    ],
+    "star": [
+        [(0.5, 0.15), (0.5, 0.85)],
+        [(0.2, 0.5), (0.8, 0.5)],
+        [(0.25, 0.25), (0.75, 0.75)],
+        [(0.75, 0.25), (0.25, 0.75)],
+    ],
+    "smiley": [
+        CIRCLE,
+        [(0.38, 0.38), (0.39, 0.4)],
+        [(0.62, 0.38), (0.63, 0.4)],
+        [(0.35 + 0.3 * t, 0.62 + 0.08 * np.sin(np.pi * t)) for t in np.linspace(0, 1, 10)],
+    ],
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_letters_and_doodles_are_answered_not_sure(reader, shape):
+    *_, number, message = on_draw(sketchpad_value(drawn_shape(SHAPES[shape])), PRETRAINED, reader)
+    assert message.startswith("Not sure:") and f"looks most like {number}" in message

@@ -6,14 +6,19 @@ block sees. Gradio serves it; the reading itself is predict's own preprocessing 
 
 from __future__ import annotations
 
+import io
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from digitlab import checkpoint
 from digitlab.errors import DigitlabError
+from digitlab.explain import explain, strip
+from digitlab.finetune import finetune
 from digitlab.predict import Predictor
 from digitlab.preprocess import BlankImageError, load_image
 
@@ -59,14 +64,17 @@ class Reader:
             return self._loaded[choice]
 
     def read(self, image: Image.Image, choice: str | None = None) -> dict:
-        """Digits of an image, left to right: their 28x28 images, probabilities and feature maps."""
+        """Digits of an image, left to right: their 28x28 images, probabilities, whether each is
+        too unlike a digit to be sure, why (saliency and occlusion) and the feature maps."""
         predictor = self.predictor(choice)
         reading = predictor.read(image, multi=True)
         return {
             "digits": reading.digits,
             "probabilities": reading.probabilities,
+            "unsure": reading.unsure,
             "text": reading.text,
             "classes": predictor.classes,
+            "why": why_image(reading, explain(predictor, reading)),
             "maps": predictor.block_outputs(reading.digits[0]),
         }
 
@@ -91,6 +99,24 @@ def canvas_image(value) -> Image.Image | None:
         return None
     composite = np.asarray(composite)
     return Image.fromarray(composite[..., :3] if composite.ndim == 3 else composite).convert("RGB")
+
+
+def why_image(reading, maps: dict, zoom: int = 6) -> np.ndarray:
+    """Saliency above occlusion, every digit side by side, each band captioned: (H, W, 3)."""
+    bands = []
+    for kind, caption in (
+        ("saliency", "saliency (red: more ink here says {t}; blue: says other)"),
+        ("occlusion", "occlusion (red: hiding this hurts {t}; blue: helps)"),
+    ):
+        picture = strip(reading, maps[kind], zoom)
+        band = Image.new("RGB", (max(picture.shape[1], 330), picture.shape[0] + 16), "white")
+        band.paste(Image.fromarray(picture), (0, 16))
+        ImageDraw.Draw(band).text((2, 2), caption.format(t=reading.text), fill="black")
+        bands.append(np.asarray(band))
+    width = max(b.shape[1] for b in bands)
+    return np.concatenate(
+        [np.pad(b, ((0, 4), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in bands]
+    )
 
 
 def seen_image(digits: torch.Tensor, zoom: int = 8) -> np.ndarray:
@@ -138,8 +164,8 @@ def feature_mosaic(
 
 
 def answer(image: Image.Image | None, choice: str | None, reader: Reader):
-    """(label, seen, feature maps, number, message) for the app's outputs; never raises."""
-    empty = ({}, None, None, "", HINT)
+    """(label, seen, why, feature maps, number, message) for the app's outputs; never raises."""
+    empty = ({}, None, None, None, "", HINT)
     if image is None:
         return empty
     try:
@@ -147,19 +173,31 @@ def answer(image: Image.Image | None, choice: str | None, reader: Reader):
     except BlankImageError:
         return empty
     except DigitlabError as e:
-        return {}, None, None, "", f"Could not read that: {e}"
-    probabilities = result["probabilities"]
+        return {}, None, None, None, "", f"Could not read that: {e}"
+    probabilities, doubts = result["probabilities"], result["unsure"]
     number = result["text"]
     if len(probabilities) == 1:
         classes = result["classes"]  # "0".."9", or the names of another dataset's classes
         label = {classes[c]: float(p) for c, p in enumerate(probabilities[0])}
         number = classes[int(probabilities[0].argmax())]
-        message = f"Read {number} ({100 * probabilities[0].max():.1f}% sure)."
+        share = 100 * probabilities[0].max()
+        message = (
+            f"Not sure: this does not look like the digits I learned. It looks most like "
+            f"{number} ({share:.0f}%)."
+            if doubts[0]
+            else f"Read {number} ({share:.1f}% sure)."
+        )
     else:
         confidence = float(probabilities.max(1).values.prod())
         label = {number: confidence}
         message = f"Read the number {number}: {len(probabilities)} digits, left to right."
-    return label, seen_image(result["digits"]), feature_mosaic(result["maps"]), number, message
+        doubtful = [str(k + 1) for k, doubt in enumerate(doubts) if doubt]
+        if doubtful:
+            message += f" Not sure of digit {', '.join(doubtful)}."
+    if choice and choice != PRETRAINED:
+        message += f" (model {Path(choice).name})"
+    seen = seen_image(result["digits"])
+    return label, seen, result["why"], feature_mosaic(result["maps"]), number, message
 
 
 def on_draw(value, choice, reader: Reader):
@@ -171,16 +209,55 @@ def on_upload(path, choice, reader: Reader):
         return answer(None, choice, reader)
     try:
         image = load_image(path)
-    except DigitlabError as e:
-        return {}, None, None, "", f"Could not read that upload: {e}"
+    except DigitlabError as e:  # the server's temporary path means nothing to the person
+        message = str(e).replace(str(path), Path(path).name)
+        return {}, None, None, None, "", f"Could not read that upload: {message}"
     return answer(image, choice, reader)
 
 
-def build_app(default_checkpoint: str | None = None, runs_dir: str | Path = "runs"):
-    """The gr.Blocks app, not yet launched."""
+def save_drawing(value, label: str | None, folder: Path) -> str:
+    """The drawing on the canvas saved as FOLDER/<label>/<time>.png (atomic); a message."""
+    image = canvas_image(value)
+    if image is None:
+        return "Draw a digit first, then say which digit it is."
+    if label is None or label == "":
+        return "Choose the right answer first (0-9), then save."
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    (folder / label).mkdir(parents=True, exist_ok=True)
+    path = folder / label / f"{time.time_ns()}.png"
+    checkpoint.atomic_write(path, buffer.getvalue())
+    count = sum(1 for _ in folder.rglob("*.png"))
+    return f"Saved as a {label}. {count} drawing(s) of yours so far in {folder}."
+
+
+def learn(choice: str | None, reader: Reader, folder: Path, progress=None):
+    """Fine-tune a copy of the chosen model on the saved drawings: (new choice, message)."""
+    out = reader.runs_dir / f"handwriting-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        result = finetune(reader.predictor(choice), folder, out, progress=progress)
+    except DigitlabError as e:
+        return choice, f"Could not learn yet: {e}"
+    b, a = result["before"], result["after"]
+    message = (
+        f"Learned your handwriting in {result['seconds']:.1f} s: your held-out drawings "
+        f"{b['yours']:.0%} -> {a['yours']:.0%}, MNIST test {b['mnist']:.2%} -> {a['mnist']:.2%}. "
+        f"Now using {out.name}."
+    )
+    return str(out), message
+
+
+def build_app(
+    default_checkpoint: str | None = None,
+    runs_dir: str | Path = "runs",
+    handwriting: str | Path | None = None,
+):
+    """The gr.Blocks app, not yet launched. The person's drawings go to `handwriting` (default
+    RUNS/handwriting), fine-tuned models to RUNS/handwriting-<time>."""
     import gradio as gr
 
     reader = Reader(default_checkpoint, runs_dir)
+    folder = Path(handwriting) if handwriting else reader.runs_dir / "handwriting"
     reader.predictor(None)  # load (and check) the default model before the first visitor
     with gr.Blocks(title="digitlab", analytics_enabled=False) as demo:
         gr.Markdown("# digitlab: draw a digit\nWrite one digit, or a number left to right.")
@@ -197,14 +274,31 @@ def build_app(default_checkpoint: str | None = None, runs_dir: str | Path = "run
                         brush=gr.Brush(colors=["#000000"], default_size=18, color_mode="fixed"),
                     )
                 with gr.Tab("Upload"):
-                    upload = gr.Image(
-                        type="filepath",
-                        label="a photo or scan of a digit",
-                        sources=["upload", "clipboard"],
-                        elem_id="upload",
+                    # A plain file, handed over as a path: digitlab's own loading checks it
+                    # (not an image, empty, a decompression bomb) and says what is wrong, where
+                    # an image component would fail inside Gradio first.
+                    upload = gr.File(
+                        type="filepath", label="a photo or scan of a digit", elem_id="upload"
                     )
-                choice = gr.Dropdown(reader.choices(), value=reader.choices()[0], label="model")
+                choice = gr.Dropdown(
+                    reader.choices(), value=reader.choices()[0], label="model", elem_id="model"
+                )
                 clear = gr.Button("Clear", elem_id="clear")
+                with gr.Accordion("Teach it your handwriting", open=True):
+                    with gr.Row():
+                        right = gr.Dropdown(
+                            [str(c) for c in range(10)],
+                            value=None,
+                            label="the right answer",
+                            elem_id="right",
+                        )
+                        save = gr.Button("Save this drawing", elem_id="save")
+                        learn_button = gr.Button("Learn my handwriting", elem_id="learn")
+                    teach = gr.Markdown(
+                        "Correct (or confirm) the answer and save the drawing; after five or "
+                        "more, press Learn.",
+                        elem_id="teach",
+                    )
             with gr.Column(scale=2):
                 message = gr.Markdown(HINT, elem_id="message")
                 number = gr.Textbox(label="number read", elem_id="number", interactive=False)
@@ -212,8 +306,13 @@ def build_app(default_checkpoint: str | None = None, runs_dir: str | Path = "run
                 seen = gr.Image(
                     label="what the model saw (28x28 each)", interactive=False, elem_id="seen"
                 )
+                why = gr.Image(
+                    label="why: the strokes for (red) and against (blue) the answer",
+                    interactive=False,
+                    elem_id="why",
+                )
         maps = gr.Image(label="what each conv block sees", interactive=False, elem_id="maps")
-        outputs = [label, seen, maps, number, message]
+        outputs = [label, seen, why, maps, number, message]
         pad.change(
             lambda v, c: on_draw(v, c, reader),
             [pad, choice],
@@ -234,6 +333,16 @@ def build_app(default_checkpoint: str | None = None, runs_dir: str | Path = "run
             api_name=False,
             js=CLEAR_CANVAS,
         )
+        save.click(
+            lambda v, r: save_drawing(v, r, folder), [pad, right], teach, api_name="save_drawing"
+        )
+
+        def on_learn(c, progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker)
+            progress(0, desc="learning your handwriting")
+            new, text = learn(c, reader, folder, lambda f: progress(f, desc="learning"))
+            return gr.Dropdown(choices=reader.choices(), value=new), text
+
+        learn_button.click(on_learn, [choice], [choice, teach], api_name="learn")
         demo.load(None, js=SELECT_BRUSH)
     return demo.queue(default_concurrency_limit=4)
 

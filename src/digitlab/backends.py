@@ -48,6 +48,21 @@ class Backend:
                 distributed.average_gradients(model.parameters())
         return loss
 
+    def input_gradient(self, model, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+        """dL/dx for L = sum(model(x) * grad_out): x (N, C, H, W) -> (N, C, H, W), by autograd
+        or by the layers' own backward. The parameters' gradients it leaves are cleared."""
+        if self.autograd:
+            x = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                model(x).backward(grad_out)
+            dx = x.grad
+        else:
+            with torch.no_grad():
+                model(x)
+                dx = backward(model, grad_out, input_grad=True)
+        model.zero_grad(set_to_none=True)
+        return dx
+
     def parallel(self, model: nn.Module, ranks) -> nn.Module:
         """What the steps call: DDP around an autograd model in a data-parallel run."""
         if self.autograd and ranks.world > 1:

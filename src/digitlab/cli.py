@@ -131,6 +131,11 @@ def build_parser() -> Parser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     p.add_argument("--multi", action="store_true", help="read a number of several digits")
     p.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="also write why: saliency and occlusion maps over what the model saw, as PNGs",
+    )
+    p.add_argument(
         "--runtime",
         choices=["torch", "onnx"],
         default="torch",
@@ -154,6 +159,14 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir")
     p.add_argument("--out", default="runs/compare", help="report folder (default runs/compare)")
     progress_flags(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("finetune", help="teach a model your handwriting from labelled drawings")
+    p.add_argument("checkpoint", metavar="CKPT", help="run folder, or 'pretrained'")
+    p.add_argument(
+        "--images", required=True, metavar="DIR", help="DIR/<label>/*.png or DIR/<label>_*.png"
+    )
+    p.add_argument("--out", required=True, metavar="RUN", help="the new run folder")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export", help="export a trained model for deployment")
@@ -346,6 +359,8 @@ def cmd_predict(args) -> int:
             "--onnx FILE.onnx"
         )
     device = "cpu" if args.runtime == "onnx" else str(training.resolve_device(args.device))
+    if args.explain and args.runtime == "onnx":
+        raise DigitlabError("--explain needs the model's backward: use it without --runtime onnx")
     predictor = Predictor.load(args.checkpoint, runtime=args.runtime, device=device)
     predictions = []
     for path in args.images:
@@ -354,23 +369,59 @@ def cmd_predict(args) -> int:
             "path": path,
             "digit": reading.digit,
             "confidence": reading.confidence,
+            "unsure": reading.unsure[0],
             "probabilities": [round(v, 6) for v in reading.probabilities[0].tolist()],
         }
         if args.multi:  # the first digit's fields, and the whole number
             item["text"] = reading.text
             item["digits"] = [
-                {"digit": int(q.argmax()), "confidence": q.max().item()}
-                for q in reading.probabilities
+                {"digit": int(q.argmax()), "confidence": q.max().item(), "unsure": u}
+                for q, u in zip(reading.probabilities, reading.unsure, strict=True)
             ]
+        if args.explain:
+            from digitlab.explain import write_explanations
+
+            paths = write_explanations(predictor, reading, args.explain, Path(path).stem)
+            item["explanations"] = [str(p) for p in paths]
         predictions.append(item)
     if args.json:
         print(json.dumps({"predictions": predictions}))
-    else:
-        for item in predictions:
-            if args.multi:
-                print(f"{item['path']}: {item['text']}")
-            else:
-                print(f"{item['path']}: {item['digit']} ({item['confidence']:.1%})")
+        return 0
+    for item in predictions:
+        print(f"{item['path']}: {answer_text(item, args.multi)}")
+    return 0
+
+
+def answer_text(item: dict, multi: bool) -> str:
+    """ "7 (99.1%)", "not sure: looks most like 4 (38%)", or a number with its unsure digits."""
+    if not multi:
+        if item["unsure"]:
+            return f"not sure: looks most like {item['digit']} ({item['confidence']:.0%})"
+        return f"{item['digit']} ({item['confidence']:.1%})"
+    doubtful = [
+        f"digit {k + 1} looks most like {d['digit']} ({d['confidence']:.0%})"
+        for k, d in enumerate(item["digits"])
+        if d["unsure"]
+    ]
+    return item["text"] + (f" (not sure: {'; '.join(doubtful)})" if doubtful else "")
+
+
+def cmd_finetune(args) -> int:
+    from digitlab.finetune import finetune
+    from digitlab.predict import Predictor
+
+    if Path(args.out).exists():
+        raise DigitlabError(f"--out {args.out}: exists already; choose a new run folder")
+    ckpt = None if args.checkpoint == "pretrained" else args.checkpoint
+    result = finetune(Predictor.load(ckpt), args.images, args.out)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    b, a = result["before"], result["after"]
+    print(
+        f"your held-out drawings: {b['yours']:.1%} -> {a['yours']:.1%}; MNIST test: "
+        f"{b['mnist']:.2%} -> {a['mnist']:.2%} ({result['seconds']:.1f} s); {result['checkpoint']}"
+    )
     return 0
 
 
@@ -477,6 +528,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "export": cmd_export,
     "exercise": cmd_exercise,
+    "finetune": cmd_finetune,
 }
 
 

@@ -13,12 +13,12 @@ cli (predict, evaluate), app, export, compare and plots all go through it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from digitlab import checkpoint
+from digitlab import backends, checkpoint, unsure
 from digitlab.data import as_input
 from digitlab.evaluation import logits_of
 from digitlab.preprocess import preprocess, preprocess_multi
@@ -32,6 +32,7 @@ class Reading:
 
     digits: torch.Tensor
     probabilities: torch.Tensor
+    unsure: list[bool] = field(default_factory=list)  # per digit: too unlike the digits learned
 
     @property
     def digit(self) -> int:
@@ -53,10 +54,13 @@ class Predictor:
 
     config: the run's config.json (empty for ONNX): model name, classes, dataset."""
 
-    def __init__(self, model, config: dict, onnx=None):
+    def __init__(self, model, config: dict, onnx=None, backend="torch"):
         self.model, self.config, self.onnx = model, config, onnx
         norm = config.get("normalization") or {"mean": 0.0, "std": 1.0}
         self.mean, self.std = norm["mean"], norm["std"]
+        self.backend = backends.get(backend)  # how explain.saliency gets its gradient
+        # "Not sure" (digitlab.unsure): the threshold, and the distance it applies to.
+        self.calibration, self.distance = config.get("unsure"), None
 
     @classmethod
     def load(
@@ -73,7 +77,10 @@ class Predictor:
 
             return cls(None, {}, onnx=OnnxModel(ckpt))
         model, config = checkpoint.load(ckpt, backend=backend, device=device)
-        return cls(model, config)
+        predictor = cls(model, config, backend=backend)
+        folder = checkpoint.resolve(checkpoint.PRETRAINED_DIR if ckpt is None else ckpt)[0].parent
+        predictor.distance = unsure.Distance.load(folder)
+        return predictor
 
     @property
     def classes(self) -> list[str]:
@@ -99,7 +106,9 @@ class Predictor:
         """An image (path or PIL image) of one digit, or with multi=True of a number written left
         to right, preprocessed the way MNIST was made, then classified."""
         digits = preprocess_multi(image) if multi else preprocess(image)[None]
-        return Reading(digits, self.probabilities(digits))
+        probabilities = self.probabilities(digits)
+        doubts = unsure.is_unsure(self.model, self.inputs(digits), self.distance, self.calibration)
+        return Reading(digits, probabilities, doubts)
 
     @torch.no_grad()
     def block_outputs(self, image: torch.Tensor) -> dict:

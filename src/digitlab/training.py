@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 import digitlab
-from digitlab import backends, checkpoint, distributed, models
+from digitlab import backends, checkpoint, distributed, models, unsure
 from digitlab.augment import RandomAffine
 from digitlab.averaging import WeightAverage
 from digitlab.data import Split, as_input, class_names, dataset_name, load_split, pixel_stats
@@ -111,6 +111,13 @@ def configure(given: dict, resume: str | Path | None = None, **extra) -> TrainCo
         return TrainConfig(**given, **extra)
     config = load_resume_config(Path(resume))
     for key, value in given.items():
+        if key == "epochs" and value != config.epochs and config.schedule == "onecycle":
+            raise DigitlabError(
+                f"--epochs {value}: the run in {resume} follows a one-cycle schedule planned for "
+                f"{config.epochs} epochs, and a longer run would need another schedule from its "
+                "first step; resume it without --epochs, or start a new run with --epochs "
+                f"{value}"
+            )
         if key == "epochs":
             config.epochs = value
         elif getattr(config, key) != value:
@@ -236,8 +243,8 @@ def check_config(config: TrainConfig) -> None:
         raise DigitlabError(
             f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}"
         )
-    if not 0 < config.warmup < 1:
-        raise DigitlabError(f"warmup {config.warmup}: must be between 0 and 1")
+    if not 0 <= config.warmup < 1:
+        raise DigitlabError(f"warmup {config.warmup}: must be at least 0 and below 1")
     if not 0 <= config.average < 1:
         raise DigitlabError(f"average {config.average}: must be 0 (none) or a decay below 1")
     backends.validate(config.backend, config.layers)
@@ -457,8 +464,9 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> tuple[list[float], floa
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     bar.close()
-    if not run.backend.autograd:
-        distributed.share_buffers(run.model, ranks)  # DDP does this for an autograd backend
+    # Batch norm's running statistics: each rank updated its own (DDP hands rank 0's out before
+    # every forward, then each rank's own batches move them); average them at the epoch's end.
+    distributed.average_buffers(run.model, ranks)
     return losses, seconds, peak_since(memory_start)
 
 
@@ -490,7 +498,7 @@ def finish_epoch(run: Run, losses: list[float], seconds: float, peak_mib: float,
         step_loss=[round(v, 5) for v in losses],
     )
     append_metrics(run.out, record)
-    save(run)
+    save(run, {k: v for k, v in record.items() if k.endswith(("_accuracy", "_loss"))})
     scores = "".join(
         f", {name} loss {record[f'{name}_loss']:.4f}, {name} accuracy "
         f"{record[f'{name}_accuracy']:.4f}"
@@ -503,12 +511,18 @@ def finish_epoch(run: Run, losses: list[float], seconds: float, peak_mib: float,
     )
 
 
-def save(run: Run) -> None:
+def save(run: Run, scores: dict) -> None:
     """Weights and config first, the resume state last: a resume state on disk always has its
-    epoch's model beside it. Ctrl-C during the writes waits for them to finish."""
+    epoch's model beside it. Ctrl-C during the writes waits for them to finish. The config
+    records the saved model's scores, so that `digitlab evaluate` and a report agree, and after
+    the last epoch its "not sure" threshold."""
+    last = calibration(run) if run.epoch == run.config.epochs else None
     with deferred_interrupt():
         record = run_config(run.config, run.epoch, run.mean, run.std, run.sizes)
         record["processes"] = run.ranks.world
+        record["metrics"] = scores
+        if last is not None:
+            record["unsure"] = last
         checkpoint.save(run.out, run.final, record)
         checkpoint.save_resume_state(
             run.out,
@@ -522,6 +536,31 @@ def save(run: Run) -> None:
             },
             average=run.average.model if run.average is not None else None,
         )
+
+
+def calibration(run: Run) -> dict | None:
+    """ "Not sure" (digitlab.unsure): the feature distance fitted on up to 10,000 training images
+    and saved beside the model, its threshold from held-out digits: the validation split, or
+    without one a third of the training images kept out of the fit (seen in training, so
+    somewhat more test digits than 1% may come out unsure; --val-split N is the better way)."""
+    images, labels = run.images.cpu(), run.labels.cpu()
+    if len(run.val):
+        held, source = run.val.images, f"validation split ({len(run.val)} images)"
+        fit_images, fit_labels = images[:10_000], labels[:10_000]
+    else:
+        cut = min(len(images) // 3, 5000)
+        if cut < 10:  # too few images to fit a distance and set a threshold: never unsure
+            return None
+        held, source = images[:cut], f"{cut} training images kept out of the fit (no --val-split)"
+        fit_images, fit_labels = images[cut : cut + 10_000], labels[cut : cut + 10_000]
+    return unsure.fit_and_calibrate(
+        run.final,
+        as_input(fit_images, run.mean, run.std),
+        fit_labels,
+        as_input(held, run.mean, run.std),
+        source,
+        run.out,
+    )
 
 
 def fit(
@@ -555,6 +594,7 @@ def fit(
             run.train_seconds += seconds
             if ranks.main:
                 finish_epoch(run, losses, seconds, peak_mib, log)
+        distributed.perturb_for_test(run.model, ranks)
         distributed.check_same_weights(run.model, ranks)
         if ranks.world > 1:
             log(f"data parallel: the {ranks.world} processes ended with identical weights")
