@@ -91,3 +91,9 @@ def needs(available: bool, what: str):
         return missing
 
     return fail
+
+
+@pytest.fixture(autouse=True, scope="session")
+def corruption_cache(tmp_path_factory):
+    """Corrupted test sets go to a folder of the test session, not the user's cache."""
+    os.environ["DIGITLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))

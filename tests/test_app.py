@@ -183,12 +183,12 @@ def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
         browser.close()
 
 
-def stroke(page, points):
+def stroke(page, points, steps: int = 15):
     """Press, move through `points` in small steps, release: one stroke of the mouse."""
     page.mouse.move(*points[0])
     page.mouse.down()
     for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
-        for t in np.linspace(0, 1, 15)[1:]:
+        for t in np.linspace(0, 1, steps)[1:]:
             page.mouse.move(x0 + t * (x1 - x0), y0 + t * (y1 - y0))
     page.mouse.up()
 
@@ -365,7 +365,7 @@ def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
                 page.click("#clear")
                 wait_for_number(page, "")
                 for line in blocky_three(cx + 0.02 * k * h, cy, h * (1 - 0.03 * k)):
-                    stroke(page, line)
+                    stroke(page, line, steps=4)
                 page.wait_for_function(
                     "() => document.querySelector('#number textarea, #number input')?.value"
                 )
@@ -387,7 +387,7 @@ def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
             page.click("#clear")
             wait_for_number(page, "")
             for line in blocky_three(cx, cy, h):
-                stroke(page, line)
+                stroke(page, line, steps=4)
             wait_for_message(page, f"(model {Path(chosen).name})")
             browser.close()
     finally:

@@ -64,14 +64,16 @@ def test_compare_reports_each_configuration_and_resumes(tmp_path, capsys):
         assert r["parameters"] == 28938 and 0.3 < r["test_accuracy"] <= 1
         assert 0 < r["train_seconds"] == r["seconds_per_epoch"] < 120
         assert r["inference_per_second"] > 100 and r["peak_memory_mib"] > 0
+        assert 0.05 < r["corrupted_accuracy"] < r["test_accuracy"]  # MNIST-C, 1000 images
     # Same seed, same data: the hand-written layers follow PyTorch's run closely.
     assert abs(rows[0]["test_accuracy"] - rows[1]["test_accuracy"]) < 0.02
     report = (tmp_path / "report.md").read_text()
     assert sum(line.startswith("| cnn/") for line in report.splitlines()) == 3
-    for name in ("curves.png", "accuracy_vs_time.png"):
+    for name in ("curves.png", "accuracy_vs_time.png", "robustness.png"):
         assert_real_picture(tmp_path / name)
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "cnn/scratch/adam" in html
+    assert html.count("data:image/png;base64,") == 3 and "cnn/scratch/adam" in html
+    assert "corrupted accuracy" in report
     # A rerun redoes nothing.
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and err.count("done before, skipped") + out.count("done before") == 3
@@ -83,7 +85,16 @@ def test_compare_reports_each_configuration_and_resumes(tmp_path, capsys):
 
 @needs(CHROMIUM is not None, "chromium (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(tmp_path, capsys):
-    args = ["compare", "--configs", "cnn/torch/adam", "--subset", "200", "--out", tmp_path]
+    args = [
+        "compare",
+        "--configs",
+        "cnn/torch/adam",
+        "--subset",
+        "200",
+        "--out",
+        tmp_path,
+        "--no-robustness",
+    ]
     assert run_cli(capsys, *args, "--quiet")[0] == 0
     shot = tmp_path / "shot.png"
     subprocess.run(

@@ -50,16 +50,17 @@ class Backend:
 
     def input_gradient(self, model, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
         """dL/dx for L = sum(model(x) * grad_out): x (N, C, H, W) -> (N, C, H, W), by autograd
-        or by the layers' own backward. The parameters' gradients it leaves are cleared."""
+        or by the layers' own backward. Autograd leaves the parameters' .grad alone (so that
+        several threads may ask at once); the hand-written backward adds into them, so they are
+        cleared after it (and its layers keep state: one thread at a time)."""
         if self.autograd:
             x = x.detach().requires_grad_(True)
             with torch.enable_grad():
-                model(x).backward(grad_out)
-            dx = x.grad
-        else:
-            with torch.no_grad():
-                model(x)
-                dx = backward(model, grad_out, input_grad=True)
+                (dx,) = torch.autograd.grad(model(x), x, grad_out)
+            return dx
+        with torch.no_grad():
+            model(x)
+            dx = backward(model, grad_out, input_grad=True)
         model.zero_grad(set_to_none=True)
         return dx
 

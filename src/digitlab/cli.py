@@ -158,6 +158,14 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--data-dir")
     p.add_argument("--out", default="runs/compare", help="report folder (default runs/compare)")
+    p.add_argument(
+        "--robustness-limit",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="MNIST-C accuracy on the first N test images (default 1000)",
+    )
+    p.add_argument("--no-robustness", action="store_true", help="skip the MNIST-C column")
     progress_flags(p)
     p.add_argument("--json", action="store_true")
 
@@ -167,6 +175,17 @@ def build_parser() -> Parser:
         "--images", required=True, metavar="DIR", help="DIR/<label>/*.png or DIR/<label>_*.png"
     )
     p.add_argument("--out", required=True, metavar="RUN", help="the new run folder")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "robustness", help="accuracy under the 15 MNIST-C corruptions of the test set"
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="run folder, or 'pretrained'")
+    p.add_argument("--corruptions", help="comma-separated names (default: all 15)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="the first N test images")
+    p.add_argument("--seed", type=int, default=0, help="the corruptions' random seed")
+    p.add_argument("--data-dir", help="evaluate on this dataset's test set (default: the run's)")
+    p.add_argument("--out", help="folder for the pictures (default: the run folder)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export", help="export a trained model for deployment")
@@ -294,7 +313,8 @@ def cmd_compare(args) -> int:
     )
     configs = args.configs.split(",") if args.configs else list(DEFAULT_CONFIGS)
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
-    result = compare(configs, base, args.out, progress=progress_of(args), log=log)
+    limit = None if args.no_robustness else args.robustness_limit
+    result = compare(configs, base, args.out, progress=progress_of(args), log=log, robustness=limit)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -306,10 +326,11 @@ def cmd_compare(args) -> int:
         "seconds_per_epoch",
         "inference_per_second",
         "peak_memory_mib",
+        "corrupted_accuracy",
     ]
     print("  ".join(f"{k:>20}" for k in keys))
     for row in result["rows"]:
-        print("  ".join(f"{str(row[k]):>20}" for k in keys))
+        print("  ".join(f"{str(row.get(k)):>20}" for k in keys))
     print(f"report: {result['report']}")
     return 0
 
@@ -425,6 +446,48 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_robustness(args) -> int:
+    import time
+
+    from digitlab.data import load_split
+    from digitlab.predict import Predictor
+    from digitlab.robustness import evaluate_robustness, names_of, write_pictures
+
+    names = names_of(args.corruptions)
+    ckpt = None if args.checkpoint == "pretrained" else args.checkpoint
+    predictor = Predictor.load(ckpt)
+    data_dir = args.data_dir if args.data_dir is not None else predictor.config.get("data_dir")
+    start = time.perf_counter()
+    result = evaluate_robustness(
+        predictor, load_split(data_dir, train=False), names, args.limit, args.seed
+    )
+    seconds = time.perf_counter() - start
+    run = checkpoint.resolve(checkpoint.PRETRAINED_DIR if ckpt is None else ckpt)[0].parent
+    out = Path(args.out) if args.out else run
+    if out.resolve() == checkpoint.PRETRAINED_DIR.resolve():
+        out = Path("runs/robustness-pretrained")  # never write into the package
+    paths = write_pictures(result, out, predictor.config["model"])
+    keys = ("clean_accuracy", "mean_corruption_accuracy")
+    if args.json:
+        rows = [{k: r[k] for k in ("corruption", "accuracy")} for r in result["rows"]]
+        print(json.dumps({**{k: result[k] for k in keys}, "rows": rows}))
+        return 0
+    print(f"{'corruption':<14} {'accuracy':>9} {'error':>7} {'error / clean error':>20}")
+    for r in result["rows"]:
+        print(
+            f"{r['corruption']:<14} {r['accuracy']:>9.4f} {r['error']:>7.4f} "
+            f"{r['relative_error']:>20.1f}"
+        )
+    print(
+        f"clean accuracy {result['clean_accuracy']:.4f}; mean corruption accuracy "
+        f"{result['mean_corruption_accuracy']:.4f} (mean error "
+        f"{result['mean_corruption_error']:.4f}) on {result['images']} test images, "
+        f"{seconds:.1f} s"
+    )
+    print(f"pictures: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from digitlab.export import export_onnx
 
@@ -529,6 +592,7 @@ COMMANDS = {
     "export": cmd_export,
     "exercise": cmd_exercise,
     "finetune": cmd_finetune,
+    "robustness": cmd_robustness,
 }
 
 

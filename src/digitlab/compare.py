@@ -41,6 +41,7 @@ COLUMNS = [
     ("seconds_per_epoch", "s / epoch"),
     ("inference_per_second", "inference images/s"),
     ("peak_memory_mib", "peak memory MiB"),
+    ("corrupted_accuracy", "corrupted accuracy (MNIST-C mean)"),
 ]
 
 
@@ -163,6 +164,22 @@ def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, 
     return row
 
 
+def add_robustness(row: dict, run: Path, config: training.TrainConfig, limit: int) -> dict:
+    """The row's accuracy under each MNIST-C corruption (first `limit` test images) and their
+    mean; kept in row.json, so a rerun only recomputes it for another limit."""
+    from digitlab.robustness import evaluate_robustness, names_of
+
+    if row.get("robustness_images") == limit:
+        return row
+    test = load_split(config.data_dir, train=False)
+    result = evaluate_robustness(Predictor.load(run), test, names_of(None), limit)
+    row["corrupted_accuracy"] = result["mean_corruption_accuracy"]
+    row["corruptions"] = {r["corruption"]: r["accuracy"] for r in result["rows"]}
+    row["robustness_images"] = limit
+    checkpoint.atomic_write(run / "row.json", json.dumps(row).encode())
+    return row
+
+
 def curves_figure(rows: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -224,10 +241,28 @@ def accuracy_time_figure(rows: list[dict], path: Path) -> Path:
     return plots.save(fig, path)
 
 
+def robustness_figure(rows: list[dict], path: Path) -> Path:
+    """Accuracy under each corruption, one bar per row, grouped by corruption."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(rows[0]["corruptions"])
+    fig, ax = plt.subplots(figsize=(12, 4.5), constrained_layout=True)
+    width = 0.8 / len(rows)
+    for k, row in enumerate(rows):
+        heights = [100 * row["corruptions"][n] for n in names]
+        ax.bar(np.arange(len(names)) + k * width, heights, width, label=row["config"])
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=40, ha="right")
+    ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="accuracy under each MNIST-C corruption")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return plots.save(fig, path)
+
+
 def cell(key: str, value) -> str:
     if value is None:
         return "n/a"
-    if key == "test_accuracy":
+    if key in ("test_accuracy", "corrupted_accuracy"):
         return f"{100 * value:.2f}%"
     if isinstance(value, int):
         return f"{value:,}"
@@ -240,6 +275,8 @@ def write_report(rows: list[dict], out: Path, settings: str) -> Path:
         curves_figure(rows, out / "curves.png"),
         accuracy_time_figure(rows, out / "accuracy_vs_time.png"),
     ]
+    if all("corruptions" in row for row in rows):
+        figures.append(robustness_figure(rows, out / "robustness.png"))
     header = [title for _, title in COLUMNS]
     table = [[cell(key, row.get(key)) for key, _ in COLUMNS] for row in rows]
     md = [
@@ -286,14 +323,20 @@ def compare(
     out: str | Path,
     progress: bool = True,
     log=print,
+    robustness: int | None = 1000,
 ) -> dict:
-    """Train and measure each configuration; write the report. {"report", "rows"}."""
+    """Train and measure each configuration (and, unless robustness is None, its accuracy on
+    the first `robustness` test images under the 15 MNIST-C corruptions); write the report.
+    {"report", "rows"}."""
     out = Path(out)
     parsed = {name: parse_config(name, base) for name in configs}
     rows = []
     for name, config in parsed.items():
         run = out / "runs" / name.replace("/", "-")
-        rows.append(measure(name, config, run, progress, log))
+        row = measure(name, config, run, progress, log)
+        if robustness:
+            row = add_robustness(row, run, config, robustness)
+        rows.append(row)
     subset = f"{base.subset} training images" if base.subset else "all training images"
     settings = (
         f"{base.epochs} epoch(s), batch {base.batch_size}, seed {base.seed}, {subset}, "
@@ -301,7 +344,7 @@ def compare(
     )
     report = write_report(rows, out, settings)
     table = [
-        {k: v for k, v in row.items() if k not in ("curve", "step_loss", "settings")}
+        {k: v for k, v in row.items() if k not in ("curve", "step_loss", "settings", "corruptions")}
         for row in rows
     ]
     return {"report": str(report), "rows": table}
