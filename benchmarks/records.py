@@ -7,6 +7,9 @@ of test accuracy over seeds, all from this run on this machine.
 
 import argparse
 import json
+import os
+
+import torch
 
 from digitlab.bench import record_rows
 from digitlab.recipes import RECIPES
@@ -15,7 +18,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipes", default="speedrun", help=f"comma-separated: {list(RECIPES)}")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="torch threads, fixed for every run"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{torch.get_num_threads()} torch threads; per recipe and backend: mean, min and max")
     rows = record_rows(args.recipes.split(","), args.seeds)
     for row in rows:
         print(f"{row['name']:<36} " + "  ".join(f"{k} {v}" for k, v in row.items() if k != "name"))

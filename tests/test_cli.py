@@ -146,6 +146,18 @@ def test_bench_command_prints_ratios_from_one_run(capsys):
     layers = [r["name"] for r in rows if r["name"].startswith("forward+backward")]
     assert len(layers) == 7 and len(set(layers)) == 7  # one row per layer, each named for it
     assert "forward+backward conv2 Conv2d(16, 32, 5, 1, 2)" in layers
+    peak = rows[0]
+    assert peak["name"].startswith("matmul peak") and peak["gflops"] > 0
+    conv2 = next(r for r in rows if r["name"].startswith("forward+backward conv2"))
+    # 3 x 2 x 50*32*14*14 outputs x 16*5*5 inputs: 0.75 GFLOP in the row's time
+    flops = 3 * 2 * 50 * 32 * 14 * 14 * 16 * 25
+    assert conv2["torch_gflops"] == pytest.approx(flops / conv2["torch_ms"] / 1e6, rel=0.01)
+    assert (
+        0
+        < conv2["scratch_peak_share"]
+        == pytest.approx(conv2["scratch_gflops"] / peak["gflops"], rel=0.01)
+    )
+    assert all("torch_gflops" in r for r in steps)
     for r in rows:
         if "ratio" in r and "torch_ms" in r:
             assert r["torch_ms"] > 0 and r["scratch_ms"] > 0

@@ -66,7 +66,41 @@ LAYERS = [
 ]
 
 
-def layer_rows(number: int = 20) -> list[dict]:
+def matmul_peak_gflops(n: int = 2048, number: int = 5) -> float:
+    """This machine's matrix-multiply speed, GFLOP/s: one large float32 torch.matmul, the best
+    of `number` runs (the ceiling any convolution or Linear written as products can reach)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm up
+    best = float("inf")
+    for _ in range(number):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds x2 of the Conv2d and Linear layers in one forward pass of x (torch layers);
+    ReLU, pooling and the rest are memory-bound and left out."""
+    total = 0
+
+    def count(layer, inputs, output):
+        nonlocal total
+        if isinstance(layer, torch.nn.Conv2d):
+            per_output = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+            total += 2 * output.numel() * per_output
+        elif isinstance(layer, torch.nn.Linear):
+            total += 2 * output.numel() * layer.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def layer_rows(number: int = 20, peak: float | None = None) -> list[dict]:
     rows = []
     for name, make, shape in LAYERS:
         x = torch.randn(shape)
@@ -75,17 +109,28 @@ def layer_rows(number: int = 20) -> list[dict]:
             backend = backends.get(backend_name)
             run = forward_backward(make(backend.layers), x, backend)
             times[backend_name] = median_ms(run, number)
-        rows.append(row(f"forward+backward {name}", times))
+        # forward, dL/dW and dL/dx: three products of the forward's size
+        flops = 3 * forward_flops(make(torch.nn), x)
+        rows.append(row(f"forward+backward {name}", times, flops, peak))
     return rows
 
 
-def row(name: str, times: dict) -> dict:
-    return {
+def row(name: str, times: dict, flops: int = 0, peak: float | None = None) -> dict:
+    """Times, their ratio, and where there is arithmetic to count, each backend's GFLOP/s and
+    its share of the machine's matmul peak."""
+    out = {
         "name": name,
         "torch_ms": round(times["torch"], 3),
         "scratch_ms": round(times["scratch"], 3),
         "ratio": round(times["scratch"] / times["torch"], 3),
     }
+    if flops:
+        for backend in ("torch", "scratch"):
+            gflops = flops / (times[backend] / 1000) / 1e9
+            out[f"{backend}_gflops"] = round(gflops, 1)
+            if peak:
+                out[f"{backend}_peak_share"] = round(gflops / peak, 3)
+    return out
 
 
 def step_function(model_name: str, backend: str, batch: int = BATCH, device: str = "cpu"):
@@ -112,7 +157,7 @@ def step_function(model_name: str, backend: str, batch: int = BATCH, device: str
 STEPS = (("cnn", BATCH), ("fcn", BATCH), ("fast", 128))
 
 
-def step_rows(number: int = 20, device: str = "cpu") -> list[dict]:
+def step_rows(number: int = 20, device: str = "cpu", peak: float | None = None) -> list[dict]:
     rows = []
     for model_name, batch in STEPS:
         # Alternate the backends round by round so both see the same machine load.
@@ -122,7 +167,10 @@ def step_rows(number: int = 20, device: str = "cpu") -> list[dict]:
             for backend, fn in runs.items():
                 samples[backend].append(median_ms(fn, number))
         times = {b: statistics.median(v) for b, v in samples.items()}
-        rows.append(row(f"training step {model_name} (batch {batch}, Adam, {device})", times))
+        # About three forwards' arithmetic: forward, dL/dW, dL/dx (the first layer's is skipped)
+        flops = 3 * forward_flops(models.build(model_name), torch.randn(batch, 1, 28, 28))
+        name = f"training step {model_name} (batch {batch}, Adam, {device})"
+        rows.append(row(name, times, flops, peak if device == "cpu" else None))
     return rows
 
 
@@ -221,6 +269,8 @@ def record_rows(recipes=("speedrun",), seeds: int = 5, log=print) -> list[dict]:
                     "accuracy_std": round(statistics.pstdev(accuracy), 5),
                     "accuracy_min": min(accuracy),
                     "accuracy_max": max(accuracy),
+                    "reached_99": f"{sum(a >= 0.99 for a in accuracy)} of {len(accuracy)}",
+                    "threads": torch.get_num_threads(),
                 }
             )
         rows[-1]["ratio"] = round(rows[-1]["seconds_mean"] / rows[-2]["seconds_mean"], 3)
@@ -229,7 +279,14 @@ def record_rows(recipes=("speedrun",), seeds: int = 5, log=print) -> list[dict]:
 
 def run_all(quick: bool = False, records: bool = False) -> dict:
     number = 5 if quick else 20
-    rows = layer_rows(number) + step_rows(number)
+    peak = matmul_peak_gflops()
+    rows = [
+        {
+            "name": f"matmul peak: 2048x2048 float32, {torch.get_num_threads()} threads",
+            "gflops": round(peak, 1),
+        }
+    ]
+    rows += layer_rows(number, peak) + step_rows(number, peak=peak)
     rows.append(study_log_row(1 if quick else 2))
     rows.append(memory_row(5 if quick else 20))
     if records:
