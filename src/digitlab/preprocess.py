@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 from digitlab.errors import DigitlabError
 
@@ -88,14 +89,45 @@ def ink_of(image: Image.Image) -> np.ndarray:
     if ink is None:
         gray = gray_of(image)
         border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-        paper = float(np.median(border))
-        ink = paper - gray if paper > 0.5 else gray - paper
+        dark_ink = float(np.median(border)) > 0.5
+        ink = relative_ink(gray if dark_ink else 1 - gray)
     ink = np.clip(ink, 0, None)
     strongest = float(ink.max())
     if strongest < 0.1:
         raise BlankImageError("no ink found: the image is blank or has too little contrast")
     # Rescale so the strongest ink is 1 and faint noise (paper texture, JPEG ringing) is 0.
     return np.clip((ink / strongest - NOISE) / (1 - NOISE), 0, 1).astype(np.float32)
+
+
+def paper_of(gray: np.ndarray) -> np.ndarray:
+    """(H, W) brightness of the paper alone, dark ink on light paper: a greyscale closing (the
+    brightest value within a window a fifth of the image wide, then the darkest) wipes out the
+    strokes, which are thinner than that, and keeps shadows and colour casts, which are wider,
+    edges included. Large images are estimated at about 128 pixels and scaled back."""
+    h, w = gray.shape
+    shrink = max(1, max(h, w) // 128)
+    small = gray[::shrink, ::shrink]
+    size = max(3, max(small.shape) // 5)
+    closed = ndimage.minimum_filter(ndimage.maximum_filter(small, size), size)
+    paper = ndimage.gaussian_filter(closed, 1.0)  # a closing keeps a shadow's edge sharp
+    if shrink > 1:
+        paper = np.asarray(
+            Image.fromarray(paper.astype(np.float32), "F").resize((w, h), Image.BILINEAR)
+        )
+    return np.maximum(paper, 1e-3)
+
+
+def relative_ink(gray: np.ndarray) -> np.ndarray:
+    """Ink as darkness relative to the paper around it: 1 - gray / paper. On clean, evenly lit
+    paper that is the plain darkness; under a shadow or a colour cast the paper's own shade is
+    divided out, so the shadow is not taken for ink."""
+    ink = 1 - gray / paper_of(gray)
+    # Paper grain and JPEG noise are single pixels; strokes are wider: a 3x3 median drops them.
+    ink = ndimage.median_filter(ink, 3) if min(gray.shape) >= 56 else ink
+    # What Otsu's threshold calls paper is paper: grain left in a shadow stays out of the digit.
+    if ink.max() - ink.min() > 0.1:
+        ink = np.where(ink >= threshold_otsu(ink) * 0.5, ink, 0)
+    return ink
 
 
 class BlankImageError(DigitlabError):
