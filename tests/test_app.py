@@ -150,23 +150,8 @@ def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(server)
-        canvas = page.locator("#sketchpad canvas").first
-        canvas.wait_for()
-        # The app picks the brush on load (no click needed): wait until it shows as chosen.
-        page.wait_for_function(
-            """() => document.querySelector('#sketchpad button[aria-label="Brush"]')
-                ?.classList.contains('highlight')""",
-            timeout=30000,
-        )
-        box = canvas.bounding_box()
+        browser, page, (cx, cy, h) = open_canvas(p, server, height=1000)
         # A "7": a bar across the top, then a stroke down to the lower left.
-        cx, cy, h = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["height"]
         points = [
             (cx - 0.25 * h, cy - 0.35 * h),
             (cx + 0.25 * h, cy - 0.35 * h),
@@ -181,6 +166,27 @@ def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
         stroke(page, [(cx, cy - 0.35 * h), (cx, cy + 0.35 * h)])
         wait_for_number(page, "1")
         browser.close()
+
+
+def open_canvas(p, url: str, height: int):
+    """Headless Chromium on the app, ready to draw: (browser, page, (centre x, centre y, canvas
+    height)) in page pixels."""
+    browser = p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": height})
+    page.goto(url)
+    canvas = page.locator("#sketchpad canvas").first
+    canvas.wait_for()
+    # The app picks the brush on load (no click needed): wait until it shows as chosen.
+    page.wait_for_function(
+        """() => document.querySelector('#sketchpad button[aria-label="Brush"]')
+            ?.classList.contains('highlight')""",
+        timeout=30000,
+    )
+    box = canvas.bounding_box()
+    return browser, page, (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["height"])
 
 
 def stroke(page, points, steps: int = 15):
@@ -329,21 +335,7 @@ def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
     )
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.goto(f"http://127.0.0.1:{port}/")
-            canvas = page.locator("#sketchpad canvas").first
-            canvas.wait_for()
-            page.wait_for_function(
-                """() => document.querySelector('#sketchpad button[aria-label="Brush"]')
-                    ?.classList.contains('highlight')""",
-                timeout=30000,
-            )
-            box = canvas.bounding_box()
-            cx, cy, h = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["height"]
+            browser, page, (cx, cy, h) = open_canvas(p, f"http://127.0.0.1:{port}/", height=1400)
             stroke(
                 page,
                 [
