@@ -115,10 +115,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app served for real on 127.0.0.1 (runs/ pointed at an empty folder)."""
-    demo = build_app(runs_dir=tmp_path_factory.mktemp("runs"))
+def serve(runs) -> tuple:
+    """The app served for real on 127.0.0.1 with runs/ at `runs`: (demo, its URL)."""
+    demo = build_app(runs_dir=runs)
     port = free_port()
     demo.launch(
         server_name="127.0.0.1",
@@ -127,7 +126,14 @@ def server(tmp_path_factory):
         show_error=False,
         quiet=True,
     )
-    yield f"http://127.0.0.1:{port}/"
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app served for real on 127.0.0.1 (runs/ pointed at an empty folder)."""
+    demo, url = serve(tmp_path_factory.mktemp("runs"))
+    yield url
     demo.close()
 
 
@@ -324,18 +330,10 @@ def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
     from playwright.sync_api import sync_playwright
 
     runs = tmp_path / "runs"
-    demo = build_app(runs_dir=runs)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        show_error=False,
-        quiet=True,
-    )
+    demo, url = serve(runs)
     try:
         with sync_playwright() as p:
-            browser, page, (cx, cy, h) = open_canvas(p, f"http://127.0.0.1:{port}/", height=1400)
+            browser, page, (cx, cy, h) = open_canvas(p, url, height=1400)
             stroke(
                 page,
                 [

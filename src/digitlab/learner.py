@@ -25,8 +25,6 @@ from digitlab.errors import DigitlabError
 
 LAYERS = ("Conv2d", "Linear", "ReLU", "MaxPool2d", "Flatten")
 NAMES = (*LAYERS, "CrossEntropyLoss", "SGD", "Adam")
-# What the study CNN needs from a file; the rest (Sequential and friends) is digitlab.scratch's.
-STUDY_CNN = ("Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "CrossEntropyLoss")
 
 
 def import_file(path: str | Path) -> types.ModuleType:
@@ -72,9 +70,20 @@ def adapt(name: str, cls: type, interface: str) -> type:
     """The learner's class seen through digitlab's interface: a template layer's backward(g)
     becomes one that returns dL/dx (its return value, or self.input.grad) and ADDS the parameter
     gradients it set to those already there, whichever convention (set or add) it follows.
-    A subclass, so parameter names and checkpoints stay the learner's (and torch's)."""
-    if interface != "template" or name == "CrossEntropyLoss":
+    A digitlab-style layer whose backward lacks `input_grad` gets it (and computes dL/dx all the
+    same). A subclass, so parameter names and checkpoints stay the learner's (and torch's)."""
+    if name not in LAYERS:
         return cls
+    if interface != "template":
+        if "input_grad" in inspect.signature(cls.backward).parameters:
+            return cls
+
+        class Adapted(cls):
+            def backward(self, grad_out, input_grad: bool = True):
+                return cls.backward(self, grad_out)
+
+        Adapted.__name__ = Adapted.__qualname__ = cls.__name__
+        return Adapted
 
     class Adapted(cls):
         def backward(self, grad_out, input_grad: bool = True):

@@ -24,6 +24,16 @@ class Stack(nn.Module):
             x = layer(x)
         return x
 
+    def blocks(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The forward, also keeping each conv block's output: (output, {"conv1": (N, C, H, W),
+        ...}), in order. What the feature maps and the "not sure" features are read from."""
+        outputs = {}
+        for name, layer in self.named_children():
+            x = layer(x)
+            if name.startswith("conv"):
+                outputs[name] = x
+        return x, outputs
+
 
 def conv_block(layers, in_channels: int, out_channels: int):
     """The study log's block: Conv2d(in, out, 5, 1, 2), ReLU, MaxPool2d(2); halves H and W."""

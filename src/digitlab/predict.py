@@ -115,10 +115,5 @@ class Predictor:
         """{block name: (C, H, W) output} of each conv block for one (H, W) image."""
         self.model.eval()
         device = next(self.model.parameters()).device
-        x = self.inputs(image[None]).to(device)
-        outputs = {}
-        for name, layer in self.model.named_children():
-            x = layer(x)
-            if name.startswith("conv"):
-                outputs[name] = x[0].float().cpu()
-        return outputs
+        _, outputs = self.model.blocks(self.inputs(image[None]).to(device))
+        return {name: x[0].float().cpu() for name, x in outputs.items()}

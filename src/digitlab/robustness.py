@@ -68,7 +68,8 @@ def evaluate_robustness(predictor, test, names, limit=None, seed=0, cache=None) 
     """{"clean_accuracy", "mean_corruption_accuracy", "mean_corruption_error", "rows":
     [{"corruption", "accuracy", "error", "relative_error"}], "samples": {name: (image, answer)}}."""
     images, labels = test.images[:limit], test.labels[:limit]
-    clean = (predictor.logits(images).argmax(1) == labels).double().mean().item()
+    clean_answers = predictor.logits(images).argmax(1)
+    clean = (clean_answers == labels).double().mean().item()
     rows, samples = [], {}
     for name in names:
         bad = corrupted(images, name, seed, cache)
@@ -92,7 +93,7 @@ def evaluate_robustness(predictor, test, names, limit=None, seed=0, cache=None) 
         "images": len(labels),
         "rows": rows,
         "samples": samples,
-        "clean_sample": (images[0], int(predictor.logits(images[:1]).argmax(1)[0]), int(labels[0])),
+        "clean_sample": (images[0], int(clean_answers[0]), int(labels[0])),
     }
 
 

@@ -40,11 +40,8 @@ def features(model, inputs: torch.Tensor, batch_size: int = 500) -> torch.Tensor
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(inputs), batch_size):
-        x, last = inputs[i : i + batch_size].to(device), None
-        for name, layer in model.named_children():
-            x = layer(x)
-            if name.startswith("conv"):
-                last = x
+        _, blocks = model.blocks(inputs[i : i + batch_size].to(device))
+        last = list(blocks.values())[-1]
         out.append(last.double().mean((2, 3)).cpu())
     return torch.cat(out)
 

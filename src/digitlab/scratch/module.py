@@ -9,8 +9,6 @@ has no one to pass it to (autograd skips it the same way for inputs that need no
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
 
@@ -97,12 +95,7 @@ class Sequential(nn.Sequential, Layer):
 
 def backward_through(layers, grad_out: torch.Tensor, input_grad: bool = True):
     """The backward of layers applied in order: their backward calls in reverse, the first
-    layer told whether dL/dinput is wanted at all (if it takes input_grad: a learner's own
-    layer, mixed in by digitlab.learner, may not)."""
+    layer told whether dL/dinput is wanted at all."""
     for layer in reversed(layers[1:]):
         grad_out = layer.backward(grad_out)
-    if not layers:
-        return grad_out
-    if "input_grad" in inspect.signature(layers[0].backward).parameters:
-        return layers[0].backward(grad_out, input_grad)
-    return layers[0].backward(grad_out)
+    return layers[0].backward(grad_out, input_grad) if layers else grad_out
