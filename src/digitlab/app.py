@@ -24,6 +24,7 @@ from digitlab.preprocess import BlankImageError, load_image
 
 PRETRAINED = "pretrained (shipped)"
 GAP = 3  # white pixels between feature maps in the mosaic
+LABEL_MARGIN = 28  # white pixels above the "why" maps, under Gradio's label
 CANVAS = 400
 HINT = "Draw a digit (or a number) in the box; the answer follows your strokes."
 # Gradio's sketchpad opens with no tool chosen; choosing the brush on load makes it ready to draw.
@@ -114,8 +115,10 @@ def why_image(reading, maps: dict, zoom: int = 6) -> np.ndarray:
         ImageDraw.Draw(band).text((2, 2), caption.format(t=reading.text), fill="black")
         bands.append(np.asarray(band))
     width = max(b.shape[1] for b in bands)
+    # A white margin on top: Gradio lays the component's label over the image's top edge.
     return np.concatenate(
-        [np.pad(b, ((0, 4), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in bands]
+        [np.full((LABEL_MARGIN, width, 3), 255, np.uint8)]
+        + [np.pad(b, ((0, 4), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in bands]
     )
 
 

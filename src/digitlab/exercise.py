@@ -242,11 +242,7 @@ GUIDE = """# Your own layers
 and their bodies left to you: each raises NotImplementedError until you write it.
 
 The order to go in:
-1. ReLU and Flatten (a few lines each), then Linear: forward, then backward.
-2. CrossEntropyLoss: a stable forward (subtract each row's max), then its one-line gradient.
-3. Conv2d: a loop version first is fine; the check's cases are small.
-4. MaxPool2d: route each window's gradient to its maximum, and add where windows overlap.
-5. SGD and Adam{template_note}.
+{steps}
 
 After each class:
 
@@ -262,6 +258,20 @@ reports its test accuracy beside the same run on PyTorch's layers.
 """
 
 
+STEPS = {
+    "digitlab": """1. ReLU and Flatten (a few lines each), then Linear: forward, then backward.
+2. CrossEntropyLoss: a stable forward (subtract each row's max), then its one-line gradient.
+3. Conv2d: a loop version first is fine; the check's cases are small.
+4. MaxPool2d: route each window's gradient to its maximum, and add where windows overlap.
+5. SGD and Adam.""",
+    "template": """1. Linear: forward (keep self.input), then backward.
+2. CrossEntropyLoss: a stable forward (subtract each row's max), then its one-line gradient.
+3. Conv2d: conv2d (a loop version first is fine; the check's cases are small), then forward,
+   which must pass this layer's own stride and padding on to conv2d, then backward.
+ReLU, MaxPool2d, Flatten, SGD and Adam are not in the template: digitlab.scratch's are used.""",
+}
+
+
 def write_exercise(folder: str | Path, style: str = "digitlab") -> list[Path]:
     """DIR/layers.py in `style` and DIR/README.md; refuses to overwrite a learner's work."""
     if style not in STYLES:
@@ -274,9 +284,8 @@ def write_exercise(folder: str | Path, style: str = "digitlab") -> list[Path]:
         )
     folder.mkdir(parents=True, exist_ok=True)
     source = DIGITLAB_STYLE if style == "digitlab" else TEMPLATE_STYLE
-    note = "" if style == "digitlab" else " (not in the template: digitlab.scratch's are used)"
     checkpoint.atomic_write(layers, source.encode())
     if not guide.exists():
-        text = GUIDE.format(path=layers, template_note=note)
+        text = GUIDE.format(path=layers, steps=STEPS[style])
         checkpoint.atomic_write(guide, text.encode())
     return [layers, guide]

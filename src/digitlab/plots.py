@@ -156,8 +156,9 @@ def predictions_grid(
     classes: names of the classes (default: the class numbers); what: "digits" or "images"."""
     images, labels, predicted = images[:count], labels[:count], predicted[:count]
     name = (lambda c: classes[c]) if classes else str
+    sep = "\n" if classes else " "  # class names are long: the true one on a line of its own
     titles = [
-        f"{name(p)} (true {name(t)})" if p != t else name(p)
+        f"{name(p)}{sep}(true {name(t)})" if p != t else name(p)
         for p, t in zip(predicted, labels, strict=True)
     ]
     colors = [RIGHT if p == t else MISTAKE for p, t in zip(predicted, labels, strict=True)]
@@ -176,12 +177,13 @@ def confident_mistakes(
 ) -> Path:
     """The mistakes the model was surest of, with its confidence and the true label."""
     name = (lambda c: classes[c]) if classes else str
+    sep = "\n" if classes else " "
     predicted = probabilities.argmax(1)
     confidence = probabilities.max(1).values
     wrong = torch.nonzero(predicted != labels).flatten()
     order = wrong[confidence[wrong].argsort(descending=True)][:count]
     titles = [
-        f"{name(int(predicted[i]))} ({100 * confidence[i]:.0f}%) true {name(int(labels[i]))}"
+        f"{name(int(predicted[i]))} ({100 * confidence[i]:.0f}%){sep}true {name(int(labels[i]))}"
         for i in order
     ]
     return digit_grid(
