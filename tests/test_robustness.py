@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import assert_one_line_error, run_cli
 from digitlab.corruptions import CORRUPTIONS, corrupt
@@ -80,3 +81,68 @@ def test_robustness_table_and_bad_flags(tmp_path, capsys, monkeypatch):
     assert "stripe" in out and "fog" in out and "mean corruption accuracy" in out
     code, out, err = run_cli(capsys, "robustness", "pretrained", "--corruptions", "rain")
     assert_one_line_error(code, err, 1, "unknown rain")
+
+
+def test_sturdy_augmentation_follows_the_seed_keeps_range_and_touches_a_share_p():
+    from digitlab.augment import Sturdy
+
+    x = torch.from_numpy(load_split(None, train=False).images[:2000].numpy()).float() / 255
+
+    def run(p, seed=0):
+        return Sturdy(p)(x, torch.Generator().manual_seed(seed))
+
+    a = run(0.5)
+    assert torch.equal(a, run(0.5)) and not torch.equal(a, run(0.5, seed=1))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    changed = (a - x).abs().flatten(1).amax(1) > 1e-6
+    assert 0.45 < changed.float().mean() < 0.55  # about half the images, the other half as given
+    assert torch.equal(run(0.0), x)
+    draw = lambda *shape, low=0.0, high=1.0: low + (high - low) * torch.rand(*shape)  # noqa: E731
+    for fault in Sturdy.faults:
+        out = getattr(Sturdy, fault)(x[:50], draw)
+        assert out.shape == (50, 28, 28) and out.min() >= 0 and out.max() <= 1, fault
+        assert ((out - x[:50]).abs().flatten(1).amax(1) > 0.05).all(), fault  # every image hit
+
+
+def test_robustness_on_held_out_training_images_and_refused_without_them(
+    tmp_path, capsys, monkeypatch, trained_run
+):
+    from digitlab.predict import Predictor
+    from digitlab.robustness import images_for
+    from digitlab.training import config_of, split_training_set
+
+    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
+    config = Predictor.load(None).config  # the shipped model held out 5,000 training images
+    held_out = images_for(config, "validation", None)
+    train = load_split(None, train=True)
+    _, val_idx = split_training_set(config_of(config), train)
+    assert len(held_out) == config["val_split"] == 5000
+    assert torch.equal(held_out.images, train.images[val_idx])
+    args = ["robustness", "pretrained", "--on", "validation", "--corruptions", "fog"]
+    code, out, err = run_cli(capsys, *args, "--limit", "100", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "on 100 held-out training images" in out
+    code, out, err = run_cli(capsys, "robustness", trained_run, "--on", "validation")
+    assert_one_line_error(code, err, 1, "held out no training images")
+
+
+def test_sturdy_training_reads_foggy_and_bright_digits_better(tmp_path, capsys, monkeypatch):
+    """The same short run with and without --sturdy 0.5, scored on corrupted held-out training
+    images: the faults it trains on (shaded paper) carry over to MNIST-C's fog and brightness."""
+    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
+    scores = {}
+    for share in ("0", "0.5"):
+        out = tmp_path / share
+        common = ["--subset", "5000", "--val-split", "1000", "--quiet", "--no-pictures"]
+        code, _, err = run_cli(capsys, "train", "--sturdy", share, "--out", out, *common)
+        assert code == 0, err
+        assert json.loads((out / "config.json").read_text())["sturdy"] == float(share)
+        args = ["robustness", out, "--on", "validation", "--corruptions", "fog,brightness"]
+        code, text, err = run_cli(capsys, *args, "--json")
+        assert code == 0, err
+        scores[share] = json.loads(text.strip().splitlines()[-1])
+    plain, sturdy = scores["0"], scores["0.5"]
+    assert sturdy["mean_corruption_accuracy"] > plain["mean_corruption_accuracy"] + 0.2
+    assert sturdy["clean_accuracy"] > plain["clean_accuracy"] - 0.02
+    code, _, err = run_cli(capsys, "train", "--sturdy", "1.5")
+    assert code == 2 and "between 0 and 1" in err

@@ -53,6 +53,16 @@ def count(text: str) -> int:
     return value
 
 
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def progress_flags(p) -> None:
     """Progress bars show on a terminal; piped into a file or a CI log, one line per epoch."""
     bars = p.add_mutually_exclusive_group()
@@ -104,6 +114,13 @@ def build_parser() -> Parser:
         help=f"hold out N training images for validation (default {d.val_split})",
     )
     p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only")
+    p.add_argument(
+        "--sturdy",
+        type=fraction,
+        metavar="P",
+        help="give this share of training images a shaded background, noise, blur or a stray "
+        f"stroke, to read digits outside MNIST's clean ones (default {d.sturdy})",
+    )
     p.add_argument("--data-dir", help="folder of MNIST-format IDX files (default: embedded MNIST)")
     p.add_argument(
         "--layers",
@@ -181,8 +198,14 @@ def build_parser() -> Parser:
         "robustness", help="accuracy under the 15 MNIST-C corruptions of the test set"
     )
     p.add_argument("checkpoint", metavar="CKPT", help="run folder, or 'pretrained'")
+    p.add_argument(
+        "--on",
+        choices=["test", "validation"],
+        default="test",
+        help="corrupt the test set, or the run's held-out training images (to choose settings)",
+    )
     p.add_argument("--corruptions", help="comma-separated names (default: all 15)")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="the first N test images")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="the first N images")
     p.add_argument("--seed", type=int, default=0, help="the corruptions' random seed")
     p.add_argument("--data-dir", help="evaluate on this dataset's test set (default: the run's)")
     p.add_argument("--out", help="folder for the pictures (default: the run folder)")
@@ -449,24 +472,23 @@ def cmd_finetune(args) -> int:
 def cmd_robustness(args) -> int:
     import time
 
-    from digitlab.data import load_split
     from digitlab.predict import Predictor
-    from digitlab.robustness import evaluate_robustness, names_of, write_pictures
+    from digitlab.robustness import evaluate_robustness, images_for, names_of, write_pictures
 
     names = names_of(args.corruptions)
     ckpt = None if args.checkpoint == "pretrained" else args.checkpoint
     predictor = Predictor.load(ckpt)
     data_dir = args.data_dir if args.data_dir is not None else predictor.config.get("data_dir")
     start = time.perf_counter()
-    result = evaluate_robustness(
-        predictor, load_split(data_dir, train=False), names, args.limit, args.seed
-    )
+    images = images_for(predictor.config, args.on, data_dir)
+    result = evaluate_robustness(predictor, images, names, args.limit, args.seed)
     seconds = time.perf_counter() - start
     run = checkpoint.resolve(checkpoint.PRETRAINED_DIR if ckpt is None else ckpt)[0].parent
     out = Path(args.out) if args.out else run
     if out.resolve() == checkpoint.PRETRAINED_DIR.resolve():
         out = Path("runs/robustness-pretrained")  # never write into the package
-    paths = write_pictures(result, out, predictor.config["model"])
+    title = predictor.config["model"] + (", held-out training images" * (args.on != "test"))
+    paths = write_pictures(result, out, title)
     keys = ("clean_accuracy", "mean_corruption_accuracy")
     if args.json:
         rows = [{k: r[k] for k in ("corruption", "accuracy")} for r in result["rows"]]
@@ -481,7 +503,8 @@ def cmd_robustness(args) -> int:
     print(
         f"clean accuracy {result['clean_accuracy']:.4f}; mean corruption accuracy "
         f"{result['mean_corruption_accuracy']:.4f} (mean error "
-        f"{result['mean_corruption_error']:.4f}) on {result['images']} test images, "
+        f"{result['mean_corruption_error']:.4f}) on {result['images']} "
+        f"{'test' if args.on == 'test' else 'held-out training'} images, "
         f"{seconds:.1f} s"
     )
     print(f"pictures: {', '.join(str(p) for p in paths)}")

@@ -1,7 +1,10 @@
 """How well a model reads digits that are not MNIST-clean: accuracy under the 15 corruptions of
-MNIST-C (digitlab.corruptions), on the test set of the run's dataset.
+MNIST-C (digitlab.corruptions), on the test set of the run's dataset, or (`--on validation`) on
+the run's own held-out training images: where a setting such as `--sturdy` may be chosen without
+ever looking at the corrupted test set.
 
-    digitlab robustness CKPT [--corruptions a,b] [--limit N] [--seed S] [--out DIR] [--json]
+    digitlab robustness CKPT [--on test|validation] [--corruptions a,b] [--limit N] [--seed S]
+                             [--out DIR] [--json]
 
 The corrupted test sets are made once and cached (atomically, as .npy files, under ~/.cache/
 digitlab or $DIGITLAB_CACHE), keyed by the test images' hash, the corruption and the seed; each
@@ -20,6 +23,7 @@ import torch
 
 from digitlab.checkpoint import atomic_write
 from digitlab.corruptions import CORRUPTIONS, corrupt
+from digitlab.data import Split, load_split
 from digitlab.errors import DigitlabError
 
 
@@ -41,10 +45,28 @@ def names_of(text: str | None) -> list[str]:
     return names
 
 
+def images_for(config: dict, on: str, data_dir) -> Split:
+    """The clean images to corrupt: the test split, or ("validation") the training images that
+    the run with this config.json held out (the same ones, chosen by its seed)."""
+    from digitlab.training import config_of, split_training_set
+
+    if on == "test":
+        return load_split(data_dir, train=False)
+    run = config_of(config)
+    if run.val_split == 0:
+        raise DigitlabError(
+            "--on validation: this run held out no training images (it was trained with "
+            "--val-split 0); train with --val-split N, or use --on test"
+        )
+    train = load_split(data_dir, train=True)
+    _, val_idx = split_training_set(run, train)
+    return Split(train.images[val_idx], train.labels[val_idx], f"{train.source}, held out")
+
+
 def corrupted(
     images: torch.Tensor, name: str, seed: int, cache: Path | None = None
 ) -> torch.Tensor:
-    """(N, 28, 28) uint8 test images under corruption `name`, from the cache when there."""
+    """(N, 28, 28) uint8 images under corruption `name`, from the cache when there."""
     raw = images.numpy()
     key = hashlib.sha256(raw.tobytes()).hexdigest()[:16]
     folder = (cache or cache_dir()) / "mnist-c" / key
@@ -118,7 +140,7 @@ def write_pictures(result: dict, out: Path, title: str) -> list[Path]:
     for ax, (name, picture, said) in zip(np.atleast_1d(axes).ravel(), panels, strict=False):
         ax.imshow(picture.numpy(), cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"{name}\nread {said}", fontsize=8, color=RIGHT if said == truth else MISTAKE)
-    fig.suptitle(f"{title}: one test digit (a {truth}) under every corruption")
+    fig.suptitle(f"{title}: one digit (a {truth}) under every corruption")
     paths = [save(fig, out / "robustness.png")]
     fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
     names = [r["corruption"] for r in result["rows"]]

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import digitlab
 from digitlab import backends, checkpoint, distributed, models, unsure
-from digitlab.augment import RandomAffine
+from digitlab.augment import RandomAffine, Sturdy
 from digitlab.averaging import WeightAverage
 from digitlab.data import Split, as_input, class_names, dataset_name, load_split, pixel_stats
 from digitlab.distributed import Ranks
@@ -62,6 +62,7 @@ class TrainConfig:
     warmup: float = 0.3  # one-cycle: the fraction of the steps spent climbing to lr
     label_smoothing: float = 0.0
     augment: bool = False  # random rotation, scale and shift of every training image
+    sturdy: float = 0.0  # share of training images given a shade, noise, blur or stroke
     average: float = 0.0  # decay of an average of the weights, which is then the saved model
     val_split: int = 0  # training images held out for validation; then the test set is read
     # only after the last epoch
@@ -89,6 +90,7 @@ RUN_SETTINGS = (
     "subset",
     "data_dir",
     "layers",
+    "sturdy",
     "recipe",
 )
 
@@ -310,9 +312,13 @@ def append_metrics(out: Path, record: dict) -> None:
 
 def load_resume_config(out: Path) -> TrainConfig:
     """The TrainConfig of the run in `out`, from its config.json."""
-    config = checkpoint.read_config(out / checkpoint.CONFIG)
+    return config_of(checkpoint.read_config(out / checkpoint.CONFIG))
+
+
+def config_of(recorded: dict) -> TrainConfig:
+    """The TrainConfig of a run from its config.json's fields (a field it lacks: the default)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in config.items() if k in fields})
+    config = TrainConfig(**{k: v for k, v in recorded.items() if k in fields})
     config.betas = tuple(config.betas)  # JSON made it a list
     return config
 
@@ -338,7 +344,7 @@ class Run:
     optimizer: object
     loss_fn: object
     average: WeightAverage | None
-    augment: RandomAffine | None
+    augment: tuple  # RandomAffine and/or Sturdy, applied in that order; () for none
     shuffle: torch.Generator  # the epochs' order: the same on every rank, restored on resume
     epoch: int = 0  # epochs finished
     train_seconds: float = 0.0
@@ -385,7 +391,7 @@ def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, 
         optimizer=make_optimizer(config, model.parameters(), backend),
         loss_fn=make_loss(backend, config.label_smoothing),
         average=WeightAverage(model, config.average) if config.average else None,
-        augment=RandomAffine() if config.augment else None,
+        augment=(RandomAffine(),) * config.augment + (Sturdy(config.sturdy),) * (config.sturdy > 0),
         shuffle=torch.Generator().manual_seed(config.seed + 1),
     )
     if ranks.main:
@@ -446,8 +452,10 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> tuple[list[float], floa
         set_learning_rate(run.optimizer, lr)
         idx = order[i : i + local_batch]
         batch = run.images[idx]
-        if run.augment is not None:
-            batch = run.augment(batch.float() / 255, distort)
+        if run.augment:
+            batch = batch.float() / 255
+            for transform in run.augment:
+                batch = transform(batch, distort)
         x = run.backend.memory_format(as_input(batch, run.mean, run.std))
         loss = train_step(
             run.net, run.loss_fn, run.optimizer, x, run.labels[idx], run.backend, ranks
