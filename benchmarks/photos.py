@@ -1,7 +1,7 @@
 """Photo-like digits: MNIST test digits printed and photographed (tests/photos.py), read by the
-shipped model through predict's preprocessing.
+shipped model through predict's preprocessing; `--lined` prints them on ruled paper with specks.
 
-    python benchmarks/photos.py [--n 500]
+    python benchmarks/photos.py [--n 500] [--lined]
 """
 
 import argparse
@@ -19,12 +19,16 @@ from photos import photo  # noqa: E402
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--lined", action="store_true", help="on ruled paper, with specks")
     args = parser.parse_args()
     predictor, test, rng = Predictor.load(), load_split(None, False), np.random.default_rng(1)
     right = 0
     for i in range(args.n):
         try:
-            right += predictor.read(photo(test.images[i].numpy(), rng)).digit == int(test.labels[i])
+            right += predictor.read(
+                photo(test.images[i].numpy(), rng, lined=args.lined)
+            ).digit == int(test.labels[i])
         except DigitlabError:  # no ink found counts as wrong
             pass
-    print(f"photo-like digits read right: {right} of {args.n} ({right / args.n:.1%})")
+    kind = "photo-like digits on ruled paper" if args.lined else "photo-like digits"
+    print(f"{kind} read right: {right} of {args.n} ({right / args.n:.1%})")

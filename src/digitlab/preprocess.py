@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 from skimage.filters import threshold_otsu
+from skimage.transform import hough_line, hough_line_peaks
 
 from digitlab.errors import DigitlabError
 
@@ -23,6 +24,9 @@ MAX_PIXELS = 25_000_000  # refuse larger images before decoding them (decompress
 FIELD, BOX = 28, 20  # MNIST's field and the box its digits are scaled into
 NOISE = 0.2  # ink weaker than this fraction of the strongest ink is paper, not ink
 STROKE = 2.5  # MNIST's typical stroke width, in pixels of the 20-pixel box
+SPECK = 0.02  # a piece of ink with under this share of the biggest piece's area is a speck
+RULE = 0.8  # a straight line through ink over this share of the image's width (or height) is a
+# rule of lined or squared paper, when the digit is left after it goes
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -96,7 +100,53 @@ def ink_of(image: Image.Image) -> np.ndarray:
     if strongest < 0.1:
         raise BlankImageError("no ink found: the image is blank or has too little contrast")
     # Rescale so the strongest ink is 1 and faint noise (paper texture, JPEG ringing) is 0.
-    return np.clip((ink / strongest - NOISE) / (1 - NOISE), 0, 1).astype(np.float32)
+    ink = np.clip((ink / strongest - NOISE) / (1 - NOISE), 0, 1).astype(np.float32)
+    return without_specks(ink)
+
+
+def without_specks(ink: np.ndarray) -> np.ndarray:
+    """(H, W) ink with every speck (an 8-connected piece under SPECK of the biggest piece's
+    area: a crumb, a dust spot, a dot of noise) set to 0."""
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    if count < 2:
+        return ink
+    areas = ndimage.sum_labels(ink > 0, labels, range(1, count + 1))
+    specks = np.flatnonzero(areas < SPECK * areas.max()) + 1
+    return np.where(np.isin(labels, specks), 0, ink).astype(np.float32)
+
+
+def without_rules(ink: np.ndarray, solid: np.ndarray) -> np.ndarray:
+    """(H, W) ink without the rules of lined or squared paper: straight lines, within 10 degrees
+    of horizontal or vertical, whose ink runs over RULE of the image's width or height (found by
+    a Hough transform). A stroke that crossed a rule is joined again across the gap. When little
+    would be left (a long, straight 1 is the whole drawing), the ink is kept as it is.
+    solid: (H, W) bool, where the ink is."""
+    (h, w), near = solid.shape, np.deg2rad(np.linspace(-10, 10, 21))
+    # Hough angles are the lines' normals: near 0 a vertical line, near 90 degrees a horizontal.
+    votes, theta, rho = hough_line(solid, np.concatenate([near, near + np.pi / 2]))
+    ys, xs = np.mgrid[0:h, 0:w]
+    rules, thickest = np.zeros_like(solid), 0.0
+    for count, angle, distance in zip(
+        *hough_line_peaks(votes, theta, rho, threshold=RULE * min(h, w)), strict=True
+    ):
+        span = h if abs(np.cos(angle)) > 0.5 else w
+        if count < RULE * span:
+            continue
+        offset = np.abs(xs * np.cos(angle) + ys * np.sin(angle) - distance)
+        # The rule's half-thickness, from its ink within 4 pixels, plus a pixel of soft edge.
+        half = ((offset <= 4) & solid).sum() / span / 2 + 1
+        rules |= offset <= half
+        thickest = max(thickest, 2 * half)
+    if not rules.any():
+        return ink
+    cleared = np.where(rules, 0, ink)
+    # Join strokes cut by a rule: closings across the rules, kept only where the rules were.
+    reach = int(thickest) + 3
+    joined = np.maximum(
+        ndimage.grey_closing(cleared, size=(reach, 1)), ndimage.grey_closing(cleared, (1, reach))
+    )
+    cleared = np.where(rules, joined, cleared).astype(np.float32)
+    return cleared if (solid & ~rules).sum() > 0.2 * solid.sum() else ink
 
 
 def paper_of(gray: np.ndarray) -> np.ndarray:
@@ -108,6 +158,8 @@ def paper_of(gray: np.ndarray) -> np.ndarray:
     shrink = max(1, max(h, w) // 128)
     small = gray[::shrink, ::shrink]
     size = max(3, max(small.shape) // 5)
+    if min(small.shape) >= 56:  # grain smoothed first, or the maximum picks its peaks
+        small = ndimage.gaussian_filter(small, 1.5)
     closed = ndimage.minimum_filter(ndimage.maximum_filter(small, size), size)
     paper = ndimage.gaussian_filter(closed, 1.0)  # a closing keeps a shadow's edge sharp
     if shrink > 1:
@@ -125,7 +177,9 @@ def relative_ink(gray: np.ndarray) -> np.ndarray:
     # Paper grain and JPEG noise are single pixels; strokes are wider: a 3x3 median drops them.
     ink = ndimage.median_filter(ink, 3) if min(gray.shape) >= 56 else ink
     # What Otsu's threshold calls paper is paper: grain left in a shadow stays out of the digit.
+    # Rules of lined paper go first: they would otherwise be a third shade in Otsu's split.
     if ink.max() - ink.min() > 0.1:
+        ink = without_rules(ink, ink >= threshold_otsu(ink))
         ink = np.where(ink >= threshold_otsu(ink) * 0.5, ink, 0)
     return ink
 
@@ -180,19 +234,16 @@ def center_digit(ink: np.ndarray) -> np.ndarray:
 def split_digits(ink: np.ndarray) -> list[np.ndarray]:
     """(H, W) ink of a row of digits -> their (28, 28) MNIST-style images, left to right.
 
-    Each connected stroke (8-connected) is a piece; specks are dropped; pieces that share most of
-    their horizontal extent are one digit (the detached bar of a 5, the two strokes of a 4, the
-    parts of a broken 8). Digits whose strokes touch stay one piece: write them apart.
+    Each connected stroke (8-connected) is a piece (ink_of has dropped the specks); pieces that
+    share most of their horizontal extent are one digit (the detached bar of a 5, the two strokes
+    of a 4, the parts of a broken 8). Digits whose strokes touch stay one piece: write them apart.
     """
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
     if count == 0:
         raise BlankImageError("no ink found: the image is blank")
     pieces = ndimage.find_objects(labels)
-    areas = ndimage.sum_labels(ink > 0, labels, range(1, count + 1))
-    # A speck: a piece with under 2% of the biggest piece's area.
-    kept = [i for i in range(count) if areas[i] >= 0.02 * areas.max()]
     groups: list[list[int]] = []  # piece indices, each group one digit
-    for i in sorted(kept, key=lambda i: pieces[i][1].start):
+    for i in sorted(range(count), key=lambda i: pieces[i][1].start):
         left, right = pieces[i][1].start, pieces[i][1].stop
         for group in groups:
             g_left = min(pieces[j][1].start for j in group)
