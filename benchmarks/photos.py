@@ -1,7 +1,7 @@
 """Photo-like digits: MNIST test digits printed and photographed (tests/photos.py), read by the
 shipped model through predict's preprocessing; `--lined` prints them on ruled paper with specks.
 
-    python benchmarks/photos.py [--n 500] [--lined]
+    python benchmarks/photos.py [--n 500] [--lined] [--checkpoint RUN]
 """
 
 import argparse
@@ -20,8 +20,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--lined", action="store_true", help="on ruled paper, with specks")
+    parser.add_argument("--checkpoint", help="run folder (default: the shipped model)")
     args = parser.parse_args()
-    predictor, test, rng = Predictor.load(), load_split(None, False), np.random.default_rng(1)
+    predictor, test, rng = (
+        Predictor.load(args.checkpoint),
+        load_split(None, False),
+        np.random.default_rng(1),
+    )
     right = 0
     for i in range(args.n):
         try:

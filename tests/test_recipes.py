@@ -196,3 +196,12 @@ def test_resume_with_more_epochs_under_one_cycle_is_refused(tmp_path, capsys):
     assert run_cli(capsys, "train", *args, "--no-pictures")[0] == 0
     code, out, err = run_cli(capsys, "train", "--resume", tmp_path, "--epochs", "2")
     assert_one_line_error(code, err, 1, "one-cycle schedule planned for 1 epochs")
+
+
+def test_sturdy_is_the_best_recipe_trained_also_on_faulty_digits(tmp_path, capsys):
+    best, sturdy = settings("best"), settings("sturdy")
+    assert {**best, "sturdy": 0.5, "recipe": "sturdy"} == sturdy
+    args = ["--recipe", "sturdy", "--subset", "600", "--epochs", "1", "--lr", "0.02", "--quiet"]
+    assert run_cli(capsys, "train", *args, "--no-pictures", "--out", tmp_path)[0] == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["sturdy"] == 0.5 and config["augment"] and config["model"] == "best"

@@ -91,7 +91,8 @@ def build_parser() -> Parser:
     p.add_argument(
         "--recipe",
         choices=list(RECIPES),
-        help="start from fixed settings: speedrun (fastest to 99%%) or best (highest accuracy); "
+        help="start from fixed settings: speedrun (fastest to 99%%), best (highest accuracy) or "
+        "sturdy (best, trained also on shaded, noisy, blurred and stroked digits); "
         "other flags given still win",
     )
     # No flag has an argparse default: None means "not given", so a recipe or a resumed run
