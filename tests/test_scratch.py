@@ -388,34 +388,3 @@ def test_the_source_check_catches_forbidden_calls():
     for sample in samples:
         assert forbidden_calls(sample), sample
     assert forbidden_calls("y = F.pad(x, (1, 1))\ngx = layer.backward(gy)") == []
-
-
-def test_pooling_before_relu_is_the_same_to_the_bit():
-    """scratch.Sequential runs a ReLU followed by MaxPool2d as pool first (a speed trick): the
-    output, dL/dx and dL/dweight equal those of the layers run in their written order."""
-    from digitlab import scratch
-    from digitlab.scratch.module import backward_through, pool_before_relu
-
-    torch.manual_seed(0)
-    block = scratch.Sequential(
-        scratch.Conv2d(2, 3, 3, padding=1), scratch.ReLU(), scratch.MaxPool2d(2)
-    ).double()
-    assert [type(m).__name__ for m in pool_before_relu(list(block))] == [
-        "Conv2d",
-        "MaxPool2d",
-        "ReLU",
-    ]
-    x = torch.randn(4, 2, 8, 8, dtype=torch.float64)
-    x[0] = -1.0  # windows whose maximum is <= 0, and ties, on every side
-    y = block(x)
-    g = torch.randn_like(y)
-    dx = block.backward(g)
-    dw = block[0].weight.grad.clone()
-    block.zero_grad()
-    written = list(block)
-    z = x
-    for layer in written:
-        z = layer(z)
-    assert torch.equal(y, z)
-    assert torch.equal(dx, backward_through(written, g))
-    assert torch.equal(dw, block[0].weight.grad)

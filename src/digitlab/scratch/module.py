@@ -89,31 +89,8 @@ def check_input(x, ndim: int, channels: int | None, layer: str) -> None:
 class Sequential(nn.Sequential, Layer):
     """Layers in order, named "0", "1", ... like nn.Sequential; backward runs them in reverse."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in pool_before_relu(list(self)):
-            x = layer(x)
-        return x
-
     def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        return backward_through(pool_before_relu(list(self)), grad_out, input_grad)
-
-
-def pool_before_relu(layers: list) -> list:
-    """The layers in the order they run: a ReLU followed by a MaxPool2d swaps places with it.
-
-    The result is the same, to the bit, forward and backward: ReLU never reorders values, so the
-    maximum of relu(x) over a window is relu of the maximum, and the gradient reaches the same
-    pixel (or, where the window's maximum is <= 0, no pixel either way). Pooling first leaves the
-    ReLU a quarter of the elements (for 2x2 windows) to work on: a speed trick only.
-    """
-    from digitlab.scratch.activation import ReLU
-    from digitlab.scratch.pooling import MaxPool2d
-
-    layers = list(layers)
-    for i in range(len(layers) - 1):
-        if type(layers[i]) is ReLU and type(layers[i + 1]) is MaxPool2d:
-            layers[i], layers[i + 1] = layers[i + 1], layers[i]
-    return layers
+        return backward_through(list(self), grad_out, input_grad)
 
 
 def backward_through(layers, grad_out: torch.Tensor, input_grad: bool = True):
