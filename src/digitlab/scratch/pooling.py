@@ -2,12 +2,16 @@
 pooling spreads it evenly.
 
 MaxPool2d, x (N, C, H, W) -> y (N, C, OH, OW), windows as in Conv2d (padding reads as -inf):
-forward:   y[n, c, oh, ow] = max over the window;  a = offset of that max in the window
-           (the first one, in row-major order, when several tie: PyTorch's choice)
-backward:  dx[n, c, pixel at offset a of window (oh, ow)] += gy[n, c, oh, ow]; zero elsewhere.
-           Overlapping windows may route several gradients to one pixel: they add up.
-Both loop over the KH*KW kernel offsets, each step a whole-tensor operation on the (N, OH, OW, C)
-slice of the input that this offset of every window reads.
+forward:   y[n, c, oh, ow] = max over the window
+backward:  dx[n, c, the pixel that held the max] += gy[n, c, oh, ow]; zero elsewhere (the first
+           such pixel in row-major order when several tie: PyTorch's choice). Overlapping
+           windows may route several gradients to one pixel: they add up.
+A window is a rectangle, and the max over a rectangle is the max over its rows of the max along
+each row. So both run as two 1-D passes, along W then along H, each a loop over that side's
+kernel offsets of whole-tensor operations (no loop over pixels). Backward routes through the H
+pass, then the W pass; the first offset of each pass wins a tie, which makes the winner the
+first in row-major order. Two passes of K offsets instead of one of K*K: half the work for 2x2
+windows, and each pass reads memory along one axis only.
 
 AdaptiveAvgPool2d(1), x (N, C, H, W) -> y (N, C, 1, 1):
 forward:   y = mean of x over H, W          backward:  dx = gy / (H*W) at every position
@@ -19,6 +23,44 @@ import torch
 
 from digitlab.scratch.module import Layer, check_input, pair
 from digitlab.scratch.windows import channels_last, unpad, window_grid
+
+
+def along(x: torch.Tensor, dim: int, start: int, stride: int, count: int) -> torch.Tensor:
+    """The `count` slices start, start + stride, ... of x along dim: a strided view."""
+    index = [slice(None)] * x.dim()
+    index[dim] = slice(start, start + stride * (count - 1) + 1, stride)
+    return x[tuple(index)]
+
+
+def max_along(x: torch.Tensor, dim: int, kernel: int, stride: int, dilation: int, count: int):
+    """1-D max pooling of x along dim: y (x's shape, `count` long along dim) with
+    y[.., o, ..] = max over k < kernel of x[.., o * stride + k * dilation, ..]."""
+    y = along(x, dim, 0, stride, count).clone()
+    for k in range(1, kernel):
+        torch.maximum(y, along(x, dim, k * dilation, stride, count), out=y)
+    return y
+
+
+def route_along(x, y, gy, dim: int, kernel: int, stride: int, dilation: int) -> torch.Tensor:
+    """The backward of max_along: each gy goes to the first offset k along dim whose x equals
+    its maximum y. Returns dx, x's shape."""
+    count = y.shape[dim]
+    # Windows that tile the axis exactly (a 2x2 pool on even sizes) write every pixel once:
+    # no zeroing, no read-modify-add.
+    tiled = stride == kernel and dilation == 1 and x.shape[dim] == count * kernel
+    dx = gy.new_empty(x.shape) if tiled else gy.new_zeros(x.shape)
+    rest = gy  # the gradients not yet given to an offset
+    for k in range(kernel):
+        if k == kernel - 1:
+            share = rest  # no earlier offset held the maximum, so this one does
+        else:
+            xk = along(x, dim, k * dilation, stride, count)
+            # x <= y everywhere, so x >= y is x == y. 0/1 floats, not booleans: faster here.
+            share = torch.ge(xk, y, out=torch.empty_like(y)).mul_(rest)
+            rest = rest - share
+        target = along(dx, dim, k * dilation, stride, count)
+        target.copy_(share) if tiled else target.add_(share)
+    return dx
 
 
 class MaxPool2d(Layer):
@@ -44,15 +86,10 @@ class MaxPool2d(Layer):
             f"dilation={self.dilation}"
         )
 
-    def offsets(self, out_hw):
-        """(k, rows, cols) per kernel offset k: the slices of the padded (N, Hp, Wp, C) input
-        that offset k of every window reads, one (N, OH, OW, C) slice per offset."""
+    def passes(self):
+        """(dim, kernel, stride, dilation) of the W pass, then the H pass, over (N, H, W, C)."""
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        for i in range(kh):
-            for j in range(kw):
-                rows = slice(i * dh, i * dh + sh * (out_hw[0] - 1) + 1, sh)
-                cols = slice(j * dw, j * dw + sw * (out_hw[1] - 1) + 1, sw)
-                yield i * kw + j, rows, cols
+        return (2, kw, sw, dw), (1, kh, sh, dh)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 4, None, "MaxPool2d")
@@ -60,50 +97,22 @@ class MaxPool2d(Layer):
         out_hw = window_grid(
             "MaxPool2d", x.shape[1:3], self.kernel_size, self.stride, self.dilation
         )
-        # A running maximum over the kernel offsets (a loop over KH*KW offsets, not pixels).
-        y = None
-        for _, rows, cols in self.offsets(out_hw):
-            y = x[:, rows, cols].clone() if y is None else torch.maximum(y, x[:, rows, cols])
-        self._saved = (x, y, out_hw)
+        (w_dim, *w_pass), (h_dim, *h_pass) = self.passes()
+        rows = max_along(x, w_dim, *w_pass, out_hw[1])  # (N, Hp, OW, C): max along each row
+        y = max_along(rows, h_dim, *h_pass, out_hw[0])  # (N, OH, OW, C): then over the rows
+        self._saved = (x, rows, y)
         return y.permute(0, 3, 1, 2)
 
     def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        x, y, out_hw = self.saved()
-        n, hp, wp, c = x.shape
-        if tuple(grad_out.shape) != (n, c, *out_hw):
+        x, rows, y = self.saved()
+        n, oh, ow, c = y.shape
+        if tuple(grad_out.shape) != (n, c, oh, ow):
             raise ValueError(
-                f"MaxPool2d.backward expects grad_out {(n, c, *out_hw)}, "
-                f"got {tuple(grad_out.shape)}"
+                f"MaxPool2d.backward expects grad_out {(n, c, oh, ow)}, got {tuple(grad_out.shape)}"
             )
-        gy = grad_out.permute(0, 2, 3, 1)
-        # When the windows tile the input exactly (MaxPool2d(2) on even sizes), every input pixel
-        # gets exactly one write, so dx needs no zeroing and the writes no read-modify-add.
-        tiled = (
-            self.stride == self.kernel_size
-            and self.dilation == (1, 1)
-            and (hp, wp)
-            == (
-                out_hw[0] * self.kernel_size[0],
-                out_hw[1] * self.kernel_size[1],
-            )
-        )
-        dx = gy.new_empty(n, hp, wp, c) if tiled else gy.new_zeros(n, hp, wp, c)
-        # Route each window's gradient to the first offset (row-major) that holds its maximum:
-        # `free` is 1 until an offset has taken the window. 0/1 floats, not booleans: faster here.
-        offsets = list(self.offsets(out_hw))
-        free = None  # all ones before the first offset, so not made
-        for k, rows, cols in offsets:
-            hit = torch.eq(x[:, rows, cols], y, out=torch.empty_like(y))
-            if free is not None:
-                hit.mul_(free)
-            if k == 0:
-                free = 1 - hit
-            elif k < len(offsets) - 1:  # after the last offset nothing asks
-                free.sub_(hit)
-            if tiled:
-                torch.mul(hit, gy, out=dx[:, rows, cols])
-            else:
-                dx[:, rows, cols].add_(hit.mul_(gy))
+        (w_dim, *w_pass), (h_dim, *h_pass) = self.passes()
+        grad_rows = route_along(rows, y, grad_out.permute(0, 2, 3, 1), h_dim, *h_pass)
+        dx = route_along(x, rows, grad_rows, w_dim, *w_pass)
         return unpad(dx, self.padding)
 
 
