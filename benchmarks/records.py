@@ -2,7 +2,7 @@
 of test accuracy over seeds, all from this run on this machine.
 
     python benchmarks/records.py                         # speedrun, 5 seeds, both backends
-    python benchmarks/records.py --recipes best --seeds 1
+    python benchmarks/records.py --recipes best --seeds 3 --backends torch
 """
 
 import argparse
@@ -18,13 +18,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipes", default="speedrun", help=f"comma-separated: {list(RECIPES)}")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--backends", default="torch,scratch", help="comma-separated")
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count(), help="torch threads, fixed for every run"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{torch.get_num_threads()} torch threads; per recipe and backend: mean, min and max")
-    rows = record_rows(args.recipes.split(","), args.seeds)
+    rows = record_rows(args.recipes.split(","), args.seeds, names=tuple(args.backends.split(",")))
     for row in rows:
         print(f"{row['name']:<36} " + "  ".join(f"{k} {v}" for k, v in row.items() if k != "name"))
     print(json.dumps({"rows": rows}))

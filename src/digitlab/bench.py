@@ -240,15 +240,18 @@ def memory_row(steps: int = 20) -> dict:
     }
 
 
-def record_rows(recipes=("speedrun",), seeds: int = 5, log=print) -> list[dict]:
-    """Each recipe with each backend, trained once per seed 0..seeds-1 on the full data: seconds
-    of training and the spread of test accuracy. The backends alternate seed by seed, so a busy
-    machine slows both alike; the scratch row's ratio is its mean seconds over torch's."""
+def record_rows(
+    recipes=("speedrun",), seeds: int = 5, log=print, names=tuple(backends.BACKENDS)
+) -> list[dict]:
+    """Each recipe with each backend in `names`, trained once per seed 0..seeds-1 on the full
+    data: seconds of training and the spread of test accuracy. The backends alternate seed by
+    seed, so a busy machine slows both alike; with both, the scratch row's ratio is its mean
+    seconds over torch's."""
     rows = []
     for recipe in recipes:
-        runs = {backend: [] for backend in backends.BACKENDS}
+        runs = {backend: [] for backend in names}
         for seed in range(seeds):
-            for backend in backends.BACKENDS:
+            for backend in names:
                 config = TrainConfig(**{**settings(recipe), "backend": backend, "seed": seed})
                 with tempfile.TemporaryDirectory() as out:
                     result = fit(config, out, progress=False, log=lambda text: None)
@@ -273,7 +276,8 @@ def record_rows(recipes=("speedrun",), seeds: int = 5, log=print) -> list[dict]:
                     "threads": torch.get_num_threads(),
                 }
             )
-        rows[-1]["ratio"] = round(rows[-1]["seconds_mean"] / rows[-2]["seconds_mean"], 3)
+        if len(names) == 2:
+            rows[-1]["ratio"] = round(rows[-1]["seconds_mean"] / rows[-2]["seconds_mean"], 3)
     return rows
 
 
