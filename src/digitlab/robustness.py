@@ -139,6 +139,11 @@ def write_pictures(result: dict, out: Path, title: str) -> list[Path]:
         ax.axis("off")
     for ax, (name, picture, said) in zip(np.atleast_1d(axes).ravel(), panels, strict=False):
         ax.imshow(picture.numpy(), cmap="gray", vmin=0, vmax=255)
+        # A frame, so white parts of an image (stripe's inverted sides) don't merge with the page.
+        ax.axis("on")
+        ax.set(xticks=[], yticks=[])
+        for spine in ax.spines.values():
+            spine.set_color("#999999")
         ax.set_title(f"{name}\nread {said}", fontsize=8, color=RIGHT if said == truth else MISTAKE)
     fig.suptitle(f"{title}: one digit (a {truth}) under every corruption")
     paths = [save(fig, out / "robustness.png")]
