@@ -360,6 +360,16 @@ class Run:
         return self.average.model if self.average is not None else self.model
 
 
+def augmentations(config: TrainConfig) -> tuple:
+    """The run's batch transforms, in the order they apply: RandomAffine, then Sturdy."""
+    transforms = []
+    if config.augment:
+        transforms.append(RandomAffine())
+    if config.sturdy > 0:
+        transforms.append(Sturdy(config.sturdy))
+    return tuple(transforms)
+
+
 def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, log) -> Run:
     """Data (split, normalisation), model, optimizer and loss; the saved state when resuming."""
     backend = backends.get(config.backend, config.layers, config.optimizer)
@@ -391,7 +401,7 @@ def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, 
         optimizer=make_optimizer(config, model.parameters(), backend),
         loss_fn=make_loss(backend, config.label_smoothing),
         average=WeightAverage(model, config.average) if config.average else None,
-        augment=(RandomAffine(),) * config.augment + (Sturdy(config.sturdy),) * (config.sturdy > 0),
+        augment=augmentations(config),
         shuffle=torch.Generator().manual_seed(config.seed + 1),
     )
     if ranks.main:
