@@ -36,12 +36,13 @@ RUN = [
 ]
 
 
-def start_training(out, *extra):
+def start_training(out, *extra, preexec_fn=None):
     return subprocess.Popen(
         [sys.executable, "-m", "digitlab", "train", *RUN, "--out", str(out), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -73,17 +74,17 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(tmp_p
 
 def test_ctrl_c_keeps_finished_epochs_and_prints_the_resume_command(tmp_path):
     out = tmp_path / "run"
-    # 20 epochs of well under a second each: Ctrl-C lands mid-run even if this process is slow
-    # to see the first checkpoint (once, in a full suite, two epochs were over by then).
-    process = start_training(out, "--epochs", "20")
+    # The run as started from a terminal, Ctrl-C at its default: a suite launched in the
+    # background (`cmd &` from a script) ignores SIGINT, a child inherits that, and the run
+    # would never see the Ctrl-C (it ended normally, twice, in a session that did so).
+    process = start_training(out, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_first_checkpoint(out, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert f"digitlab train --resume {out}" in err and "Traceback" not in err
     model, config = checkpoint.load(out)
-    assert 1 <= config["epochs_done"] < 20
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == config["epochs_done"]
+    assert config["epochs_done"] == 1
 
 
 def test_a_checkpoint_write_that_dies_half_way_leaves_the_previous_one(tmp_path, monkeypatch):
