@@ -23,44 +23,25 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+def number(convert, kind: str, allowed, rule: str):
+    """An argparse type: text -> convert(text), refused in one line unless allowed(value)."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind}") from None
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+positive_float = number(float, "number", lambda v: v > 0, "positive")
+positive_int = number(int, "whole number", lambda v: v >= 1, "at least 1")
+count = number(int, "whole number", lambda v: v >= 0, "0 or more")
+fraction = number(float, "number", lambda v: 0 <= v <= 1, "between 0 and 1")
 
 
 def progress_flags(p) -> None:
@@ -208,7 +189,7 @@ def build_parser() -> Parser:
     p.add_argument("--corruptions", help="comma-separated names (default: all 15)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="the first N images")
     p.add_argument("--seed", type=int, default=0, help="the corruptions' random seed")
-    p.add_argument("--data-dir", help="evaluate on this dataset's test set (default: the run's)")
+    p.add_argument("--data-dir", help="corrupt this dataset's images (default: the run's)")
     p.add_argument("--out", help="folder for the pictures (default: the run folder)")
     p.add_argument("--json", action="store_true")
 
