@@ -64,8 +64,7 @@ def test_robustness_command_prints_15_rows_writes_pictures_and_caches(
     assert [p.stat().st_mtime_ns for p in cached] == stamps
 
 
-def test_robustness_table_and_bad_flags(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
+def test_robustness_table_and_bad_flags(tmp_path, capsys):
     code, out, err = run_cli(
         capsys,
         "robustness",
@@ -84,7 +83,7 @@ def test_robustness_table_and_bad_flags(tmp_path, capsys, monkeypatch):
 
 
 def test_sturdy_augmentation_follows_the_seed_keeps_range_and_touches_a_share_p():
-    from digitlab.augment import Sturdy
+    from digitlab.augment import Draws, Sturdy
 
     x = torch.from_numpy(load_split(None, train=False).images[:2000].numpy()).float() / 255
 
@@ -97,7 +96,7 @@ def test_sturdy_augmentation_follows_the_seed_keeps_range_and_touches_a_share_p(
     changed = (a - x).abs().flatten(1).amax(1) > 1e-6
     assert 0.45 < changed.float().mean() < 0.55  # about half the images, the other half as given
     assert torch.equal(run(0.0), x)
-    draw = lambda *shape, low=0.0, high=1.0: low + (high - low) * torch.rand(*shape)  # noqa: E731
+    draw = Draws(torch.Generator().manual_seed(0), "cpu")
     for fault in Sturdy.faults:
         out = getattr(Sturdy, fault)(x[:50], draw)
         assert out.shape == (50, 28, 28) and out.min() >= 0 and out.max() <= 1, fault
@@ -105,13 +104,12 @@ def test_sturdy_augmentation_follows_the_seed_keeps_range_and_touches_a_share_p(
 
 
 def test_robustness_on_held_out_training_images_and_refused_without_them(
-    tmp_path, capsys, monkeypatch, trained_run
+    tmp_path, capsys, trained_run
 ):
     from digitlab.predict import Predictor
     from digitlab.robustness import images_for
     from digitlab.training import config_of, split_training_set
 
-    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
     config = Predictor.load(None).config  # the shipped model held out 5,000 training images
     held_out = images_for(config, "validation", None)
     train = load_split(None, train=True)
@@ -126,10 +124,9 @@ def test_robustness_on_held_out_training_images_and_refused_without_them(
     assert_one_line_error(code, err, 1, "held out no training images")
 
 
-def test_sturdy_training_reads_foggy_and_bright_digits_better(tmp_path, capsys, monkeypatch):
+def test_sturdy_training_reads_foggy_and_bright_digits_better(tmp_path, capsys):
     """The same short run with and without --sturdy 0.5, scored on corrupted held-out training
     images: the faults it trains on (shaded paper) carry over to MNIST-C's fog and brightness."""
-    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
     scores = {}
     for share in ("0", "0.5"):
         out = tmp_path / share

@@ -46,6 +46,20 @@ class RandomAffine:
         return F.grid_sample(images[:, None], grid, align_corners=False)[:, 0]
 
 
+class Draws:
+    """Random numbers from one generator, drawn on the CPU (a seed gives the same numbers on any
+    device, and any number of threads) and moved to `device`."""
+
+    def __init__(self, generator: torch.Generator, device):
+        self.generator, self.device = generator, device
+
+    def uniform(self, *shape, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(*shape, generator=self.generator)).to(self.device)
+
+    def normal(self, *shape) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.generator).to(self.device)
+
+
 @dataclass(frozen=True)
 class Sturdy:
     """Each image, with probability p, gets one of four faults, chosen uniformly:
@@ -65,13 +79,9 @@ class Sturdy:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """images (N, H, W) floats in [0, 1] (background 0) -> (N, H, W), in [0, 1]."""
-        n = images.shape[0]
-
-        def draw(*shape, low=0.0, high=1.0):  # on the CPU, so a seed gives the same anywhere
-            return (low + (high - low) * torch.rand(*shape, generator=generator)).to(images.device)
-
+        n, draw = images.shape[0], Draws(generator, images.device)
         chosen = torch.randint(len(self.faults), (n,), generator=generator).to(images.device)
-        chosen[draw(n) >= self.p] = -1  # untouched
+        chosen[draw.uniform(n) >= self.p] = -1  # untouched
         out = images.clone()
         for k, fault in enumerate(self.faults):
             hit = (chosen == k).nonzero().flatten()
@@ -82,22 +92,20 @@ class Sturdy:
     @staticmethod
     def shade(x, draw):
         n, h, w = x.shape
-        field = F.interpolate(draw(n, 1, 4, 4), size=(h, w), mode="bilinear", align_corners=False)
-        return (x + draw(n, 1, 1, low=0.1, high=0.7) * field[:, 0]).clamp(0, 1)
+        field = F.interpolate(
+            draw.uniform(n, 1, 4, 4), size=(h, w), mode="bilinear", align_corners=False
+        )
+        return (x + draw.uniform(n, 1, 1, low=0.1, high=0.7) * field[:, 0]).clamp(0, 1)
 
     @staticmethod
     def noise(x, draw):
-        n = x.shape[0]
-        sigma = draw(n, 1, 1, low=0.05, high=0.35)
-        # Box-Muller from two uniform draws: normal noise from the same generator.
-        u1, u2 = draw(*x.shape).clamp_min(1e-7), draw(*x.shape)
-        normal = torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
-        return (x + sigma * normal).clamp(0, 1)
+        sigma = draw.uniform(x.shape[0], 1, 1, low=0.05, high=0.35)
+        return (x + sigma * draw.normal(*x.shape)).clamp(0, 1)
 
     @staticmethod
     def blur(x, draw):
         n = x.shape[0]
-        sigma = draw(n, 1, low=0.5, high=1.5)
+        sigma = draw.uniform(n, 1, low=0.5, high=1.5)
         taps = torch.arange(-2, 3, device=x.device, dtype=x.dtype)
         kernel = torch.exp(-(taps**2) / (2 * sigma**2))
         kernel = kernel / kernel.sum(1, keepdim=True)  # (N, 5), one 1-D Gaussian per image
@@ -108,9 +116,9 @@ class Sturdy:
     @staticmethod
     def stroke(x, draw):
         n, h, w = x.shape
-        angle = draw(n, 1, 1, high=math.pi)
-        offset = draw(n, 1, 1, low=-0.4 * min(h, w), high=0.4 * min(h, w))
-        width = draw(n, 1, 1, low=1.0, high=2.5)
+        angle = draw.uniform(n, 1, 1, high=math.pi)
+        offset = draw.uniform(n, 1, 1, low=-0.4 * min(h, w), high=0.4 * min(h, w))
+        width = draw.uniform(n, 1, 1, low=1.0, high=2.5)
         rows = torch.arange(h, device=x.device, dtype=x.dtype)[:, None] - (h - 1) / 2
         cols = torch.arange(w, device=x.device, dtype=x.dtype)[None, :] - (w - 1) / 2
         # Distance of each pixel from the line u cos(a) + v sin(a) = offset, turned into ink
