@@ -36,6 +36,9 @@ CONV_GRID = [
     (3, 4, 6, 15, 15, 3, 1, 3, 2, True),
     (2, 5, 3, 9, 17, (1, 3), (3, 2), (0, 1), (1, 2), True),
     (1, 1, 1, 5, 5, 5, 1, 0, 1, True),
+    # through the DFT (stride 1, several input channels): odd sizes, padding past the kernel
+    (2, 3, 4, 9, 7, (3, 2), 1, (2, 3), 1, True),
+    (3, 6, 5, 7, 7, 5, 1, 0, 1, False),
 ]
 
 
@@ -48,6 +51,31 @@ def test_conv2d_matches_torch(n, cin, cout, h, w, k, s, p, d, bias):
     assert_close(errors, 1e-10, 1e-8)
     errors = compare_layer(scratch.Conv2d(*args), nn.Conv2d(*args), make_input((n, cin, h, w), F32))
     assert errors["output"] <= 1e-5
+
+
+def test_conv2d_takes_the_dft_path_exactly_where_it_pays():
+    assert scratch.Conv2d(16, 32, 5, 1, 2).through_dft()  # the study CNN's conv2
+    assert scratch.Conv2d(32, 64, 3, 1, 1).through_dft()
+    assert not scratch.Conv2d(1, 16, 5, 1, 2).through_dft()  # one input channel
+    assert not scratch.Conv2d(16, 32, 5, 2, 2).through_dft()  # strided
+    assert not scratch.Conv2d(16, 32, 3, 1, 2, dilation=2).through_dft()
+    assert not scratch.Conv2d(50, 50, 1).through_dft()  # 1x1: already one product
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+def test_conv2d_dft_path_gives_im2cols_numbers(dtype):
+    """The two paths of one layer, on the same input and gradient: output, dL/dx, dL/dW."""
+    conv = scratch.Conv2d(16, 32, 5, 1, 2).to(dtype)
+    x, gy = make_input((4, 16, 14, 14), dtype), make_input((4, 32, 14, 14), dtype, seed=1)
+    y = conv(x)
+    gx = conv.backward(gy)
+    gw, conv.weight.grad = conv.weight.grad, None
+    with torch.no_grad():
+        y2, saved = conv.im2col_forward(x, (14, 14))
+        gx2 = conv.im2col_backward(gy, saved, True)
+    tol = 1e-10 if dtype == F64 else 1e-4  # float32: dL/dW sums 784 products, so 1e-3
+    assert (y - y2).abs().max() < tol and (gx - gx2).abs().max() < tol
+    assert (gw - conv.weight.grad).abs().max() < 10 * tol
 
 
 # (batch, C, H, W, kernel, stride, padding, dilation, ties)
