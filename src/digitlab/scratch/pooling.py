@@ -35,9 +35,12 @@ def along(x: torch.Tensor, dim: int, start: int, stride: int, count: int) -> tor
 def max_along(x: torch.Tensor, dim: int, kernel: int, stride: int, dilation: int, count: int):
     """1-D max pooling of x along dim: y (x's shape, `count` long along dim) with
     y[.., o, ..] = max over k < kernel of x[.., o * stride + k * dilation, ..]."""
-    y = along(x, dim, 0, stride, count).clone()
-    for k in range(1, kernel):
-        torch.maximum(y, along(x, dim, k * dilation, stride, count), out=y)
+    offsets = [along(x, dim, k * dilation, stride, count) for k in range(kernel)]
+    if kernel == 1:
+        return offsets[0].clone()
+    y = torch.maximum(offsets[0], offsets[1])
+    for xk in offsets[2:]:
+        torch.maximum(y, xk, out=y)
     return y
 
 
@@ -46,20 +49,26 @@ def route_along(x, y, gy, dim: int, kernel: int, stride: int, dilation: int) -> 
     its maximum y. Returns dx, x's shape."""
     count = y.shape[dim]
     # Windows that tile the axis exactly (a 2x2 pool on even sizes) write every pixel once:
-    # no zeroing, no read-modify-add.
+    # no zeroing, no read-modify-add, each offset's share written straight into dx.
     tiled = stride == kernel and dilation == 1 and x.shape[dim] == count * kernel
     dx = gy.new_empty(x.shape) if tiled else gy.new_zeros(x.shape)
+    targets = [along(dx, dim, k * dilation, stride, count) for k in range(kernel)]
     rest = gy  # the gradients not yet given to an offset
-    for k in range(kernel):
-        if k == kernel - 1:
-            share = rest  # no earlier offset held the maximum, so this one does
+    for k in range(kernel - 1):
+        xk = along(x, dim, k * dilation, stride, count)
+        # x <= y everywhere, so x >= y is x == y. 0/1 floats, not booleans: faster here.
+        won = torch.ge(xk, y, out=torch.empty_like(y))
+        if tiled:
+            share = torch.mul(won, rest, out=targets[k])
         else:
-            xk = along(x, dim, k * dilation, stride, count)
-            # x <= y everywhere, so x >= y is x == y. 0/1 floats, not booleans: faster here.
-            share = torch.ge(xk, y, out=torch.empty_like(y)).mul_(rest)
-            rest = rest - share
-        target = along(dx, dim, k * dilation, stride, count)
-        target.copy_(share) if tiled else target.add_(share)
+            share = won.mul_(rest)
+            targets[k].add_(share)
+        if tiled and k == kernel - 2:  # what is left is all the last offset's
+            torch.sub(rest, share, out=targets[-1])
+            return dx
+        rest = rest - share
+    # no earlier offset held the maximum, so the last one does
+    targets[-1].copy_(rest) if tiled else targets[-1].add_(rest)
     return dx
 
 
