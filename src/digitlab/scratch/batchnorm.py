@@ -80,7 +80,7 @@ class BatchNorm2d(Layer):
             mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
             centered = x - self._view(mean)
         inv_std = (var + self.eps).rsqrt()
-        xhat = centered * self._view(inv_std)
+        xhat = centered.mul_(self._view(inv_std))  # in place: centered is this layer's own
         self._saved = (xhat, inv_std, self.training)
         if not self.affine:
             return xhat
@@ -102,5 +102,6 @@ class BatchNorm2d(Layer):
         if not training:
             return grad_out * self._view(scale)
         m = xhat.numel() // self.num_features
-        centered = grad_out - self._view(dbeta / m) - xhat * self._view(dgamma / m)
-        return centered * self._view(scale)
+        # scale * (gy - dbeta / M - xhat * dgamma / M), in two passes over the batch
+        dx = torch.addcmul(self._view(-scale * dbeta / m), xhat, self._view(-scale * dgamma / m))
+        return dx.addcmul_(grad_out, self._view(scale))
