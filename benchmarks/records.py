@@ -2,7 +2,7 @@
 of test accuracy over seeds, all from this run on this machine.
 
     python benchmarks/records.py                         # speedrun, 5 seeds, both backends
-    python benchmarks/records.py --recipes best --seeds 3 --backends torch
+    python benchmarks/records.py --recipes best --seeds 3 --backends torch --tta
 """
 
 import argparse
@@ -22,10 +22,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count(), help="torch threads, fixed for every run"
     )
+    parser.add_argument(
+        "--tta", action="store_true", help="also the test accuracy with test-time augmentation"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{torch.get_num_threads()} torch threads; per recipe and backend: mean, min and max")
-    rows = record_rows(args.recipes.split(","), args.seeds, names=tuple(args.backends.split(",")))
+    backends = tuple(args.backends.split(","))
+    rows = record_rows(args.recipes.split(","), args.seeds, names=backends, tta=args.tta)
     for row in rows:
         print(f"{row['name']:<36} " + "  ".join(f"{k} {v}" for k, v in row.items() if k != "name"))
     print(json.dumps({"rows": rows}))

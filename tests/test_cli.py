@@ -7,6 +7,9 @@ from safetensors.torch import save_file
 
 from conftest import assert_one_line_error, run_cli, run_subprocess
 from digitlab import models
+from digitlab.data import load_split
+from digitlab.evaluation import SHIFTS, logits_of, shifted
+from digitlab.predict import Predictor
 
 
 def test_evaluate_json_and_table(trained_run, capsys):
@@ -23,6 +26,33 @@ def test_evaluate_json_and_table(trained_run, capsys):
     # The same checkpoint given as its weights file, with a human table.
     code, out, _ = run_cli(capsys, "evaluate", trained_run / "model.safetensors", "--no-pictures")
     assert code == 0 and f"accuracy {report['accuracy']:.4f}" in out and "confusion" in out
+
+
+def test_shifted_moves_one_pixel_and_fills_with_background():
+    images = torch.zeros(1, 5, 5, dtype=torch.uint8)
+    images[0, 2, 4] = 255  # on the right edge
+    for (dy, dx), where in {(1, 0): (3, 4), (-1, 0): (1, 4), (0, -1): (2, 3)}.items():
+        moved = shifted(images, dy, dx)
+        assert moved.shape == images.shape and moved[0, where[0], where[1]] == 255
+        assert moved.sum() == 255
+    assert shifted(images, 0, 1).sum() == 0  # moved off the image, not wrapped round
+
+
+def test_evaluate_tta_averages_the_five_shifted_views(trained_run, capsys):
+    code, out, err = run_cli(capsys, "evaluate", trained_run, "--tta", "--json", "--no-pictures")
+    assert code == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    predictor = Predictor.load(trained_run)
+    test = load_split(None, train=False)
+    views = [
+        logits_of(predictor.model, shifted(test.images, dy, dx), predictor.mean, predictor.std)
+        for dy, dx in SHIFTS
+    ]
+    expected = torch.stack([v.softmax(1) for v in views]).mean(0).argmax(1)
+    assert report["accuracy"] == pytest.approx((expected == test.labels).float().mean().item())
+    assert (expected != views[0].argmax(1)).any()  # the shifts changed some answers
+    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--tta", "--no-pictures")
+    assert code == 0 and "one-pixel shifts (--tta)" in out
 
 
 def test_python_dash_m_runs():

@@ -15,7 +15,9 @@ import time
 
 import torch
 
-from digitlab import backends, models, scratch
+from digitlab import backends, checkpoint, models, scratch
+from digitlab.data import load_split
+from digitlab.evaluation import evaluate
 from digitlab.recipes import settings
 from digitlab.training import TrainConfig, fit, make_loss, train_step
 
@@ -240,13 +242,26 @@ def memory_row(steps: int = 20) -> dict:
     }
 
 
+def shifted_accuracy(run) -> float:
+    """Test accuracy of a finished run with test-time augmentation (evaluation.SHIFTS)."""
+    model, config = checkpoint.load(run)
+    test = load_split(config.get("data_dir"), train=False)
+    norm = config["normalization"]
+    return evaluate(model, test, norm["mean"], norm["std"], tta=True)["accuracy"]
+
+
 def record_rows(
-    recipes=("speedrun",), seeds: int = 5, log=print, names=tuple(backends.BACKENDS)
+    recipes=("speedrun",),
+    seeds: int = 5,
+    log=print,
+    names=tuple(backends.BACKENDS),
+    tta: bool = False,
 ) -> list[dict]:
     """Each recipe with each backend in `names`, trained once per seed 0..seeds-1 on the full
     data: seconds of training and the spread of test accuracy. The backends alternate seed by
     seed, so a busy machine slows both alike; with both, the scratch row's ratio is its mean
-    seconds over torch's."""
+    seconds over torch's. tta=True adds the test accuracy with test-time augmentation, measured
+    after training (not in its seconds)."""
     rows = []
     for recipe in recipes:
         runs = {backend: [] for backend in names}
@@ -255,10 +270,13 @@ def record_rows(
                 config = TrainConfig(**{**settings(recipe), "backend": backend, "seed": seed})
                 with tempfile.TemporaryDirectory() as out:
                     result = fit(config, out, progress=False, log=lambda text: None)
+                    if tta:
+                        result["tta_accuracy"] = shifted_accuracy(out)
                 runs[backend].append(result)
                 log(
                     f"{recipe} {backend} seed {seed}: test accuracy {result['test_accuracy']:.4f}"
                     f" in {result['train_seconds']:.1f} s"
+                    + (f", with --tta {result['tta_accuracy']:.4f}" if tta else "")
                 )
         for backend, results in runs.items():
             seconds = [r["train_seconds"] for r in results]
@@ -276,6 +294,10 @@ def record_rows(
                     "threads": torch.get_num_threads(),
                 }
             )
+            if tta:
+                shifted = [r["tta_accuracy"] for r in results]
+                rows[-1]["tta_accuracy_mean"] = round(statistics.mean(shifted), 5)
+                rows[-1]["tta_accuracy_min"] = min(shifted)
         if len(names) == 2:
             rows[-1]["ratio"] = round(rows[-1]["seconds_mean"] / rows[-2]["seconds_mean"], 3)
     return rows

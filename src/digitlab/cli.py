@@ -121,6 +121,12 @@ def build_parser() -> Parser:
     p.add_argument("checkpoint", metavar="CKPT", help="run folder or its model.safetensors")
     p.add_argument("--data-dir", help="evaluate on this dataset (default: the run's own)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average the probabilities over the image and its four "
+        "one-pixel shifts (five forward passes)",
+    )
     p.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
     p.add_argument("--json", action="store_true")
 
@@ -349,7 +355,7 @@ def cmd_evaluate(args) -> int:
     config = predictor.config
     data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir")
     test = load_split(data_dir, train=False)
-    report = evaluate(predictor.model, test, predictor.mean, predictor.std)
+    report = evaluate(predictor.model, test, predictor.mean, predictor.std, tta=args.tta)
     run = checkpoint.resolve(args.checkpoint)[0].parent
     if not args.no_pictures and run.resolve() != checkpoint.PRETRAINED_DIR.resolve():
         write_pictures(run, data_dir, lambda text: print(text, file=sys.stderr))
@@ -359,6 +365,7 @@ def cmd_evaluate(args) -> int:
     print(
         f"{config['model']} ({config.get('backend', 'torch')}) on {len(test)} test images "
         f"of {config.get('dataset', {}).get('name', 'mnist')}"
+        + (", averaged over one-pixel shifts (--tta)" if args.tta else "")
     )
     print(f"accuracy {report['accuracy']:.4f}   loss {report['loss']:.4f}\n")
     names = predictor.classes
