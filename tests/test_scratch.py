@@ -39,6 +39,7 @@ CONV_GRID = [
     # through the DFT (stride 1, several input channels): odd sizes, padding past the kernel
     (2, 3, 4, 9, 7, (3, 2), 1, (2, 3), 1, True),
     (3, 6, 5, 7, 7, 5, 1, 0, 1, False),
+    (1, 4, 2, 6, 5, 3, 1, 1, 1, True),
 ]
 
 
