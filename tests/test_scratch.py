@@ -61,6 +61,7 @@ def test_conv2d_takes_the_dft_path_exactly_where_it_pays():
     assert not scratch.Conv2d(16, 32, 5, 2, 2).through_dft()  # strided
     assert not scratch.Conv2d(16, 32, 3, 1, 2, dilation=2).through_dft()
     assert not scratch.Conv2d(50, 50, 1).through_dft()  # 1x1: already one product
+    assert not scratch.Conv2d(16, 32, 5, 1, 2).eval().through_dft()  # eval keeps exact ties
 
 
 @pytest.mark.parametrize("dtype", [F64, F32])

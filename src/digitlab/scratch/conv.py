@@ -11,9 +11,10 @@ backward:  dW2 (O, K)   = gy^T @ cols                         gy = dL/dy viewed 
            dx           = col2im(dcols): each window's gradient added back where the window was
                           read, as KH*KW shifted, strided adds over the padded input, then cropped
 
-A layer with stride 1, no dilation, more than one input channel and a kernel bigger than 1x1
-correlates through the DFT instead (spectral.py): the same numbers, a quarter of the multiplies
-for a 5x5 kernel. A one-channel first layer has too few products for the transforms to pay.
+In training, a layer with stride 1, no dilation, more than one input channel and a kernel
+bigger than 1x1 correlates through the DFT instead (spectral.py): the same numbers up to
+rounding, a quarter of the multiplies for a 5x5 kernel. A one-channel first layer has too few
+products for the transforms to pay; eval mode keeps im2col's exact ties (see through_dft).
 """
 
 from __future__ import annotations
@@ -75,9 +76,16 @@ class Conv2d(Layer):
         return cols_t.t()
 
     def through_dft(self) -> bool:
-        """Whether the DFT path pays (measured: from two input channels on, for 3x3 and 5x5)."""
+        """Whether forward goes through the DFT: where it pays (measured: from two input
+        channels on, for 3x3 and 5x5 kernels), and only in training. In eval mode (predictions,
+        saliency) the windows keep equal inputs' outputs exactly equal, as PyTorch's do; the
+        DFT's rounding (about 1e-16 of the map's size in float64) would make them differ in the
+        last bits, and a following MaxPool2d would route a gradient by that noise instead of by
+        its tie rule, e.g. over MNIST's blank background. Training does not care which tied
+        input gets the gradient."""
         return (
-            self.stride == (1, 1)
+            self.training
+            and self.stride == (1, 1)
             and self.dilation == (1, 1)
             and self.in_channels > 1
             and self.kernel_size != (1, 1)
@@ -89,13 +97,14 @@ class Conv2d(Layer):
         out_hw = window_grid(
             "Conv2d", (h + 2 * ph, w + 2 * pw), self.kernel_size, self.stride, self.dilation
         )
-        if self.through_dft():
+        dft = self.through_dft()
+        if dft:
             y, saved = spectral.correlate(x, self.weight, self.padding, out_hw, self.workspace)
             if self.bias is not None:
                 y += self.bias.view(-1, 1, 1)
         else:
             y, saved = self.im2col_forward(x, out_hw)
-        self._saved = (saved, (n, self.out_channels, *out_hw))
+        self._saved = (saved, (n, self.out_channels, *out_hw), dft)
         return y
 
     def im2col_forward(self, x: torch.Tensor, out_hw):
@@ -106,21 +115,18 @@ class Conv2d(Layer):
         w2 = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
         y = cols @ w2.t() if self.bias is None else torch.addmm(self.bias, cols, w2.t())
         # (L, O) rows are channels-last (N, OH, OW, O); the permuted view keeps them uncopied.
-        return y.view(x.shape[0], *out_hw, self.out_channels).permute(0, 3, 1, 2), (
-            cols,
-            w2,
-            x.shape,
-        )
+        y = y.view(x.shape[0], *out_hw, self.out_channels).permute(0, 3, 1, 2)
+        return y, (cols, w2, x.shape)
 
     def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        saved, out_shape = self.saved()
+        saved, out_shape, dft = self.saved()
         if tuple(grad_out.shape) != out_shape:
             raise ValueError(
                 f"Conv2d.backward expects grad_out {out_shape}, got {tuple(grad_out.shape)}"
             )
         if self.bias is not None:
             accumulate(self.bias, grad_out.sum((0, 2, 3)))
-        if self.through_dft():
+        if dft:
             dx, dweight = spectral.correlate_backward(grad_out, saved, input_grad, self.workspace)
             accumulate(self.weight, dweight)
             return dx
