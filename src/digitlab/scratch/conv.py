@@ -71,8 +71,12 @@ class Conv2d(Layer):
             return cols
         # One channel (a first layer): a window row is only KW numbers, while a row of the image
         # is OW; fill the transpose, (K, L), one image row at a time, and hand out its (L, K) view.
-        cols_t = self.workspace("cols", (kh * kw, n * oh * ow), x)
-        cols_t.view(kh, kw, c, n, oh, ow).copy_(win.permute(3, 4, 5, 0, 1, 2))
+        # With a bias, one more row of ones: the products then add the bias (forward) and sum its
+        # gradient (backward), saving a pass over the large first-layer output for each.
+        k = kh * kw
+        cols_t = self.workspace("cols", (k + (self.bias is not None), n * oh * ow), x)
+        cols_t[:k].view(kh, kw, c, n, oh, ow).copy_(win.permute(3, 4, 5, 0, 1, 2))
+        cols_t[k:].fill_(1)
         return cols_t.t()
 
     def through_dft(self) -> bool:
@@ -113,7 +117,10 @@ class Conv2d(Layer):
         cols = self.im2col(x, out_hw)
         # The weight in the windows' (KH, KW, C) order, as an (O, K) matrix.
         w2 = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
-        y = cols @ w2.t() if self.bias is None else torch.addmm(self.bias, cols, w2.t())
+        if cols.shape[1] > w2.shape[1]:  # a column of ones: the bias is one more weight
+            y = cols @ torch.cat((w2, self.bias[:, None]), 1).t()
+        else:
+            y = cols @ w2.t() if self.bias is None else torch.addmm(self.bias, cols, w2.t())
         # (L, O) rows are channels-last (N, OH, OW, O); the permuted view keeps them uncopied.
         y = y.view(x.shape[0], *out_hw, self.out_channels).permute(0, 3, 1, 2)
         return y, (cols, w2, x.shape)
@@ -124,11 +131,11 @@ class Conv2d(Layer):
             raise ValueError(
                 f"Conv2d.backward expects grad_out {out_shape}, got {tuple(grad_out.shape)}"
             )
-        if self.bias is not None:
-            accumulate(self.bias, grad_out.sum((0, 2, 3)))
         if dft:
             dx, dweight = spectral.correlate_backward(grad_out, saved, input_grad, self.workspace)
             accumulate(self.weight, dweight)
+            if self.bias is not None:
+                accumulate(self.bias, grad_out.sum((0, 2, 3)))
             return dx
         return self.im2col_backward(grad_out, saved, input_grad)
 
@@ -140,7 +147,12 @@ class Conv2d(Layer):
         # dW2 (O, K) = gy^T @ cols, multiplied in the order that reads both operands along their
         # rows: for a first layer cols is the transpose of a (K, L) matrix, so form dW2^T.
         dw2 = gy.t() @ cols if cols.is_contiguous() else (cols.t() @ gy).t()
-        accumulate(self.weight, dw2.view(self.out_channels, kh, kw, c).permute(0, 3, 1, 2))
+        if dw2.shape[1] > w2.shape[1]:  # the column of ones' weight is the bias: db = sum gy
+            dw2, db = dw2[:, :-1], dw2[:, -1]
+        else:
+            db = None if self.bias is None else gy.sum(0)
+        accumulate(self.bias, db)
+        accumulate(self.weight, dw2.reshape(self.out_channels, kh, kw, c).permute(0, 3, 1, 2))
         if not input_grad:
             return None
         # dcols, one (L, C) block per kernel offset: gy @ W_k, W_k = weight[:, :, i, j] (O, C).
