@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import assert_one_line_error, run_cli, run_subprocess
+from conftest import assert_one_line_error, run_cli, run_subprocess, write_dataset
 from digitlab import models
 from digitlab.data import load_split
 from digitlab.evaluation import SHIFTS, logits_of, shifted
@@ -38,12 +38,14 @@ def test_shifted_moves_one_pixel_and_fills_with_background():
     assert shifted(images, 0, 1).sum() == 0  # moved off the image, not wrapped round
 
 
-def test_evaluate_tta_averages_the_five_shifted_views(trained_run, capsys):
-    code, out, err = run_cli(capsys, "evaluate", trained_run, "--tta", "--json", "--no-pictures")
+def test_evaluate_tta_averages_the_five_shifted_views(trained_run, tmp_path, capsys):
+    data = write_dataset(tmp_path / "data", 100, 2000)  # the first 2,000 test digits
+    args = ("evaluate", trained_run, "--tta", "--data-dir", data, "--no-pictures")
+    code, out, err = run_cli(capsys, *args, "--json")
     assert code == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     predictor = Predictor.load(trained_run)
-    test = load_split(None, train=False)
+    test = load_split(data, train=False)
     views = [
         logits_of(predictor.model, shifted(test.images, dy, dx), predictor.mean, predictor.std)
         for dy, dx in SHIFTS
@@ -51,7 +53,7 @@ def test_evaluate_tta_averages_the_five_shifted_views(trained_run, capsys):
     expected = torch.stack([v.softmax(1) for v in views]).mean(0).argmax(1)
     assert report["accuracy"] == pytest.approx((expected == test.labels).float().mean().item())
     assert (expected != views[0].argmax(1)).any()  # the shifts changed some answers
-    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--tta", "--no-pictures")
+    code, out, _ = run_cli(capsys, *args)
     assert code == 0 and "one-pixel shifts (--tta)" in out
 
 
