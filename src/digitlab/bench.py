@@ -15,9 +15,10 @@ import time
 
 import torch
 
-from digitlab import backends, checkpoint, models, scratch
+from digitlab import backends, models, scratch
 from digitlab.data import load_split
 from digitlab.evaluation import evaluate
+from digitlab.predict import Predictor
 from digitlab.recipes import settings
 from digitlab.training import TrainConfig, fit, make_loss, train_step
 
@@ -244,10 +245,9 @@ def memory_row(steps: int = 20) -> dict:
 
 def shifted_accuracy(run) -> float:
     """Test accuracy of a finished run with test-time augmentation (evaluation.SHIFTS)."""
-    model, config = checkpoint.load(run)
-    test = load_split(config.get("data_dir"), train=False)
-    norm = config["normalization"]
-    return evaluate(model, test, norm["mean"], norm["std"], tta=True)["accuracy"]
+    predictor = Predictor.load(run)
+    test = load_split(predictor.config.get("data_dir"), train=False)
+    return evaluate(predictor.model, test, predictor.mean, predictor.std, tta=True)["accuracy"]
 
 
 def record_rows(

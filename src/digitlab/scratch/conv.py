@@ -102,14 +102,15 @@ class Conv2d(Layer):
             "Conv2d", (h + 2 * ph, w + 2 * pw), self.kernel_size, self.stride, self.dilation
         )
         dft = self.through_dft()
-        if dft:
-            y, saved = spectral.correlate(x, self.weight, self.padding, out_hw, self.workspace)
-            if self.bias is not None:
-                y += self.bias.view(-1, 1, 1)
-        else:
-            y, saved = self.im2col_forward(x, out_hw)
+        y, saved = (self.dft_forward if dft else self.im2col_forward)(x, out_hw)
         self._saved = (saved, (n, self.out_channels, *out_hw), dft)
         return y
+
+    def dft_forward(self, x: torch.Tensor, out_hw):
+        y, saved = spectral.correlate(x, self.weight, self.padding, out_hw, self.workspace)
+        if self.bias is not None:
+            y += self.bias.view(-1, 1, 1)
+        return y, saved
 
     def im2col_forward(self, x: torch.Tensor, out_hw):
         # Work channels-last, (N, H, W, C): free when x came from another hand-written layer.
@@ -131,13 +132,14 @@ class Conv2d(Layer):
             raise ValueError(
                 f"Conv2d.backward expects grad_out {out_shape}, got {tuple(grad_out.shape)}"
             )
-        if dft:
-            dx, dweight = spectral.correlate_backward(grad_out, saved, input_grad, self.workspace)
-            accumulate(self.weight, dweight)
-            if self.bias is not None:
-                accumulate(self.bias, grad_out.sum((0, 2, 3)))
-            return dx
-        return self.im2col_backward(grad_out, saved, input_grad)
+        return (self.dft_backward if dft else self.im2col_backward)(grad_out, saved, input_grad)
+
+    def dft_backward(self, grad_out: torch.Tensor, saved, input_grad: bool):
+        dx, dweight = spectral.correlate_backward(grad_out, saved, input_grad, self.workspace)
+        accumulate(self.weight, dweight)
+        if self.bias is not None:
+            accumulate(self.bias, grad_out.sum((0, 2, 3)))
+        return dx
 
     def im2col_backward(self, grad_out: torch.Tensor, saved, input_grad: bool):
         cols, w2, (n, hp, wp, c) = saved
