@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
-from scipy.stats import mannwhitneyu
 
 RATE = 0.01  # the share of real digits that may be called unsure
 FILE = "unsure.safetensors"  # class means and shared precision, beside model.safetensors
@@ -105,5 +104,9 @@ def is_unsure(model, inputs: torch.Tensor, distance: Distance | None, calibratio
 
 def auroc(digit_scores: torch.Tensor, other_scores: torch.Tensor) -> float:
     """The probability that a digit scores above a non-digit (area under the ROC curve)."""
+    # Imported here: scipy.stats takes most of a second to import, and every training process
+    # imports this module (for the calibration) without needing it.
+    from scipy.stats import mannwhitneyu
+
     u = mannwhitneyu(digit_scores.numpy(), other_scores.numpy()).statistic
     return float(u) / (len(digit_scores) * len(other_scores))
