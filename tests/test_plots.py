@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 from PIL import Image
 
-from conftest import needs, run_cli
+from conftest import needs, run_cli, write_dataset
 from digitlab.compare import DEFAULT_CONFIGS
 
 CHROMIUM = shutil.which("chromium")
@@ -53,8 +53,12 @@ def test_train_writes_pictures_unless_told_not_to(tmp_path, capsys):
 
 
 def test_compare_reports_each_configuration_and_resumes(tmp_path, capsys):
+    # The first 2,000 of MNIST's test digits: each row evaluates and times inference on them.
+    data = write_dataset(tmp_path / "data", 400, 2000)
     configs = "cnn/torch/adam,cnn/scratch/adam,cnn/torch/sgd/0.05"
-    args = ["compare", "--configs", configs, "--subset", "400", "--out", tmp_path, "--quiet"]
+    out_dir = tmp_path / "report"
+    common = ["--data-dir", data, "--robustness-limit", "300", "--out", out_dir, "--quiet"]
+    args = ["compare", "--configs", configs, "--subset", "400", *common]
     code, out, err = run_cli(capsys, *args, "--json")
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
@@ -64,22 +68,23 @@ def test_compare_reports_each_configuration_and_resumes(tmp_path, capsys):
         assert r["parameters"] == 28938 and 0.3 < r["test_accuracy"] <= 1
         assert 0 < r["train_seconds"] == r["seconds_per_epoch"] < 120
         assert r["inference_per_second"] > 100 and r["peak_memory_mib"] > 0
-        assert 0.05 < r["corrupted_accuracy"] < r["test_accuracy"]  # MNIST-C, 1000 images
+        assert 0.05 < r["corrupted_accuracy"] < r["test_accuracy"]  # MNIST-C, 300 images
     # Same seed, same data: the hand-written layers follow PyTorch's run closely.
     assert abs(rows[0]["test_accuracy"] - rows[1]["test_accuracy"]) < 0.02
-    report = (tmp_path / "report.md").read_text()
+    report = (out_dir / "report.md").read_text()
     assert sum(line.startswith("| cnn/") for line in report.splitlines()) == 3
     for name in ("curves.png", "accuracy_vs_time.png", "robustness.png"):
-        assert_real_picture(tmp_path / name)
-    html = (tmp_path / "report.html").read_text()
+        assert_real_picture(out_dir / name)
+    html = (out_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "cnn/scratch/adam" in html
     assert "corrupted accuracy" in report
     # A rerun redoes nothing.
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and err.count("done before, skipped") + out.count("done before") == 3
     # Other settings are another comparison: nothing stale is reused.
-    args = ["compare", "--configs", "cnn/torch/adam", "--subset", "300", "--out", tmp_path]
-    code, out, err = run_cli(capsys, *args, "--quiet")
+    code, out, err = run_cli(
+        capsys, "compare", "--configs", "cnn/torch/adam", "--subset", "300", *common
+    )
     assert code == 0 and "cnn/torch/adam: training" in out and "done before" not in out
 
 
