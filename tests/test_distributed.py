@@ -7,10 +7,17 @@ import subprocess
 import pytest
 from safetensors.torch import load_file
 
-from conftest import run_cli
+from conftest import run_cli, write_dataset
 from digitlab import backends, distributed, training
 
 RUN = ["--subset", "2000", "--batch-size", "50", "--seed", "2", "--quiet", "--no-pictures"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """MNIST's first 6,000 training and 1,000 test digits: each run here evaluates after every
+    epoch, and 1,000 test digits are enough to tell a trained net from an untrained one."""
+    return write_dataset(tmp_path_factory.mktemp("data"), 6000, 1000)
 
 
 def torchrun(*args, processes=2, env=None):
@@ -24,9 +31,9 @@ def torchrun(*args, processes=2, env=None):
 
 
 @pytest.mark.parametrize("backend", backends.BACKENDS)
-def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backend):
+def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backend, data):
     out = tmp_path / "two"
-    done = torchrun("train", *RUN, "--backend", backend, "--out", out)
+    done = torchrun("train", *RUN, "--data-dir", data, "--backend", backend, "--out", out)
     assert done.returncode == 0, done.stderr
     # Every rank checked its weights against rank 0's, bit for bit, at the end of the run.
     assert "the 2 processes ended with identical weights" in done.stdout
@@ -37,7 +44,9 @@ def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backe
     # No batch norm, no augmentation, 2000 images split evenly: each step of the two processes
     # sees the images one process's step sees, so the weights match up to float32 rounding.
     single = tmp_path / "one"
-    code, _, err = run_cli(capsys, "train", *RUN, "--backend", backend, "--out", single)
+    code, _, err = run_cli(
+        capsys, "train", *RUN, "--data-dir", data, "--backend", backend, "--out", single
+    )
     assert code == 0, err
     one = training.read_metrics(single)[-1]["test_accuracy"]
     assert two > 0.8 and abs(two - one) <= 0.002
@@ -58,7 +67,7 @@ def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path):
 
 @pytest.mark.parametrize("backend", backends.BACKENDS)
 @pytest.mark.parametrize("model", ["cnn", "fast", "best"])
-def test_every_net_ends_data_parallel_with_one_model(tmp_path, model, backend):
+def test_every_net_ends_data_parallel_with_one_model(tmp_path, model, backend, data):
     """Batch norm's running statistics differ per rank until they are averaged: the rank check
     at the end (every parameter and buffer, bit for bit) must pass for every net."""
     done = torchrun(
@@ -73,6 +82,8 @@ def test_every_net_ends_data_parallel_with_one_model(tmp_path, model, backend):
         "50",
         "--quiet",
         "--no-pictures",
+        "--data-dir",
+        data,
         "--out",
         tmp_path,
     )
@@ -81,7 +92,7 @@ def test_every_net_ends_data_parallel_with_one_model(tmp_path, model, backend):
 
 
 @pytest.mark.parametrize("recipe", ["speedrun", "best"])
-def test_both_recipes_run_data_parallel(tmp_path, recipe):
+def test_both_recipes_run_data_parallel(tmp_path, recipe, data):
     done = torchrun(
         "train",
         "--recipe",
@@ -92,6 +103,8 @@ def test_both_recipes_run_data_parallel(tmp_path, recipe):
         "1",
         "--quiet",
         "--no-pictures",
+        "--data-dir",
+        data,
         "--out",
         tmp_path,
     )
@@ -99,13 +112,15 @@ def test_both_recipes_run_data_parallel(tmp_path, recipe):
     assert "identical weights" in done.stdout
 
 
-def test_the_rank_check_stops_a_run_whose_ranks_differ(tmp_path):
+def test_the_rank_check_stops_a_run_whose_ranks_differ(tmp_path, data):
     done = torchrun(
         "train",
         "--subset",
         "200",
         "--quiet",
         "--no-pictures",
+        "--data-dir",
+        data,
         "--out",
         tmp_path,
         env={distributed.PERTURB: "1"},
