@@ -160,13 +160,15 @@ def step_function(model_name: str, backend: str, batch: int = BATCH, device: str
 STEPS = (("cnn", BATCH), ("fcn", BATCH), ("fast", 128))
 
 
-def step_rows(number: int = 20, device: str = "cpu", peak: float | None = None) -> list[dict]:
+def step_rows(
+    number: int = 20, device: str = "cpu", peak: float | None = None, rounds: int = 5
+) -> list[dict]:
     rows = []
     for model_name, batch in STEPS:
         # Alternate the backends round by round so both see the same machine load.
         runs = {b: step_function(model_name, b, batch, device) for b in ("torch", "scratch")}
         samples = {b: [] for b in runs}
-        for _ in range(5):
+        for _ in range(rounds):
             for backend, fn in runs.items():
                 samples[backend].append(median_ms(fn, number))
         times = {b: statistics.median(v) for b, v in samples.items()}
@@ -312,7 +314,7 @@ def run_all(quick: bool = False, records: bool = False) -> dict:
             "gflops": round(peak, 1),
         }
     ]
-    rows += layer_rows(number, peak) + step_rows(number, peak=peak)
+    rows += layer_rows(number, peak) + step_rows(number, peak=peak, rounds=1 if quick else 5)
     rows.append(study_log_row(1 if quick else 2))
     rows.append(memory_row(5 if quick else 20))
     if records:

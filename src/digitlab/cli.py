@@ -234,7 +234,9 @@ def build_parser() -> Parser:
     )
 
     p = sub.add_parser("bench", help="speed of the hand-written layers against PyTorch")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer repetitions: a first look, not a record"
+    )
     p.add_argument(
         "--records",
         action="store_true",
