@@ -343,15 +343,18 @@ def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
                     (cx + 0.25 * h, cy - 0.35 * h),
                     (cx - 0.05 * h, cy + 0.38 * h),
                 ],
+                steps=4,  # straight lines need few moves; each costs the browser and server time
             )
             wait_for_number(page, "7")
             page.locator("#why img").wait_for()  # the saliency and occlusion maps are shown
             page.click("#clear")
             wait_for_number(page, "")
             for x in (-0.15, 0.15):  # a hash: two slanted verticals, two horizontals
-                stroke(page, [(cx + x * h, cy - 0.35 * h), (cx + x * h - 0.05 * h, cy + 0.35 * h)])
+                stroke(
+                    page, [(cx + x * h, cy - 0.35 * h), (cx + x * h - 0.05 * h, cy + 0.35 * h)], 4
+                )
             for y in (-0.12, 0.12):
-                stroke(page, [(cx - 0.35 * h, cy + y * h), (cx + 0.35 * h, cy + y * h)])
+                stroke(page, [(cx - 0.35 * h, cy + y * h), (cx + 0.35 * h, cy + y * h)], 4)
             wait_for_message(page, "Not sure")
             for k in range(5):
                 page.click("#clear")
