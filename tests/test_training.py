@@ -91,13 +91,15 @@ def test_same_seed_same_run_bit_for_bit(tmp_path):
 
 @pytest.mark.parametrize("backend", ["torch", "scratch"])
 def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, capsys, backend):
+    # MNIST's first 500 training and 1,000 test digits: the runs evaluate 8 epochs in all.
+    data = write_dataset(tmp_path / "data", 500, 1000)
     for optimizer in ("adam", "sgd"):
         whole, parts = tmp_path / f"whole-{optimizer}", tmp_path / f"parts-{optimizer}"
         args = [
             "--backend",
             backend,
-            "--subset",
-            "500",
+            "--data-dir",
+            data,
             "--batch-size",
             "25",
             "--optimizer",
