@@ -163,13 +163,13 @@ def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
             (cx + 0.25 * h, cy - 0.35 * h),
             (cx - 0.05 * h, cy + 0.38 * h),
         ]
-        stroke(page, points)
+        stroke(page, points, steps=4)  # straight lines need few moves; each costs time
         wait_for_number(page, "7")
         page.screenshot(path=str(tmp_path / "app.png"))
         # Clear, and the canvas is ready for the next digit: a "1", one stroke down.
         page.click("#clear")
         wait_for_number(page, "")
-        stroke(page, [(cx, cy - 0.35 * h), (cx, cy + 0.35 * h)])
+        stroke(page, [(cx, cy - 0.35 * h), (cx, cy + 0.35 * h)], steps=4)
         wait_for_number(page, "1")
         browser.close()
 
