@@ -38,6 +38,8 @@ def test_one_epoch_on_2000_images_beats_90_percent(trained_run):
     assert 0.25 < config["normalization"]["std"] < 0.35
     assert config["dataset"]["train_images"] == 2000 and config["dataset"]["test_images"] == 10000
     assert config["command"].startswith("digitlab train")
+    # The epoch's scores, not its 80 step losses (those are in metrics.jsonl).
+    assert set(config["metrics"]) == {"train_loss", "test_loss", "test_accuracy"}
     assert set(load_file(trained_run / "model.safetensors")) == {
         "conv1.0.weight",
         "conv1.0.bias",

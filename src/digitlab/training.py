@@ -516,7 +516,9 @@ def finish_epoch(run: Run, losses: list[float], seconds: float, peak_mib: float,
         step_loss=[round(v, 5) for v in losses],
     )
     append_metrics(run.out, record)
-    save(run, {k: v for k, v in record.items() if k.endswith(("_accuracy", "_loss"))})
+    # config.json records the epoch's scores; the per-step losses stay in metrics.jsonl.
+    keys = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+    save(run, {k: record[k] for k in keys if k in record})
     scores = "".join(
         f", {name} loss {record[f'{name}_loss']:.4f}, {name} accuracy "
         f"{record[f'{name}_accuracy']:.4f}"
