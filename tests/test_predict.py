@@ -173,7 +173,7 @@ def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
 def test_photographed_digits_are_read_despite_shadow_grain_and_colour():
     """A shadow across the page is divided out before the ink is looked for: 37.6% of these
     photo-like digits were read right before that step, 69.4% after (benchmarks/photos.py, 500
-    digits); of these 150, 48 before."""
+    digits, with the model shipped then); of these 150, 48 before."""
     import sys
     from pathlib import Path
 
@@ -195,8 +195,9 @@ def test_photographed_digits_are_read_despite_shadow_grain_and_colour():
 
 def test_ruled_paper_and_specks_are_not_taken_for_ink(monkeypatch):
     """Photo-like digits on ruled paper with dust: the rules (found by a Hough transform) and the
-    specks are removed before the digit is cropped. Without that step these 150 are read worse
-    (benchmarks/photos.py --lined, 500 digits: 55.4% before, 65.6% after; here 182 and 202)."""
+    specks are removed before the digit is cropped. Without that step these 300 are read worse
+    (benchmarks/photos.py --lined, 500 digits, the model shipped then: 55.4% before, 65.6%
+    after; here, with the model shipped now, 174 and 203)."""
     import sys
     from pathlib import Path
 
