@@ -162,7 +162,7 @@ def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
     from digitlab import checkpoint
 
     config = json.loads((checkpoint.PRETRAINED_DIR / "config.json").read_text())
-    code, out, err = run_cli(capsys, "evaluate", checkpoint.PRETRAINED_DIR, "--json")
+    code, out, err = run_cli(capsys, "evaluate", "pretrained", "--json")
     assert code == 0, err
     accuracy = json.loads(out.strip().splitlines()[-1])["accuracy"]
     assert accuracy == config["metrics"]["test_accuracy"]

@@ -85,8 +85,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def resolve(ckpt: str | Path) -> tuple[Path, Path]:
-    """(weights file, config file) of CKPT: a run folder or the model.safetensors inside it."""
-    path = Path(ckpt).expanduser()
+    """(weights file, config file) of CKPT: a run folder or the model.safetensors inside it, or
+    the word "pretrained" for the shipped model (every command that takes CKPT accepts it)."""
+    path = PRETRAINED_DIR if str(ckpt) == "pretrained" else Path(ckpt).expanduser()
     if path.is_dir():
         path = path / WEIGHTS
     if not path.is_file():

@@ -118,7 +118,9 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint")
-    p.add_argument("checkpoint", metavar="CKPT", help="run folder or its model.safetensors")
+    p.add_argument(
+        "checkpoint", metavar="CKPT", help="run folder or its model.safetensors, or 'pretrained'"
+    )
     p.add_argument("--data-dir", help="evaluate on this dataset (default: the run's own)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     p.add_argument(
@@ -447,8 +449,7 @@ def cmd_finetune(args) -> int:
 
     if Path(args.out).exists():
         raise DigitlabError(f"--out {args.out}: exists already; choose a new run folder")
-    ckpt = None if args.checkpoint == "pretrained" else args.checkpoint
-    result = finetune(Predictor.load(ckpt), args.images, args.out)
+    result = finetune(Predictor.load(args.checkpoint), args.images, args.out)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -467,14 +468,13 @@ def cmd_robustness(args) -> int:
     from digitlab.robustness import evaluate_robustness, images_for, names_of, write_pictures
 
     names = names_of(args.corruptions)
-    ckpt = None if args.checkpoint == "pretrained" else args.checkpoint
-    predictor = Predictor.load(ckpt)
+    predictor = Predictor.load(args.checkpoint)
     data_dir = args.data_dir if args.data_dir is not None else predictor.config.get("data_dir")
     start = time.perf_counter()
     images = images_for(predictor.config, args.on, data_dir)
     result = evaluate_robustness(predictor, images, names, args.limit, args.seed)
     seconds = time.perf_counter() - start
-    run = checkpoint.resolve(checkpoint.PRETRAINED_DIR if ckpt is None else ckpt)[0].parent
+    run = checkpoint.resolve(args.checkpoint)[0].parent
     out = Path(args.out) if args.out else run
     if out.resolve() == checkpoint.PRETRAINED_DIR.resolve():
         out = Path("runs/robustness-pretrained")  # never write into the package
