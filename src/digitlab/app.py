@@ -316,7 +316,7 @@ def build_app(
                 )
         maps = gr.Image(label="what each conv block sees", interactive=False, elem_id="maps")
         outputs = [label, seen, why, maps, number, message]
-        pad.change(
+        reading = pad.change(
             lambda v, c: on_draw(v, c, reader),
             [pad, choice],
             outputs,
@@ -328,13 +328,16 @@ def build_app(
             lambda p, c: on_upload(p, c, reader), [upload, choice], outputs, api_name="read_upload"
         )
         # The sketchpad's own "Clear canvas" empties it in the browser (its change event then
-        # resets the answer); setting its value from the server would also drop the brush.
+        # resets the answer); setting its value from the server would also drop the brush. A
+        # reading still running or waiting from the last strokes is cancelled: it would put
+        # their answer back beside the empty canvas.
         clear.click(
             lambda: (None, *answer(None, None, reader)),
             None,
             [upload, *outputs],
             api_name=False,
             js=CLEAR_CANVAS,
+            cancels=[reading],
         )
         save.click(
             lambda v, r: save_drawing(v, r, folder), [pad, right], teach, api_name="save_drawing"
