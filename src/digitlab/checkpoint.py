@@ -84,10 +84,12 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
-def resolve(ckpt: str | Path) -> tuple[Path, Path]:
+def resolve(ckpt: str | Path | None) -> tuple[Path, Path]:
     """(weights file, config file) of CKPT: a run folder or the model.safetensors inside it, or
-    the word "pretrained" for the shipped model (every command that takes CKPT accepts it)."""
-    path = PRETRAINED_DIR if str(ckpt) == "pretrained" else Path(ckpt).expanduser()
+    the shipped model for None and for the word "pretrained" (so every command that takes CKPT
+    accepts it)."""
+    shipped = ckpt is None or str(ckpt) == "pretrained"
+    path = PRETRAINED_DIR if shipped else Path(ckpt).expanduser()
     if path.is_dir():
         path = path / WEIGHTS
     if not path.is_file():
@@ -123,7 +125,7 @@ def read_config(path: Path) -> dict:
 
 def load(ckpt: str | Path | None = None, backend: str = "torch", device: str = "cpu"):
     """(model in eval mode, config) from a checkpoint; None loads the shipped pretrained model."""
-    weights_path, config_path = resolve(PRETRAINED_DIR if ckpt is None else ckpt)
+    weights_path, config_path = resolve(ckpt)
     config = read_config(config_path)
     state, _ = _read_safetensors(weights_path)
     model = models.build(config["model"], backend)

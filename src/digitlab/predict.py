@@ -78,7 +78,7 @@ class Predictor:
             return cls(None, {}, onnx=OnnxModel(ckpt))
         model, config = checkpoint.load(ckpt, backend=backend, device=device)
         predictor = cls(model, config, backend=backend)
-        folder = checkpoint.resolve(checkpoint.PRETRAINED_DIR if ckpt is None else ckpt)[0].parent
+        folder = checkpoint.resolve(ckpt)[0].parent
         predictor.distance = unsure.Distance.load(folder)
         return predictor
 
