@@ -95,7 +95,7 @@ def resolve(ckpt: str | Path | None) -> tuple[Path, Path]:
     if not path.is_file():
         raise DigitlabError(
             f"{ckpt}: no such checkpoint; give a run folder written by digitlab train "
-            "or the model.safetensors inside it"
+            "or the model.safetensors inside it, or 'pretrained' for the shipped model"
         )
     return path, path.parent / CONFIG
 
