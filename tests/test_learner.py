@@ -346,6 +346,53 @@ def test_train_refuses_layers_that_fail_the_check(capsys, tmp_path):
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+def test_train_refuses_label_smoothing_the_learners_loss_does_not_take(capsys, tmp_path):
+    """The recipes smooth labels; the solution's CrossEntropyLoss takes no label_smoothing."""
+    args = ["train", "--layers", LEARNERS / "solution.py", "--recipe", "speedrun"]
+    code, out, err = run_cli(capsys, *args, "--subset", "500", "--out", tmp_path / "run")
+    assert_one_line_error(code, err, 1, "label_smoothing", "--label-smoothing 0")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+SMOOTHED = """
+    def __init__(self, label_smoothing=0.0):
+        super().__init__()
+        self.s = label_smoothing
+
+    def forward(self, logits, target):
+        shifted = logits - logits.max(1, keepdim=True).values
+        log_p = shifted - shifted.exp().sum(1, keepdim=True).log()
+        k = logits.shape[1]
+        self.q = torch.full_like(log_p, SHARE / k)
+        self.q[torch.arange(len(target)), target] += 1 - SHARE
+        self.p = log_p.exp()
+        return -(self.q * log_p).sum(1).mean()
+
+    def backward(self, grad_out=1.0):
+        return (self.p - self.q) / len(self.p) * grad_out
+"""
+
+
+@pytest.mark.parametrize("share, fits", [("self.s", True), ("0.0", False)])
+def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, fits):
+    """A loss that takes label_smoothing is compared with PyTorch's with it before a run uses
+    it; one that takes the argument but ignores it is refused, naming the fix."""
+    from digitlab import backends, training
+    from digitlab.errors import DigitlabError
+
+    start = SOLUTION.index("class CrossEntropyLoss(nn.Module):\n")
+    old = SOLUTION[start : SOLUTION.index("\n\n\n", start)]
+    new = "class CrossEntropyLoss(nn.Module):" + SMOOTHED.replace("SHARE", share).rstrip()
+    path = variant(tmp_path, old, new)
+    backend = backends.get("learner", str(path))
+    if fits:
+        loss = training.make_loss(backend, 0.1)
+        assert loss.s == 0.1 and type(loss).__module__.startswith("learner_")
+    else:
+        with pytest.raises(DigitlabError, match="does not match PyTorch.*--label-smoothing 0"):
+            training.make_loss(backend, 0.1)
+
+
 def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
     """The suite's solution (every class its own, BatchNorm2d from digitlab.scratch) in the
     speedrun's net, one epoch on 5,000 images, beside the same run on PyTorch's layers."""
@@ -363,6 +410,8 @@ def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
         "16",
         "--lr",
         "0.005",
+        "--label-smoothing",
+        "0",
         "--out",
         out,
         "--json",

@@ -103,6 +103,13 @@ def build_parser() -> Parser:
         help="give this share of training images a shaded background, noise, blur or a stray "
         f"stroke, to read digits outside MNIST's clean ones (default {d.sturdy})",
     )
+    p.add_argument(
+        "--label-smoothing",
+        type=fraction,
+        metavar="S",
+        help="take S from the true class's target and share it over all classes, as PyTorch's "
+        f"CrossEntropyLoss(label_smoothing=S) (default {d.label_smoothing})",
+    )
     p.add_argument("--data-dir", help="folder of MNIST-format IDX files (default: embedded MNIST)")
     p.add_argument(
         "--layers",

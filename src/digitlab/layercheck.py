@@ -345,9 +345,10 @@ def run_loss_case(case: Case, cls: type) -> list[Failure]:
     x = make_input(case.shape, False, seed=3, scale=case.scale)
     target = torch.arange(n) % c
     x64 = x.double().requires_grad_(True)
-    loss_ref = F.cross_entropy(x64, target)
+    loss_ref = F.cross_entropy(x64, target, **case.kwargs)
     loss_ref.backward()
-    mine = call("CrossEntropyLoss() constructor", cls)
+    arguments = ", ".join(f"{k}={v!r}" for k, v in case.kwargs.items())
+    mine = call(f"CrossEntropyLoss({arguments}) constructor", cls, **case.kwargs)
     loss = call("__call__ (forward)", mine, x.clone(), target)
     ctx = {"batch": n, "large_logits": case.scale > 100}
     failure = compare(

@@ -142,3 +142,30 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
         + ", ".join([*theirs, "any other layer the net needs (Sequential, BatchNorm2d, ...)"])
     )
     return backends.Backend("learner", layers, optim, loss, autograd=False, note=note)
+
+
+def check_smoothing(loss: type, label_smoothing: float) -> None:
+    """Refuse, in one line with the fix, a run with label smoothing (the recipes use it) when the
+    learner's CrossEntropyLoss does not take `label_smoothing` or disagrees with PyTorch's with
+    it. digitlab check tests the loss without smoothing; this tests what the run will use."""
+    from digitlab import scratch
+    from digitlab.layercheck import Case, LearnerError, run_loss_case
+
+    if loss is scratch.CrossEntropyLoss:
+        return
+    fix = "or train on it without smoothing: add --label-smoothing 0"
+    case = Case("CrossEntropyLoss", "label smoothing", "loss", shape=(8, 10))
+    case.kwargs = {"label_smoothing": label_smoothing}
+    try:
+        failures = run_loss_case(case, loss)
+    except LearnerError as e:
+        raise DigitlabError(
+            f"this run uses --label-smoothing {label_smoothing} (the recipes set it), and your "
+            f"CrossEntropyLoss(label_smoothing={label_smoothing}) raised "
+            f"{type(e.__cause__).__name__}: give its __init__ that argument, as PyTorch's, {fix}"
+        ) from e
+    if failures:
+        raise DigitlabError(
+            f"your CrossEntropyLoss(label_smoothing={label_smoothing}) does not match PyTorch's "
+            f"({failures[0].tensor}: {failures[0].message}); fix it, {fix}"
+        )
