@@ -95,7 +95,7 @@ def test_one_list_of_run_settings_serves_cli_compare_and_resume():
 
 def test_recipe_and_resume_merge_in_training(tmp_path):
     config = training.configure({"recipe": "speedrun", "seed": 3})
-    assert config.model == "fast" and config.lr == 0.01 and config.seed == 3
+    assert config.model == "fast" and config.lr == 0.02 and config.seed == 3
     assert config.recipe == "speedrun"
 
 

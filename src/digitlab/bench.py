@@ -157,7 +157,7 @@ def step_function(model_name: str, backend: str, batch: int = BATCH, device: str
 
 
 # (model, batch): the study log's nets at its batch, the speedrun's net at the speedrun's batch.
-STEPS = (("cnn", BATCH), ("fcn", BATCH), ("fast", 128))
+STEPS = (("cnn", BATCH), ("fcn", BATCH), ("fast", settings("speedrun")["batch_size"]))
 
 
 def step_rows(

@@ -5,7 +5,9 @@
 (e.g. `--backend scratch`, `--seed 3`).
 
 speedrun  the fewest seconds to 99% test accuracy on a laptop CPU: the small `fast` net, one
-          epoch in batches of 128, Adam at a peak rate of 0.01 on a one-cycle schedule.
+          epoch in batches of 256, Adam at a peak rate of 0.02 on a one-cycle schedule, label
+          smoothing 0.1; chosen over the batches of 128 at 0.01 it had before on 10,000 held-out
+          training images (README, Records).
 best      the highest accuracy from one model within 20 minutes on a laptop CPU: the batch-norm
           `best` net, 32 epochs on randomly rotated, scaled and shifted digits, SGD with Nesterov
           momentum on a one-cycle schedule, label smoothing, an average of the weights; 5,000
@@ -25,12 +27,13 @@ RECIPES = {
     "speedrun": dict(
         model="fast",
         optimizer="adam",
-        lr=0.01,
+        lr=0.02,
         betas=(0.8, 0.999),
-        batch_size=128,
+        batch_size=256,
         epochs=1,
         schedule="onecycle",
         warmup=0.3,
+        label_smoothing=0.1,
     ),
     "best": dict(
         model="best",
