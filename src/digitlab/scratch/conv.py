@@ -29,6 +29,18 @@ from digitlab.scratch.module import Layer, accumulate, check_input, pair
 from digitlab.scratch.windows import channels_last, col2im, unpad, window_grid, windows
 
 
+def sum_over_windows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a (M, L) @ b (L, P) where L, the windows of a whole batch, is long and M, P small (a weight
+    gradient): one partial product per torch thread over its share of L, then added up. As one
+    product, BLAS split only the small M and P and left the second core almost idle (conv1's dW
+    at batch 256: 1.19 ms on two threads, 1.47 on one; 0.83 ms split this way)."""
+    parts = math.gcd(a.shape[1], torch.get_num_threads())
+    if parts == 1:
+        return a @ b
+    (m, _), p = a.shape, b.shape[1]
+    return torch.bmm(a.view(m, parts, -1).transpose(0, 1), b.view(parts, -1, p)).sum(0)
+
+
 class Conv2d(Layer):
     """Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True),
     as torch.nn.Conv2d (groups=1, zero padding), with the same parameters and initialisation."""
@@ -148,7 +160,10 @@ class Conv2d(Layer):
         kh, kw = self.kernel_size
         # dW2 (O, K) = gy^T @ cols, multiplied in the order that reads both operands along their
         # rows: for a first layer cols is the transpose of a (K, L) matrix, so form dW2^T.
-        dw2 = gy.t() @ cols if cols.is_contiguous() else (cols.t() @ gy).t()
+        if cols.is_contiguous():
+            dw2 = sum_over_windows(gy.t(), cols)
+        else:
+            dw2 = sum_over_windows(cols.t(), gy).t()
         if dw2.shape[1] > w2.shape[1]:  # the column of ones' weight is the bias: db = sum gy
             dw2, db = dw2[:, :-1], dw2[:, -1]
         else:
