@@ -160,8 +160,8 @@ def check_smoothing(loss: type, label_smoothing: float) -> None:
         failures = run_loss_case(case, loss)
     except LearnerError as e:
         raise DigitlabError(
-            f"this run uses --label-smoothing {label_smoothing} (the recipes set it), and your "
-            f"CrossEntropyLoss(label_smoothing={label_smoothing}) raised "
+            f"this run smooths labels by {label_smoothing} (a recipe or --label-smoothing), and "
+            f"your CrossEntropyLoss(label_smoothing={label_smoothing}) raised "
             f"{type(e.__cause__).__name__}: give its __init__ that argument, as PyTorch's, {fix}"
         ) from e
     if failures:
