@@ -8,7 +8,7 @@ import torch
 
 from conftest import needs, write_dataset, write_idx
 from digitlab import DigitlabError
-from digitlab.data import EMBEDDED_DIR, MNIST, load_split, parse_idx, read_idx
+from digitlab.data import EMBEDDED_DIR, MNIST, as_input, load_split, parse_idx, read_idx
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -147,3 +147,16 @@ def test_debian_fashion_mnist_loads():
     train, test = load_split(FASHION, True), load_split(FASHION, False)
     assert train.images.shape == (60000, 28, 28) and len(test) == 10000
     assert torch.bincount(test.labels).tolist() == [1000] * 10
+
+
+def test_as_input_normalises_bytes_and_floats_alike_and_leaves_its_input():
+    """(x / 255 - mean) / std for bytes; floats in [0, 1] (augmented batches) give the same
+    numbers, and the caller's float batch is not changed (the division happens in place)."""
+    images = load_split(None, False).images[:8]
+    x = as_input(images, 0.1307, 0.3081)
+    assert x.shape == (8, 1, 28, 28) and x.dtype == torch.float32
+    assert torch.equal(x, ((images.float() / 255 - 0.1307) / 0.3081).unsqueeze(1))
+    floats = images.float() / 255
+    kept = floats.clone()
+    assert torch.equal(as_input(floats, 0.1307, 0.3081), x)
+    assert torch.equal(floats, kept)

@@ -56,8 +56,9 @@ def route_along(x, y, gy, dim: int, kernel: int, stride: int, dilation: int) -> 
     rest = gy  # the gradients not yet given to an offset
     for k in range(kernel - 1):
         xk = along(x, dim, k * dilation, stride, count)
-        # x <= y everywhere, so x >= y is x == y. 0/1 floats, not booleans: faster here.
-        won = torch.ge(xk, y, out=torch.empty_like(y))
+        # x <= y everywhere, so x >= y is x == y. 0/1 floats, not booleans: faster here. Tiled,
+        # the last offset's part of dx holds them until it is written (no temporary).
+        won = torch.ge(xk, y, out=targets[-1] if tiled else torch.empty_like(y))
         if tiled:
             share = torch.mul(won, rest, out=targets[k])
         else:
