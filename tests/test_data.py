@@ -151,7 +151,7 @@ def test_debian_fashion_mnist_loads():
 
 def test_as_input_normalises_bytes_and_floats_alike_and_leaves_its_input():
     """(x / 255 - mean) / std for bytes; floats in [0, 1] (augmented batches) give the same
-    numbers, and the caller's float batch is not changed (the division happens in place)."""
+    numbers, and the caller's float batch is not changed (images.float() may be images)."""
     images = load_split(None, False).images[:8]
     x = as_input(images, 0.1307, 0.3081)
     assert x.shape == (8, 1, 28, 28) and x.dtype == torch.float32

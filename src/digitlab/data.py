@@ -225,8 +225,7 @@ def as_input(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """Model input from images: (N, H, W) uint8 in 0..255 or float in [0, 1] -> (N, 1, H, W)
     float32, normalised with the training set's `mean` and `std` (of pixels scaled to [0, 1])."""
     x = images / 255.0 if images.dtype == torch.uint8 else images.float()
-    x = x - mean  # a new tensor (images.float() may be images itself), so divide in place
-    return x.div_(std).unsqueeze(1)
+    return ((x - mean) / std).unsqueeze(1)
 
 
 def pixel_stats(images: torch.Tensor) -> tuple[float, float]:

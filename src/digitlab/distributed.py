@@ -69,8 +69,15 @@ def start(device: torch.device) -> Ranks:
     return Ranks(dist.get_rank(), dist.get_world_size())
 
 
-def stop() -> None:
+def stop(finished: bool = False) -> None:
+    """Leave the process group. A finished run first waits for every rank (a barrier), so that
+    none tears its connections down while a peer may still be using them (one fresh-clone run of
+    the suite saw rank 0 abort at the end of a data-parallel run, "terminate called without an
+    active exception"). After an error, leave at once: a barrier could wait forever on a rank
+    stuck in another collective, and torchrun stops the others."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

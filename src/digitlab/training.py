@@ -623,8 +623,9 @@ def fit(
         distributed.check_same_weights(run.model, ranks)
         if ranks.world > 1:
             log(f"data parallel: the {ranks.world} processes ended with identical weights")
+        distributed.stop(finished=True)
     finally:
-        distributed.stop()
+        distributed.stop()  # after an error; a no-op once stopped
     return result_of(run) if ranks.main else {}
 
 
