@@ -9,6 +9,7 @@ record and never test a backend's name. Adding a backend means adding one record
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,15 +22,16 @@ from digitlab.errors import DigitlabError
 @dataclass(frozen=True)
 class Backend:
     """name; layers: a namespace with torch.nn's layer names (Conv2d, Linear, ReLU, MaxPool2d,
-    Flatten, Sequential, ...); optim: a namespace with SGD and Adam; loss: the CrossEntropyLoss
-    class; autograd: True when autograd makes the gradients, False when each layer's own
-    backward does; channels_last: keep activations channels-last in memory (PyTorch's CPU
-    kernels are faster so)."""
+    Flatten, Sequential, ...); optim: a namespace with SGD and Adam; loss: makes the
+    CrossEntropyLoss (its class; for a learner's own, a function that checks it first);
+    autograd: True when autograd makes the gradients, False when each layer's own backward does;
+    channels_last: keep activations channels-last in memory (PyTorch's CPU kernels are faster
+    so)."""
 
     name: str
     layers: object
     optim: object
-    loss: type
+    loss: Callable
     autograd: bool
     channels_last: bool = False
     note: str = ""  # said at the start of a run: where the classes came from

@@ -134,28 +134,39 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
     optim = types.SimpleNamespace(
         SGD=own.get("SGD", scratch.SGD), Adam=own.get("Adam", scratch.Adam)
     )
-    loss = own.get("CrossEntropyLoss", scratch.CrossEntropyLoss)
+    loss = smoothing_checked(own["CrossEntropyLoss"]) if "CrossEntropyLoss" in own else None
     yours = [f"{n} ({interface_of(n, found[n])})" for n in own]
     theirs = [n for n in NAMES if n not in own and n not in unused]
     note = (
         f"your classes from {Path(path).name}: {', '.join(yours)}; digitlab.scratch's: "
         + ", ".join([*theirs, "any other layer the net needs (Sequential, BatchNorm2d, ...)"])
     )
+    loss = loss or scratch.CrossEntropyLoss
     return backends.Backend("learner", layers, optim, loss, autograd=False, note=note)
 
 
+def smoothing_checked(loss: type):
+    """The learner's CrossEntropyLoss as a run makes it. digitlab check tests it without label
+    smoothing; a run with smoothing (the recipes use it) first compares it with PyTorch's at that
+    value, and refuses in one line with the fix if it does not take the argument or disagrees."""
+
+    def make(label_smoothing: float = 0.0):
+        if not label_smoothing:
+            return loss()
+        check_smoothing(loss, label_smoothing)
+        return loss(label_smoothing=label_smoothing)
+
+    return make
+
+
 def check_smoothing(loss: type, label_smoothing: float) -> None:
-    """Refuse, in one line with the fix, a run with label smoothing (the recipes use it) when the
-    learner's CrossEntropyLoss does not take `label_smoothing` or disagrees with PyTorch's with
-    it. digitlab check tests the loss without smoothing; this tests what the run will use."""
-    from digitlab import scratch
+    """DigitlabError unless the learner's `loss` class, made with `label_smoothing`, gives
+    PyTorch's loss and dL/dlogits."""
     from digitlab.layercheck import Case, LearnerError, run_loss_case
 
-    if loss is scratch.CrossEntropyLoss:
-        return
     fix = "or train on it without smoothing: add --label-smoothing 0"
-    case = Case("CrossEntropyLoss", "label smoothing", "loss", shape=(8, 10))
-    case.kwargs = {"label_smoothing": label_smoothing}
+    kwargs = {"label_smoothing": label_smoothing}
+    case = Case("CrossEntropyLoss", "label smoothing", "loss", kwargs=kwargs, shape=(8, 10))
     try:
         failures = run_loss_case(case, loss)
     except LearnerError as e:
