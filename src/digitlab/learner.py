@@ -178,5 +178,6 @@ def check_smoothing(loss: type, label_smoothing: float) -> None:
     if failures:
         raise DigitlabError(
             f"your CrossEntropyLoss(label_smoothing={label_smoothing}) does not match PyTorch's "
-            f"({failures[0].tensor}: {failures[0].message}); fix it, {fix}"
+            f"({failures[0].tensor}: {failures[0].message}; PyTorch's targets: 1 - S + S/C for "
+            f"the true class, S/C for each other, S = {label_smoothing}, C classes); fix it, {fix}"
         )
