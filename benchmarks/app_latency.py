@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from digitlab.app import PRETRAINED, Reader, canvas_image, on_draw  # noqa: E402
-from digitlab.data import load_split  # noqa: E402
+from digitlab.app.server import PRETRAINED, Reader, canvas_image, on_draw  # noqa: E402
+from digitlab.data.mnist import load_split  # noqa: E402
 from test_app import place_digits, sketchpad_value  # noqa: E402  (the tests' canvas maker)
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from digitlab.distributed import torchrun_command
+from digitlab.train.distributed import torchrun_command
 
 
 def train(processes: int, args, backend: str) -> dict:

@@ -8,7 +8,7 @@ import argparse
 import json
 import tempfile
 
-from digitlab.training import TrainConfig, fit
+from digitlab.train.loop import TrainConfig, fit
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from digitlab.finetune import finetune  # noqa: E402
-from digitlab.predict import Predictor  # noqa: E402
+from digitlab.read.predictor import Predictor  # noqa: E402
+from digitlab.train.finetune import finetune  # noqa: E402
 from handwriting import draw_hand  # noqa: E402
 
 if __name__ == "__main__":

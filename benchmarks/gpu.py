@@ -14,9 +14,9 @@ import tempfile
 
 import torch
 
-from digitlab.bench import step_rows
-from digitlab.recipes import settings
-from digitlab.training import TrainConfig, fit
+from digitlab.study.bench import step_rows
+from digitlab.train.loop import TrainConfig, fit
+from digitlab.train.recipes import settings
 
 
 def train(config: TrainConfig) -> dict:

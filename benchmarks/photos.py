@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from digitlab.data import load_split  # noqa: E402
+from digitlab.data.mnist import load_split  # noqa: E402
 from digitlab.errors import DigitlabError  # noqa: E402
-from digitlab.predict import Predictor  # noqa: E402
+from digitlab.read.predictor import Predictor  # noqa: E402
 from photos import photo  # noqa: E402
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import os
 
 import torch
 
-from digitlab.bench import record_rows
-from digitlab.recipes import RECIPES
+from digitlab.study.bench import record_rows
+from digitlab.train.recipes import RECIPES
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

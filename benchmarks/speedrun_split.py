@@ -13,15 +13,16 @@ from pathlib import Path
 
 import torch
 
-from digitlab import backends, training
-from digitlab.data import as_input
-from digitlab.evaluation import evaluate
-from digitlab.schedule import learning_rate, set_learning_rate
+from digitlab.data.mnist import as_input
+from digitlab.nets import backends
+from digitlab.nets.evaluation import evaluate
+from digitlab.train import loop
+from digitlab.train.schedule import learning_rate, set_learning_rate
 
 
 def split(backend: str, seed: int, out: Path) -> dict:
-    config = training.configure({"recipe": "speedrun", "backend": backend, "seed": seed})
-    run = training.prepare(config, out, False, torch.device("cpu"), training.SINGLE, print)
+    config = loop.configure({"recipe": "speedrun", "backend": backend, "seed": seed})
+    run = loop.prepare(config, out, False, torch.device("cpu"), loop.SINGLE, print)
     parts = dict.fromkeys(("data", "forward", "backward", "optimizer"), 0.0)
     order = torch.randperm(len(run.labels), generator=run.shuffle)
     steps, size = run.steps_per_epoch, config.batch_size

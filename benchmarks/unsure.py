@@ -2,9 +2,9 @@
 
     python benchmarks/unsure.py [--checkpoint RUN]
 
-Scores MNIST's test digits and the non-digit set (digitlab.nondigits: letters and symbols from
+Scores MNIST's test digits and the non-digit set (digitlab.read.nondigits: letters and symbols from
 the installed fonts, random scribbles, noisy blank pages) three ways: the feature distance the
-model uses (digitlab.unsure), the maximum softmax probability and the negative free energy. For
+model uses (digitlab.read.unsure), the maximum softmax probability and the negative free energy. For
 each: AUROC, and at the threshold that 1% of the run's validation digits fall below, the share of
 test digits called unsure and of each kind of non-digit caught.
 """
@@ -15,10 +15,10 @@ import argparse
 
 import torch
 
-from digitlab import nondigits, unsure
-from digitlab.data import load_split
-from digitlab.predict import Predictor
-from digitlab.training import TrainConfig, split_training_set
+from digitlab.data.mnist import load_split
+from digitlab.read import nondigits, unsure
+from digitlab.read.predictor import Predictor
+from digitlab.train.loop import TrainConfig, split_training_set
 
 
 def report(name, validation, digits, others) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from digitlab.cli import main
-from digitlab.data import load_split
+from digitlab.data.mnist import load_split
 
 # One epoch on 2,000 images, with a smaller batch and a larger step than the study log's so that
 # 80 steps are enough to pass 90%.

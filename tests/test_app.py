@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from conftest import needs
-from digitlab.app import HINT, PRETRAINED, Reader, build_app, on_draw, on_upload
-from digitlab.data import load_split
+from digitlab.app.server import HINT, PRETRAINED, Reader, build_app, on_draw, on_upload
+from digitlab.data.mnist import load_split
 
 gr = pytest.importorskip("gradio", reason="the app's tests need gradio: pip install -e '.[dev]'")
 CHROMIUM = shutil.which("chromium")
@@ -277,7 +277,7 @@ def test_a_busy_port_is_a_one_line_error(server, capsys):
 
 
 def test_feature_mosaic_keeps_white_gaps_between_maps():
-    from digitlab.app import GAP, feature_mosaic
+    from digitlab.app.server import GAP, feature_mosaic
 
     # Two blocks of all-zero maps: every map is the colour of zero, the gaps must still be white.
     maps = {"conv1": torch.zeros(4, 14, 14), "conv2": torch.zeros(4, 7, 7)}

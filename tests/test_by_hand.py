@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from digitlab import backends, models, training
+from digitlab.nets import backends, models
+from digitlab.train import loop
 
 FORBIDDEN = (
     "conv",
@@ -40,9 +41,9 @@ def step_ops(model_name: str, backend: str) -> set[str]:
     shape = (4, 1, 36, 44) if model_name == "fcn" else (4, 1, 28, 28)
     x, y = torch.randn(shape), torch.arange(4)
     optimizer = record.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = training.make_loss(record)
+    loss_fn = loop.make_loss(record)
     with Recorder() as recorder:
-        training.train_step(model, loss_fn, optimizer, x, y, record)
+        loop.train_step(model, loss_fn, optimizer, x, y, record)
     return recorder.ops
 
 

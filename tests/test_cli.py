@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import assert_one_line_error, run_cli, run_subprocess, write_dataset
-from digitlab import models
-from digitlab.data import load_split
-from digitlab.evaluation import SHIFTS, logits_of, shifted
-from digitlab.predict import Predictor
+from digitlab.data.mnist import load_split
+from digitlab.nets import models
+from digitlab.nets.evaluation import SHIFTS, logits_of, shifted
+from digitlab.read.predictor import Predictor
 
 
 def test_evaluate_json_and_table(trained_run, capsys):

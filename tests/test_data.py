@@ -8,7 +8,7 @@ import torch
 
 from conftest import needs, write_dataset, write_idx
 from digitlab import DigitlabError
-from digitlab.data import EMBEDDED_DIR, MNIST, as_input, load_split, parse_idx, read_idx
+from digitlab.data.mnist import EMBEDDED_DIR, MNIST, as_input, load_split, parse_idx, read_idx
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -8,7 +8,8 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import run_cli, write_dataset
-from digitlab import backends, distributed, training
+from digitlab.nets import backends
+from digitlab.train import distributed, loop
 
 RUN = ["--subset", "2000", "--batch-size", "50", "--seed", "2", "--quiet", "--no-pictures"]
 
@@ -40,7 +41,7 @@ def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backe
     assert "the 2 processes ended with identical weights" in done.stdout
     assert done.stdout.count("test accuracy") == 2  # rank 0 alone reports: epoch line and result
     assert json.loads((out / "config.json").read_text())["processes"] == 2
-    two = training.read_metrics(out)[-1]["test_accuracy"]
+    two = loop.read_metrics(out)[-1]["test_accuracy"]
 
     # No batch norm, no augmentation, 2000 images split evenly: each step of the two processes
     # sees the images one process's step sees, so the weights match up to float32 rounding.
@@ -49,7 +50,7 @@ def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backe
         capsys, "train", *RUN, "--data-dir", data, "--backend", backend, "--out", single
     )
     assert code == 0, err
-    one = training.read_metrics(single)[-1]["test_accuracy"]
+    one = loop.read_metrics(single)[-1]["test_accuracy"]
     assert two > 0.8 and abs(two - one) <= 0.002
     a, b = load_file(out / "model.safetensors"), load_file(single / "model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
@@ -57,7 +58,7 @@ def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backe
     resumed = torchrun("train", "--resume", out, "--epochs", "2", "--quiet", "--no-pictures")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
-    assert [r["epoch"] for r in training.read_metrics(out)] == [1, 2]
+    assert [r["epoch"] for r in loop.read_metrics(out)] == [1, 2]
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path):

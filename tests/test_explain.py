@@ -11,9 +11,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from conftest import assert_one_line_error, needs, run_cli
-from digitlab import backends, explain, models, nondigits
-from digitlab.data import load_split
-from digitlab.predict import Predictor
+from digitlab.data.mnist import load_split
+from digitlab.nets import backends, models
+from digitlab.read import explain, nondigits
+from digitlab.read.predictor import Predictor
 
 sys.path.insert(0, str(Path(__file__).parent))
 from handwriting import draw_hand  # noqa: E402
@@ -78,7 +79,7 @@ def test_predict_explain_writes_both_maps_and_marks_unsure(tmp_path, capsys):
 def test_at_most_about_one_percent_of_test_digits_are_unsure(shipped):
     test = load_split(None, False)
     reading_inputs = shipped.inputs(test.images[:3000])
-    from digitlab import unsure
+    from digitlab.read import unsure
 
     share = np.mean(
         unsure.is_unsure(shipped.model, reading_inputs, shipped.distance, shipped.calibration)
@@ -89,7 +90,7 @@ def test_at_most_about_one_percent_of_test_digits_are_unsure(shipped):
 @needs(bool(FONTS), "fonts (apt-get install fonts-dejavu-core fonts-liberation)")
 def test_letters_and_symbols_are_mostly_caught_and_the_cli_says_not_sure(shipped, tmp_path, capsys):
     symbols = nondigits.rendered_symbols(FONTS[:3])
-    from digitlab import unsure
+    from digitlab.read import unsure
 
     doubts = unsure.is_unsure(
         shipped.model, shipped.inputs(torch.stack(symbols)), shipped.distance, shipped.calibration

@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 
 from conftest import assert_one_line_error, run_cli
-from digitlab import checkpoint, models
-from digitlab.data import load_split
-from digitlab.evaluation import logits_of
-from digitlab.export import OnnxModel
+from digitlab.data.mnist import load_split
+from digitlab.nets import checkpoint, models
+from digitlab.nets.evaluation import logits_of
+from digitlab.read.onnx_model import OnnxModel
 
 pytest.importorskip("onnxruntime")
 

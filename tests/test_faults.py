@@ -17,10 +17,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import assert_one_line_error, run_cli, write_dataset, write_idx
-from digitlab import DigitlabError, checkpoint, models
-from digitlab.data import parse_idx
-from digitlab.preprocess import preprocess
-from digitlab.training import TrainConfig, fit
+from digitlab import DigitlabError
+from digitlab.data.mnist import parse_idx
+from digitlab.nets import checkpoint, models
+from digitlab.read.preprocess import preprocess
+from digitlab.train.loop import TrainConfig, fit
 
 RUN = [
     "--subset",
@@ -119,20 +120,20 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_epoch(tmp_path, capsys
     )
     assert_one_line_error(code, err, 1, "training diverged", "lower --lr (now 1000.0)")
     # A run whose first epoch was fine keeps it when the second one turns to NaN.
-    from digitlab import training
+    from digitlab.train import loop
 
-    real_step, calls = training.train_step, []
+    real_step, calls = loop.train_step, []
 
     def step_that_breaks(*args):
         calls.append(1)
         return real_step(*args) if len(calls) <= 6 else torch.tensor(float("nan"))
 
-    monkeypatch.setattr(training, "train_step", step_that_breaks)
+    monkeypatch.setattr(loop, "train_step", step_that_breaks)
     good = tmp_path / "good"
     with pytest.raises(DigitlabError, match="became nan at epoch 2, step 1;.* epoch 1 stays saved"):
         fit(TrainConfig(subset=300, epochs=2), good, progress=False, log=lambda text: None)
     model, config = checkpoint.load(good)
-    assert config["epochs_done"] == 1 and len(training.read_metrics(good)) == 1
+    assert config["epochs_done"] == 1 and len(loop.read_metrics(good)) == 1
 
 
 @pytest.mark.parametrize(

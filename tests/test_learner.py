@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
-from digitlab.layercheck import check_file
+from digitlab.workbench.layercheck import check_file
 
 LEARNERS = Path(__file__).parent / "learners"
 SOLUTION = (LEARNERS / "solution.py").read_text()
@@ -377,20 +377,21 @@ SMOOTHED = """
 def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, fits):
     """A loss that takes label_smoothing is compared with PyTorch's with it before a run uses
     it; one that takes the argument but ignores it is refused, naming the fix."""
-    from digitlab import backends, training
     from digitlab.errors import DigitlabError
+    from digitlab.train import loop
+    from digitlab.workbench.learner import learner_backend
 
     start = SOLUTION.index("class CrossEntropyLoss(nn.Module):\n")
     old = SOLUTION[start : SOLUTION.index("\n\n\n", start)]
     new = "class CrossEntropyLoss(nn.Module):" + SMOOTHED.replace("SHARE", share).rstrip()
     path = variant(tmp_path, old, new)
-    backend = backends.get("learner", str(path))
+    backend = learner_backend(str(path))
     if fits:
-        loss = training.make_loss(backend, 0.1)
+        loss = loop.make_loss(backend, 0.1)
         assert loss.s == 0.1 and type(loss).__module__.startswith("learner_")
     else:
         with pytest.raises(DigitlabError, match="does not match PyTorch.*--label-smoothing 0"):
-            training.make_loss(backend, 0.1)
+            loop.make_loss(backend, 0.1)
 
 
 def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
@@ -424,7 +425,7 @@ def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
     assert "your classes from solution.py: Conv2d (digitlab)" in err
     assert "digitlab.scratch's: any other layer" in err  # all its own, SGD (unused) aside
     # The checkpoint has torch's keys: it loads into PyTorch's layers.
-    from digitlab import checkpoint
+    from digitlab.nets import checkpoint
 
     model, config = checkpoint.load(out)
     assert config["layers"].endswith("solution.py")

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from digitlab import DigitlabError, models
+from digitlab import DigitlabError
+from digitlab.nets import models
 
 
 def test_cnn_is_the_study_logs():

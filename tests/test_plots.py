@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import needs, run_cli, write_dataset
-from digitlab.compare import DEFAULT_CONFIGS
+from digitlab.study.compare import DEFAULT_CONFIGS
 
 CHROMIUM = shutil.which("chromium")
 # name -> (width, height) in pixels, from each figure's size at 100 dpi.
@@ -135,7 +135,7 @@ def test_smoothed_loss_follows_a_short_run():
     """The smoothed curve averages over about 2% of a run's steps: in a 235-step run (the
     speedrun's) a loss that drops at step 20 is followed within 25 steps, and a constant stays
     itself (bias correction)."""
-    from digitlab.plots import smooth
+    from digitlab.study.plots import smooth
 
     losses = [2.0] * 20 + [0.5] * 215
     smoothed = smooth(losses)

@@ -7,8 +7,8 @@ from PIL import Image
 
 from conftest import assert_one_line_error, run_cli, run_subprocess
 from digitlab import DigitlabError
-from digitlab.data import load_split
-from digitlab.preprocess import preprocess
+from digitlab.data.mnist import load_split
+from digitlab.read.preprocess import preprocess
 
 
 def styled_digit(image28: np.ndarray, k: int) -> Image.Image:
@@ -159,7 +159,7 @@ def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
     from pathlib import Path
 
     from conftest import run_cli
-    from digitlab import checkpoint
+    from digitlab.nets import checkpoint
 
     config = json.loads((checkpoint.PRETRAINED_DIR / "config.json").read_text())
     code, out, err = run_cli(capsys, "evaluate", "pretrained", "--json")
@@ -179,8 +179,8 @@ def test_photographed_digits_are_read_despite_shadow_grain_and_colour():
 
     import numpy as np
 
-    from digitlab.data import load_split
-    from digitlab.predict import Predictor
+    from digitlab.data.mnist import load_split
+    from digitlab.read.predictor import Predictor
 
     sys.path.insert(0, str(Path(__file__).parent))
     from photos import photo
@@ -203,9 +203,9 @@ def test_ruled_paper_and_specks_are_not_taken_for_ink(monkeypatch):
 
     import numpy as np
 
-    from digitlab import preprocess
-    from digitlab.data import load_split
-    from digitlab.predict import Predictor
+    from digitlab.data.mnist import load_split
+    from digitlab.read import preprocess
+    from digitlab.read.predictor import Predictor
 
     sys.path.insert(0, str(Path(__file__).parent))
     from photos import photo
@@ -230,7 +230,7 @@ def test_ruled_paper_and_specks_are_not_taken_for_ink(monkeypatch):
 def test_rules_go_and_the_strokes_they_crossed_are_joined_but_a_lone_stroke_stays():
     import numpy as np
 
-    from digitlab.preprocess import without_rules, without_specks
+    from digitlab.read.preprocess import without_rules, without_specks
 
     ink = np.zeros((100, 100), np.float32)
     ink[20:80, 48:53] = 1  # a digit's upright stroke

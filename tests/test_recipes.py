@@ -10,13 +10,14 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import assert_one_line_error, run_cli
-from digitlab import backends, checkpoint, training
-from digitlab.augment import RandomAffine
-from digitlab.averaging import WeightAverage
-from digitlab.data import load_split
-from digitlab.recipes import settings
-from digitlab.schedule import learning_rate
-from digitlab.training import TrainConfig, fit
+from digitlab.data.augment import RandomAffine
+from digitlab.data.mnist import load_split
+from digitlab.nets import backends, checkpoint
+from digitlab.train import loop
+from digitlab.train.averaging import WeightAverage
+from digitlab.train.loop import TrainConfig, fit
+from digitlab.train.recipes import settings
+from digitlab.train.schedule import learning_rate
 
 # Each recipe on a subset: (extra flags, accuracy it must pass). Full runs: benchmarks/records.py.
 # The speedrun's subset gives its batches of 256 the 23 steps that 3,000 images gave batches of
@@ -62,7 +63,7 @@ def test_each_recipe_runs_end_to_end_with_each_backend(tmp_path, capsys, recipe,
 def test_best_reads_the_test_set_once_and_saves_the_weight_average(tmp_path, capsys):
     args = ["--recipe", "best", "--subset", "600", "--epochs", "2", "--lr", "0.02", "--quiet"]
     assert run_cli(capsys, "train", *args, "--no-pictures", "--out", tmp_path)[0] == 0
-    first, last = training.read_metrics(tmp_path)
+    first, last = loop.read_metrics(tmp_path)
     assert "val_accuracy" in first and "test_accuracy" not in first
     assert "val_accuracy" in last and "test_accuracy" in last
     config = json.loads((tmp_path / "config.json").read_text())

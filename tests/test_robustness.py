@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
-from digitlab.corruptions import CORRUPTIONS, corrupt
-from digitlab.data import load_split
+from digitlab.data.corruptions import CORRUPTIONS, corrupt
+from digitlab.data.mnist import load_split
 
 IMAGES = load_split(None, train=False).images[:20].numpy()
 
@@ -31,7 +31,7 @@ def test_random_corruptions_follow_the_seed():
 def test_zero_strength_is_the_identity():
     """The geometric ones at zero strength, and the line drawers on an empty line, give back
     the image: what changes it is the corruption, not the resampling around it."""
-    from digitlab import corruptions
+    from digitlab.data import corruptions
 
     x = IMAGES[0].astype(float)
     assert np.allclose(corruptions._affine(x, rotation=0.0), x, atol=1e-6)
@@ -83,7 +83,7 @@ def test_robustness_table_and_bad_flags(tmp_path, capsys):
 
 
 def test_sturdy_augmentation_follows_the_seed_keeps_range_and_touches_a_share_p():
-    from digitlab.augment import Draws, Sturdy
+    from digitlab.data.augment import Draws, Sturdy
 
     x = torch.from_numpy(load_split(None, train=False).images[:2000].numpy()).float() / 255
 
@@ -106,9 +106,9 @@ def test_sturdy_augmentation_follows_the_seed_keeps_range_and_touches_a_share_p(
 def test_robustness_on_held_out_training_images_and_refused_without_them(
     tmp_path, capsys, trained_run
 ):
-    from digitlab.predict import Predictor
-    from digitlab.robustness import images_for
-    from digitlab.training import config_of, split_training_set
+    from digitlab.read.predictor import Predictor
+    from digitlab.study.robustness import images_for
+    from digitlab.train.loop import config_of, split_training_set
 
     config = Predictor.load(None).config  # the shipped model held out 5,000 training images
     held_out = images_for(config, "validation", None)

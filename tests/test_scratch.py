@@ -9,7 +9,7 @@ from torch import nn
 
 import digitlab.scratch
 from digitlab import scratch
-from digitlab.gradcheck import (
+from digitlab.workbench.gradcheck import (
     CASES,
     compare_layer,
     compare_loss,
@@ -303,11 +303,11 @@ def test_bad_shapes_and_arguments_raise_value_error():
 def test_cuda_matches_cpu(name):
     """The hand-written layers on the GPU give the CPU's values: logits, loss and every
     parameter's gradient of one training batch, in float64."""
-    from digitlab import backends
+    from digitlab.nets import backends
 
     torch.manual_seed(0)
-    cpu = digitlab.models.build(name, "scratch").double().train()
-    gpu = digitlab.models.build(name, "scratch").double().train().cuda()
+    cpu = digitlab.nets.models.build(name, "scratch").double().train()
+    gpu = digitlab.nets.models.build(name, "scratch").double().train().cuda()
     gpu.load_state_dict(cpu.state_dict())
     x, y = torch.randn(4, 1, 28, 28, dtype=torch.float64), torch.arange(4)
     results = []

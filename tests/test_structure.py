@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from conftest import assert_one_line_error, needs, run_cli, write_dataset, write_idx
-from digitlab import backends, models, training
-from digitlab.data import class_names, load_split
-from digitlab.predict import Predictor
+from digitlab.data.mnist import class_names, load_split
+from digitlab.nets import backends, models
+from digitlab.read.predictor import Predictor
+from digitlab.train import loop
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "digitlab"
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -43,11 +44,11 @@ def test_normalisation_arithmetic_appears_once():
         for n, line in enumerate(p.read_text().splitlines(), 1)
         if "- mean) / std" in line.replace("self.", "") and "scratch" not in p.parts
     ]
-    assert hits == ["data.py:" + hits[0].split(":")[1]] and len(hits) == 1
+    assert hits == ["mnist.py:" + hits[0].split(":")[1]] and len(hits) == 1
 
 
 def test_every_function_in_training_fits_on_a_screen():
-    tree = ast.parse((SRC / "training.py").read_text())
+    tree = ast.parse((SRC / "train" / "loop.py").read_text())
     long = [
         (node.name, node.end_lineno - node.lineno + 1)
         for node in ast.walk(tree)
@@ -63,10 +64,10 @@ def test_a_new_backend_is_one_record(tmp_path):
     model = models.build("cnn", other)
     assert type(model.conv1[0]).__module__ == "digitlab.scratch.conv"
     x, y = torch.randn(4, 1, 28, 28), torch.arange(4)
-    loss_fn = training.make_loss(other)
+    loss_fn = loop.make_loss(other)
     opt = other.optim.SGD(model.parameters(), lr=0.1)
     before = model.out.weight.clone()
-    training.train_step(model, loss_fn, opt, x, y, other)
+    loop.train_step(model, loss_fn, opt, x, y, other)
     assert not torch.equal(before, model.out.weight)
 
 
@@ -78,23 +79,23 @@ def test_help_texts_show_trainconfig_defaults(capsys):
     code, out, _ = run_cli(capsys, "train", "--help")
     assert code == 0
     text = " ".join(out.split())
-    assert f"learning rate (default {training.DEFAULTS.lr})" in text
-    assert f"default {training.DEFAULTS.batch_size}" in text
+    assert f"learning rate (default {loop.DEFAULTS.lr})" in text
+    assert f"default {loop.DEFAULTS.batch_size}" in text
 
 
 def test_one_list_of_run_settings_serves_cli_compare_and_resume():
-    from digitlab import compare
+    from digitlab.study import compare
 
-    assert set(compare.SETTINGS) == set(training.RUN_SETTINGS) - {"epochs"}
+    assert set(compare.SETTINGS) == set(loop.RUN_SETTINGS) - {"epochs"}
     from digitlab.cli import build_parser
 
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     dests = {a.dest for a in commands.choices["train"]._actions}
-    assert set(training.RUN_SETTINGS) <= dests
+    assert set(loop.RUN_SETTINGS) <= dests
 
 
 def test_recipe_and_resume_merge_in_training(tmp_path):
-    config = training.configure({"recipe": "speedrun", "seed": 3})
+    config = loop.configure({"recipe": "speedrun", "seed": 3})
     assert config.model == "fast" and config.lr == 0.02 and config.seed == 3
     assert config.recipe == "speedrun"
 
@@ -167,7 +168,7 @@ def test_fashion_mnist_shows_class_names(tmp_path, capsys):
     code, out, err = run_cli(capsys, "evaluate", run, "--no-pictures")
     assert code == 0 and "Ankle boot" in out and "Trouser" in out
     # The pictures name the classes and speak of images, not digits.
-    from digitlab.plots import predictions_grid
+    from digitlab.study.plots import predictions_grid
 
     test = load_split(FASHION, False)
     path = predictions_grid(
@@ -187,7 +188,7 @@ def test_one_epoch_accuracy_axis_is_whole_epochs(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from digitlab import plots
+    from digitlab.study import plots
 
     captured = {}
     real_save = plots.save

@@ -5,10 +5,11 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import SMALL, needs, run_cli, write_dataset
-from digitlab import DigitlabError, checkpoint
-from digitlab.data import load_split
-from digitlab.evaluation import evaluate
-from digitlab.training import TrainConfig, fit, read_metrics
+from digitlab import DigitlabError
+from digitlab.data.mnist import load_split
+from digitlab.nets import checkpoint
+from digitlab.nets.evaluation import evaluate
+from digitlab.train.loop import TrainConfig, fit, read_metrics
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 

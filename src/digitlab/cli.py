@@ -9,11 +9,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from digitlab import backends, checkpoint, models, training
-from digitlab.compare import DEFAULT_CONFIGS
 from digitlab.errors import DigitlabError
-from digitlab.recipes import RECIPES
-from digitlab.training import DEFAULTS
+from digitlab.nets import backends, checkpoint, models
+from digitlab.study.compare import DEFAULT_CONFIGS
+from digitlab.train import loop
+from digitlab.train.loop import DEFAULTS
+from digitlab.train.recipes import RECIPES
 
 
 class Parser(argparse.ArgumentParser):
@@ -83,7 +84,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--backend", choices=list(backends.BACKENDS), help=f"layers (default {d.backend})"
     )
-    p.add_argument("--optimizer", choices=list(training.OPTIMIZERS), help=f"default {d.optimizer}")
+    p.add_argument("--optimizer", choices=list(loop.OPTIMIZERS), help=f"default {d.optimizer}")
     p.add_argument("--lr", type=positive_float, help=f"learning rate (default {d.lr})")
     p.add_argument("--batch-size", type=positive_int, help=f"default {d.batch_size}")
     p.add_argument("--epochs", type=positive_int, help=f"default {d.epochs}")
@@ -256,19 +257,17 @@ def build_parser() -> Parser:
 
 
 def cmd_train(args) -> int:
-    given = {
-        k: getattr(args, k) for k in training.RUN_SETTINGS if getattr(args, k, None) is not None
-    }
+    given = {k: getattr(args, k) for k in loop.RUN_SETTINGS if getattr(args, k, None) is not None}
     command = "digitlab " + shlex.join(args.argv)
     if args.resume:
         out = Path(args.resume)
-        config = training.configure(given, resume=out, device=args.device)
+        config = loop.configure(given, resume=out, device=args.device)
     else:
-        config = training.configure(given, device=args.device, command=command)
-        out = Path(args.out) if args.out else training.default_out(config)
+        config = loop.configure(given, device=args.device, command=command)
+        out = Path(args.out) if args.out else loop.default_out(config)
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
     try:
-        result = training.fit(
+        result = loop.fit(
             config, out, resume=bool(args.resume), progress=progress_of(args), log=log
         )
     except KeyboardInterrupt:
@@ -286,7 +285,7 @@ def cmd_train(args) -> int:
     if not args.no_pictures:
         write_pictures(out, config.data_dir, log)
     if config.layers:  # a learner's layers: the same run on PyTorch's, to read beside it
-        reference = training.fit(
+        reference = loop.fit(
             dataclasses.replace(config, backend="torch", layers=None),
             out / "torch-reference",
             progress=False,
@@ -311,20 +310,20 @@ def cmd_train(args) -> int:
 
 def write_pictures(run: Path, data_dir, log) -> None:
     """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps)."""
-    from digitlab.data import load_split
-    from digitlab.plots import write_run_pictures
-    from digitlab.predict import Predictor
+    from digitlab.data.mnist import load_split
+    from digitlab.read.predictor import Predictor
+    from digitlab.study.plots import write_run_pictures
 
     paths = write_run_pictures(
-        Predictor.load(run), training.read_metrics(run), load_split(data_dir, train=False), run
+        Predictor.load(run), loop.read_metrics(run), load_split(data_dir, train=False), run
     )
     log(f"pictures: {', '.join(p.name for p in paths)} in {run}")
 
 
 def cmd_compare(args) -> int:
-    from digitlab.compare import compare
+    from digitlab.study.compare import compare
 
-    base = training.TrainConfig(
+    base = loop.TrainConfig(
         epochs=args.epochs,
         subset=args.subset,
         batch_size=args.batch_size,
@@ -358,11 +357,11 @@ def cmd_compare(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from digitlab.data import load_split
-    from digitlab.evaluation import evaluate
-    from digitlab.predict import Predictor
+    from digitlab.data.mnist import load_split
+    from digitlab.nets.evaluation import evaluate
+    from digitlab.read.predictor import Predictor
 
-    predictor = Predictor.load(args.checkpoint, device=str(training.resolve_device(args.device)))
+    predictor = Predictor.load(args.checkpoint, device=str(loop.resolve_device(args.device)))
     config = predictor.config
     data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir")
     test = load_split(data_dir, train=False)
@@ -395,14 +394,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from digitlab.predict import Predictor
+    from digitlab.read.predictor import Predictor
 
     if args.runtime == "onnx" and args.checkpoint is None:
         raise DigitlabError(
             "--runtime onnx: give --checkpoint FILE.onnx, written by digitlab export CKPT "
             "--onnx FILE.onnx"
         )
-    device = "cpu" if args.runtime == "onnx" else str(training.resolve_device(args.device))
+    device = "cpu" if args.runtime == "onnx" else str(loop.resolve_device(args.device))
     if args.explain and args.runtime == "onnx":
         raise DigitlabError("--explain needs the model's backward: use it without --runtime onnx")
     predictor = Predictor.load(args.checkpoint, runtime=args.runtime, device=device)
@@ -423,7 +422,7 @@ def cmd_predict(args) -> int:
                 for q, u in zip(reading.probabilities, reading.unsure, strict=True)
             ]
         if args.explain:
-            from digitlab.explain import write_explanations
+            from digitlab.read.explain import write_explanations
 
             paths = write_explanations(predictor, reading, args.explain, Path(path).stem)
             item["explanations"] = [str(p) for p in paths]
@@ -451,8 +450,8 @@ def answer_text(item: dict, multi: bool) -> str:
 
 
 def cmd_finetune(args) -> int:
-    from digitlab.finetune import finetune
-    from digitlab.predict import Predictor
+    from digitlab.read.predictor import Predictor
+    from digitlab.train.finetune import finetune
 
     if Path(args.out).exists():
         raise DigitlabError(f"--out {args.out}: exists already; choose a new run folder")
@@ -471,8 +470,8 @@ def cmd_finetune(args) -> int:
 def cmd_robustness(args) -> int:
     import time
 
-    from digitlab.predict import Predictor
-    from digitlab.robustness import evaluate_robustness, images_for, names_of, write_pictures
+    from digitlab.read.predictor import Predictor
+    from digitlab.study.robustness import evaluate_robustness, images_for, names_of, write_pictures
 
     names = names_of(args.corruptions)
     predictor = Predictor.load(args.checkpoint)
@@ -510,7 +509,7 @@ def cmd_robustness(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from digitlab.export import export_onnx
+    from digitlab.read.export import export_onnx
 
     result = export_onnx(args.checkpoint, args.onnx)
     if args.json:
@@ -528,7 +527,7 @@ def cmd_app(args) -> int:
         raise DigitlabError(
             "the app needs Gradio, which is not installed; pip install 'digitlab[app]'"
         )
-    from digitlab.app import launch
+    from digitlab.app.server import launch
 
     launch(args.host, args.port, args.checkpoint)
     return 0
@@ -539,7 +538,7 @@ def cmd_check(args) -> int:
         return check_layers(args)
     import torch
 
-    from digitlab.gradcheck import TOLERANCE, run_checks
+    from digitlab.workbench.gradcheck import TOLERANCE, run_checks
 
     result = run_checks()
     if args.json:
@@ -558,8 +557,8 @@ def cmd_check(args) -> int:
 
 def check_layers(args) -> int:
     """digitlab check --layers FILE.py: exit 0 only when every case passes."""
-    from digitlab import checkreport
-    from digitlab.layercheck import check_file
+    from digitlab.workbench import report
+    from digitlab.workbench.layercheck import check_file
 
     try:
         result = check_file(args.layers, timeout=args.timeout)
@@ -571,17 +570,17 @@ def check_layers(args) -> int:
             print("\n".join(lines))
         raise
     if args.json:
-        print(json.dumps(checkreport.as_json(result)))
+        print(json.dumps(report.as_json(result)))
     else:
-        print("\n".join(checkreport.format_report(result)))
+        print("\n".join(report.format_report(result)))
     if args.pictures:
-        paths = checkreport.write_pictures(result, args.pictures)
+        paths = report.write_pictures(result, args.pictures)
         print(f"{len(paths)} map(s) of wrong positions in {args.pictures}", file=sys.stderr)
     return 0 if result["ok"] else 1
 
 
 def cmd_exercise(args) -> int:
-    from digitlab.exercise import write_exercise
+    from digitlab.workbench.exercise import write_exercise
 
     layers, guide = write_exercise(args.folder, args.style)
     print(f"wrote {layers} ({args.style} style) and {guide}")
@@ -590,7 +589,7 @@ def cmd_exercise(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from digitlab.bench import run_all
+    from digitlab.study.bench import run_all
 
     result = run_all(quick=args.quick, records=args.records)
     if args.json:

@@ -14,7 +14,7 @@ best      the highest accuracy from one model within 20 minutes on a laptop CPU:
           training images held out, on which every epoch is judged, and the test set read once,
           at the end.
 sturdy    the best recipe with a share of 0.5 of its training images given a shaded background,
-          noise, blur or a stray stroke (digitlab.augment.Sturdy), for digits outside MNIST's
+          noise, blur or a stray stroke (digitlab.data.augment.Sturdy), for digits outside MNIST's
           clean ones; the share was chosen on corrupted held-out training images
           (`digitlab robustness RUN --on validation`), never on the corrupted test set.
 """

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from digitlab import backends, checkpoint, unsure
-from digitlab.data import as_input
-from digitlab.evaluation import logits_of
-from digitlab.preprocess import preprocess, preprocess_multi
+from digitlab.data.mnist import as_input
+from digitlab.nets import backends, checkpoint
+from digitlab.nets.evaluation import logits_of
+from digitlab.read import unsure
+from digitlab.read.preprocess import preprocess, preprocess_multi
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Predictor:
         norm = config.get("normalization") or {"mean": 0.0, "std": 1.0}
         self.mean, self.std = norm["mean"], norm["std"]
         self.backend = backends.get(backend)  # how explain.saliency gets its gradient
-        # "Not sure" (digitlab.unsure): the threshold, and the distance it applies to.
+        # "Not sure" (digitlab.read.unsure): the threshold, and the distance it applies to.
         self.calibration, self.distance = config.get("unsure"), None
 
     @classmethod
@@ -73,7 +74,7 @@ class Predictor:
         """A run folder or model.safetensors (None: the shipped pretrained model), or with
         runtime="onnx" a file written by `digitlab export`."""
         if runtime == "onnx":
-            from digitlab.export import OnnxModel
+            from digitlab.read.onnx_model import OnnxModel
 
             return cls(None, {}, onnx=OnnxModel(ckpt))
         model, config = checkpoint.load(ckpt, backend=backend, device=device)

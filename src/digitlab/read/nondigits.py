@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from digitlab.preprocess import BlankImageError, preprocess
+from digitlab.read.preprocess import BlankImageError, preprocess
 
 FONT_DIR = Path("/usr/share/fonts")
 SYMBOLS = "ACEFHKMNPRTUVWXYacefhkmnprtuvwxy+=#@%&?!*<>$~{}"

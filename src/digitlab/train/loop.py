@@ -2,7 +2,7 @@
 
 A run reads, top to bottom: `fit` checks the settings and joins `prepare` (data, model, optimizer,
 resume state), `train_epoch` (the steps of one epoch) and `finish_epoch` (evaluation, metrics,
-checkpoint). How a step makes its gradients is the backend's business (digitlab.backends): autograd
+checkpoint). How a step makes its gradients is the backend's business (nets.backends): autograd
 for torch, each layer's hand-written backward for scratch. Everything else is shared.
 """
 
@@ -18,22 +18,24 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-import digitlab
-from digitlab import backends, checkpoint, distributed, models, unsure
-from digitlab.augment import RandomAffine, Sturdy
-from digitlab.averaging import WeightAverage
-from digitlab.data import Split, as_input, class_names, dataset_name, load_split, pixel_stats
-from digitlab.distributed import Ranks
+from digitlab.data.augment import RandomAffine, Sturdy
+from digitlab.data.mnist import Split, as_input, class_names, dataset_name, load_split, pixel_stats
 from digitlab.errors import DigitlabError
-from digitlab.evaluation import evaluate
-from digitlab.memory import peak_since, reset_peak
-from digitlab.recipes import settings as recipe_settings
-from digitlab.schedule import SCHEDULES, learning_rate, set_learning_rate
+from digitlab.nets import backends, checkpoint, models
+from digitlab.nets.evaluation import evaluate
+from digitlab.read import unsure
+from digitlab.train import distributed
+from digitlab.train.averaging import WeightAverage
+from digitlab.train.distributed import Ranks
+from digitlab.train.memory import peak_since, reset_peak
+from digitlab.train.recipes import settings as recipe_settings
+from digitlab.train.schedule import SCHEDULES, learning_rate, set_learning_rate
 
 METRICS = "metrics.jsonl"
 # A cross-entropy this high means logits thousands apart: the run has blown up even where the
@@ -58,7 +60,7 @@ class TrainConfig:
     nesterov: bool = False  # SGD only
     betas: tuple[float, float] = (0.9, 0.999)  # Adam only
     weight_decay: float = 0.0
-    schedule: str = "constant"  # or "onecycle" (see digitlab.schedule)
+    schedule: str = "constant"  # or "onecycle" (see digitlab.train.schedule)
     warmup: float = 0.3  # one-cycle: the fraction of the steps spent climbing to lr
     label_smoothing: float = 0.0
     augment: bool = False  # random rotation, scale and shift of every training image
@@ -70,7 +72,7 @@ class TrainConfig:
     data_dir: str | None = None  # None: the embedded MNIST
     layers: str | None = None  # backend "learner": the learner's file of layers
     device: str = "auto"
-    recipe: str | None = None  # the recipe the settings came from (digitlab.recipes)
+    recipe: str | None = None  # the recipe the settings came from (digitlab.train.recipes)
     command: str = ""  # the command line that started the run, for the record
 
 
@@ -200,7 +202,10 @@ def train_step(model, loss_fn, optimizer, x, y, backend, ranks=SINGLE) -> torch.
     In a data-parallel run the gradients are averaged over the ranks before the step: by DDP
     (an autograd backend's model is wrapped in it) or by one all_reduce (hand-written)."""
     optimizer.zero_grad()
-    loss = backends.get(backend).gradients(model, loss_fn, x, y, ranks)
+    backend = backends.get(backend)
+    loss = backend.gradients(model, loss_fn, x, y)
+    if not backend.autograd and ranks.world > 1:  # DDP averaged an autograd model's already
+        distributed.average_gradients(model.parameters())
     optimizer.step()
     return loss.detach()
 
@@ -280,7 +285,7 @@ def run_config(config: TrainConfig, epochs_done: int, mean: float, std: float, s
     """The config.json of a run: how to rebuild, rerun and use the model."""
     record = dataclasses.asdict(config)
     record.update(
-        digitlab_version=digitlab.__version__,
+        digitlab_version=package_version("digitlab"),
         epochs_done=epochs_done,
         shuffle=True,
         normalization={"mean": mean, "std": std},
@@ -371,9 +376,19 @@ def augmentations(config: TrainConfig) -> tuple:
     return tuple(transforms)
 
 
+def make_backend(config: TrainConfig) -> backends.Backend:
+    """The run's backend; a learner's file of layers is checked against PyTorch first."""
+    if config.backend == "learner":
+        from digitlab.workbench.learner import learner_backend
+
+        backends.validate(config.backend, config.layers)
+        return learner_backend(config.layers, config.optimizer)
+    return backends.get(config.backend)
+
+
 def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, log) -> Run:
     """Data (split, normalisation), model, optimizer and loss; the saved state when resuming."""
-    backend = backends.get(config.backend, config.layers, config.optimizer)
+    backend = make_backend(config)
     if backend.note:
         log(backend.note)
     train_all = load_split(config.data_dir, train=True)
@@ -560,7 +575,7 @@ def save(run: Run, scores: dict) -> None:
 
 
 def calibration(run: Run) -> dict | None:
-    """ "Not sure" (digitlab.unsure): the feature distance fitted on up to 10,000 training images
+    """ "Not sure" (read.unsure): the feature distance fitted on up to 10,000 training images
     and saved beside the model, its threshold from held-out digits: the validation split, or
     without one a third of the training images kept out of the fit (seen in training, so
     somewhat more test digits than 1% may come out unsure; --val-split N is the better way)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from digitlab.data import NUM_CLASSES, Split, as_input
+from digitlab.data.mnist import NUM_CLASSES, Split, as_input
 
 
 @torch.no_grad()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from digitlab import backends, models, scratch
+from digitlab import scratch
+from digitlab.nets import backends, models
 
 TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4}
 

@@ -1,6 +1,6 @@
 """The report of `digitlab check --layers`: text for a learner, JSON for tools, PNG maps.
 
-Built from digitlab.layercheck.check_file's result; nothing here runs the learner's code.
+Built from digitlab.workbench.layercheck.check_file's result; nothing here runs the learner's code.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from digitlab.diagnose import RTOL32, text_map
+from digitlab.workbench.diagnose import RTOL32, text_map
 
 INTERFACES = {
     "digitlab": "digitlab's interface: backward(grad_out) returns dL/dx, adds into .grad",

@@ -1,5 +1,5 @@
 """How well a model reads digits that are not MNIST-clean: accuracy under the 15 corruptions of
-MNIST-C (digitlab.corruptions), on the test set of the run's dataset, or (`--on validation`) on
+MNIST-C (digitlab.data.corruptions), on the test set of the run's dataset, or (`--on validation`) on
 the run's own held-out training images: where a setting such as `--sturdy` may be chosen without
 ever looking at the corrupted test set.
 
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from digitlab.checkpoint import atomic_write
-from digitlab.corruptions import CORRUPTIONS, corrupt
-from digitlab.data import Split, load_split
+from digitlab.data.corruptions import CORRUPTIONS, corrupt
+from digitlab.data.mnist import Split, load_split
 from digitlab.errors import DigitlabError
+from digitlab.nets.checkpoint import atomic_write
 
 
 def cache_dir() -> Path:
@@ -48,7 +48,7 @@ def names_of(text: str | None) -> list[str]:
 def images_for(config: dict, on: str, data_dir) -> Split:
     """The clean images to corrupt: the test split, or ("validation") the training images that
     the run with this config.json held out (the same ones, chosen by its seed)."""
-    from digitlab.training import config_of, split_training_set
+    from digitlab.train.loop import config_of, split_training_set
 
     if on == "test":
         return load_split(data_dir, train=False)
@@ -127,7 +127,7 @@ def write_pictures(result: dict, out: Path, title: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from digitlab.plots import MISTAKE, RIGHT, save
+    from digitlab.study.plots import MISTAKE, RIGHT, save
 
     out.mkdir(parents=True, exist_ok=True)
     image, answer, truth = result["clean_sample"]

@@ -19,7 +19,7 @@ import torch
 
 from digitlab.errors import DigitlabError
 
-EMBEDDED_DIR = Path(__file__).parent / "datasets" / "mnist"
+EMBEDDED_DIR = Path(__file__).parent.parent / "datasets" / "mnist"
 NUM_CLASSES = 10
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_TYPES = {

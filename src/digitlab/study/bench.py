@@ -15,12 +15,13 @@ import time
 
 import torch
 
-from digitlab import backends, models, scratch
-from digitlab.data import load_split
-from digitlab.evaluation import evaluate
-from digitlab.predict import Predictor
-from digitlab.recipes import settings
-from digitlab.training import TrainConfig, fit, make_loss, train_step
+from digitlab import scratch
+from digitlab.data.mnist import load_split
+from digitlab.nets import backends, models
+from digitlab.nets.evaluation import evaluate
+from digitlab.read.predictor import Predictor
+from digitlab.train.loop import TrainConfig, fit, make_loss, train_step
+from digitlab.train.recipes import settings
 
 BATCH = 50
 
@@ -215,8 +216,8 @@ def study_log_row(images: int = 2) -> dict:
 
 MEMORY_SCRIPT = """
 import sys
-from digitlab.bench import step_function
-from digitlab.memory import peak_since, reset_peak
+from digitlab.study.bench import step_function
+from digitlab.train.memory import peak_since, reset_peak
 
 step = step_function("cnn", sys.argv[1])
 start = reset_peak()

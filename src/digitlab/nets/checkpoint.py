@@ -19,13 +19,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from digitlab import models
 from digitlab.errors import DigitlabError
+from digitlab.nets import models
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 RESUME = "resume.safetensors"
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).parent.parent / "pretrained"
 # What pickle files (torch.save, .pt/.pth/.ckpt) start with: a zip archive or a pickle opcode.
 PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 

@@ -241,8 +241,8 @@ def feature_maps(predictor, image: torch.Tensor, path: Path, label: str = "") ->
 
 
 def write_run_pictures(predictor, metrics: list[dict], test, out: Path) -> list[Path]:
-    """All pictures of a trained run (a digitlab.predict.Predictor) into `out`; their paths."""
-    from digitlab.evaluation import classification_report
+    """All pictures of a trained run (a read.predictor.Predictor) into `out`; their paths."""
+    from digitlab.nets.evaluation import classification_report
 
     config, model = predictor.config, predictor.model
     classes = config.get("dataset", {}).get("classes")

@@ -5,7 +5,7 @@ that runs past --timeout is stopped and the rest go on). Each case is small enou
 Python loop and chosen to break naive code: padding 0/1/2, stride 2, non-square inputs, batch 1,
 overlapping pooling windows with ties, logits of +-1000, a grad_out that is not all ones, several
 optimizer steps with momentum and weight decay. The learner's float32 results are compared with
-PyTorch's float64 ones within a tolerance float32 rounding cannot trip (digitlab.diagnose).
+PyTorch's float64 ones within a tolerance float32 rounding cannot trip (workbench.diagnose).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitlab.diagnose import RTOL64, Failure, close, compare
 from digitlab.errors import DigitlabError
-from digitlab.learner import NAMES, find_classes, import_file, interface_of
+from digitlab.workbench.diagnose import RTOL64, Failure, close, compare
+from digitlab.workbench.layerfile import NAMES, find_classes, import_file, interface_of
 
 DTYPE = torch.float32  # the learner's dtype: what PyTorch's layers default to
 
@@ -559,7 +559,7 @@ def inventory(path: str) -> tuple[dict, list[Case]]:
 
 
 def worker(path: str, start: int, results_fd: int) -> None:
-    """The child (python -m digitlab.layercheck FILE START FD): one JSON line per case on FD;
+    """The child (-m digitlab.workbench.layercheck FILE START FD): one JSON line per case on FD;
     the learner's own prints go to stdout and stderr, which the parent keeps apart."""
     results = os.fdopen(results_fd, "w")
 
@@ -639,13 +639,13 @@ def check_file(path: str | Path, timeout: float = 60.0) -> dict:
 
 
 class Child:
-    """`python -m digitlab.layercheck` running the learner's file from case `start` on; its
+    """`-m digitlab.workbench.layercheck` running the learner's file from case `start` on; its
     results come through a pipe of their own, its prints go to `output`."""
 
     def __init__(self, path: str, start: int, output):
         read, write = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "digitlab.layercheck", path, str(start), str(write)],
+            [sys.executable, "-m", "digitlab.workbench.layercheck", path, str(start), str(write)],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=output,

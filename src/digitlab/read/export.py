@@ -1,4 +1,4 @@
-"""ONNX export for deployment, and running an exported model with onnxruntime.
+"""ONNX export for deployment (read.onnx_model runs the file with onnxruntime).
 
 The exported graph takes what preprocessing produces, images as pixels in [0, 1], shape
 (N, 1, H, W) float32, and returns (N, 10) logits: the training set's normalisation is built in, so
@@ -14,13 +14,10 @@ import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from digitlab.errors import DigitlabError
-
-INPUT, OUTPUT = "image", "logits"
+from digitlab.read.onnx_model import INPUT, OUTPUT
 
 
 class Normalized(nn.Module):
@@ -36,7 +33,7 @@ class Normalized(nn.Module):
 
 def export_onnx(ckpt: str | Path, path: str | Path) -> dict:
     """Write the checkpoint's model as an ONNX file; returns {"onnx", "model", "dynamic"}."""
-    from digitlab.predict import Predictor
+    from digitlab.read.predictor import Predictor
 
     predictor = Predictor.load(ckpt)
     config = predictor.config
@@ -79,38 +76,3 @@ def quiet():
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-class OnnxModel:
-    """An exported model run by onnxruntime: images (N, H, W) in [0, 1] -> (N, 10) logits."""
-
-    def __init__(self, path: str | Path):
-        try:
-            import onnxruntime
-        except ImportError:
-            raise DigitlabError(
-                "--runtime onnx needs onnxruntime; install it: pip install 'digitlab[onnx]'"
-            ) from None
-        path = Path(path)
-        if path.is_dir():
-            path = path / "model.onnx"
-        if not path.is_file():
-            raise DigitlabError(
-                f"{path}: no such ONNX file; write one with: digitlab export CKPT --onnx {path}"
-            )
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise DigitlabError(
-                f"{path}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]}); "
-                "export it again with digitlab export"
-            ) from None
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float()
-        if images.dtype == torch.uint8:
-            x = x / 255.0
-        x = np.ascontiguousarray(x[:, None].numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
-from digitlab import checkpoint, unsure
-from digitlab.augment import RandomAffine
-from digitlab.data import load_split
+from digitlab.data.augment import RandomAffine
+from digitlab.data.mnist import load_split
 from digitlab.errors import DigitlabError
-from digitlab.evaluation import classification_report
-from digitlab.preprocess import preprocess
+from digitlab.nets import checkpoint
+from digitlab.nets.evaluation import classification_report
+from digitlab.read import unsure
+from digitlab.read.preprocess import preprocess
 
 MIN_DRAWINGS = 5
 STEPS, BATCH, LR = 60, 32, 3e-4
@@ -139,7 +140,7 @@ def save_run(predictor, model, out: Path, images_dir, labels, held, after) -> No
 
 
 def copy_of(predictor):
-    from digitlab import models
+    from digitlab.nets import models
 
     model = models.build(predictor.config["model"], "torch")
     model.load_state_dict(predictor.model.state_dict())

@@ -2,8 +2,8 @@
 
 `layers` is a namespace of layer classes with torch.nn's names: `torch.nn` (backend "torch", the
 reference), `digitlab.scratch` (forward and backward by hand) or a learner's own (see
-digitlab.backends). All give the same parameter names and shapes, so a state_dict trained by one
-backend loads into another.
+digitlab.nets.backends). All give the same parameter names and shapes, so a state_dict
+trained by one backend loads into another.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from digitlab import backends
 from digitlab.errors import DigitlabError
+from digitlab.nets import backends
 
 
 class Stack(nn.Module):
     """A network whose children run in the order they were assigned: x -> child_k(... child_1(x)).
-    (A hand-written backend runs their backward in reverse: digitlab.backends.backward.)"""
+    (A hand-written backend runs their backward in reverse: digitlab.nets.backends.backward.)"""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.children():
@@ -136,7 +136,7 @@ MODELS = {"cnn": CNN, "fcn": FCN, "fast": Fast, "best": Best}
 
 def build(name: str = "cnn", backend="torch") -> Stack:
     """A freshly initialised model `name` (one of MODELS) made of `backend`'s layers (a name or a
-    digitlab.backends.Backend)."""
+    digitlab.nets.backends.Backend)."""
     if name not in MODELS:
         raise DigitlabError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name](backends.get(backend).layers)

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import torch
 
-from digitlab import backends, checkpoint, models, plots, training
-from digitlab.data import load_split
+from digitlab.data.mnist import load_split
 from digitlab.errors import DigitlabError
-from digitlab.predict import Predictor
+from digitlab.nets import backends, checkpoint, models
+from digitlab.read.predictor import Predictor
+from digitlab.study import plots
+from digitlab.train import loop
 
 DEFAULT_CONFIGS = (
     "cnn/torch/adam",
@@ -32,7 +34,7 @@ DEFAULT_CONFIGS = (
 )
 # What makes a finished row or a half-trained run reusable: the run's settings, epochs aside
 # (they may grow).
-SETTINGS = tuple(s for s in training.RUN_SETTINGS if s != "epochs")
+SETTINGS = tuple(s for s in loop.RUN_SETTINGS if s != "epochs")
 COLUMNS = [
     ("config", "configuration"),
     ("parameters", "parameters"),
@@ -45,7 +47,7 @@ COLUMNS = [
 ]
 
 
-def parse_config(text: str, base: training.TrainConfig) -> training.TrainConfig:
+def parse_config(text: str, base: loop.TrainConfig) -> loop.TrainConfig:
     """ "model/backend/optimizer[/lr]" -> a TrainConfig with the shared settings of `base`."""
     parts = text.strip().split("/")
     if len(parts) not in (3, 4):
@@ -59,10 +61,10 @@ def parse_config(text: str, base: training.TrainConfig) -> training.TrainConfig:
         raise DigitlabError(
             f"--configs {text!r}: the learning rate {parts[3]!r} is not a number"
         ) from None
-    config = training.TrainConfig(
+    config = loop.TrainConfig(
         **{**base.__dict__, "model": model, "backend": backend, "optimizer": optimizer, "lr": lr}
     )
-    training.check_config(config)
+    loop.check_config(config)
     return config
 
 
@@ -76,7 +78,7 @@ def inference_rate(predictor: Predictor, test) -> float:
     return len(test) / best
 
 
-def train_command(config: training.TrainConfig, run: Path, resume: bool, progress: bool):
+def train_command(config: loop.TrainConfig, run: Path, resume: bool, progress: bool):
     """The `digitlab train` command line that trains (or resumes) `config` into `run`."""
     if resume:
         args = ["--resume", run, "--epochs", config.epochs]
@@ -116,7 +118,7 @@ def run_training(command: list[str], name: str) -> dict:
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, log) -> dict:
+def measure(name: str, config: loop.TrainConfig, run: Path, progress: bool, log) -> dict:
     """Train (or resume) one configuration and return its row; cached in run/row.json."""
     settings = {f: getattr(config, f) for f in SETTINGS}
     row_file = run / "row.json"
@@ -127,13 +129,13 @@ def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, 
             return row
     resume = (run / checkpoint.RESUME).is_file()
     if resume:
-        saved = training.load_resume_config(run)
+        saved = loop.load_resume_config(run)
         resume = {f: getattr(saved, f) for f in SETTINGS} == settings
     log(f"{name}: {'resuming' if resume else 'training'}")
     result = run_training(train_command(config, run, resume, progress), name)
     predictor = Predictor.load(run, backend=config.backend)
     test = load_split(config.data_dir, train=False)
-    metrics = training.read_metrics(run)
+    metrics = loop.read_metrics(run)
     row = {
         "config": name,
         "model": config.model,
@@ -164,10 +166,10 @@ def measure(name: str, config: training.TrainConfig, run: Path, progress: bool, 
     return row
 
 
-def add_robustness(row: dict, run: Path, config: training.TrainConfig, limit: int) -> dict:
+def add_robustness(row: dict, run: Path, config: loop.TrainConfig, limit: int) -> dict:
     """The row's accuracy under each MNIST-C corruption (first `limit` test images) and their
     mean; kept in row.json, so a rerun only recomputes it for another limit."""
-    from digitlab.robustness import evaluate_robustness, names_of
+    from digitlab.study.robustness import evaluate_robustness, names_of
 
     if row.get("robustness_images") == limit:
         return row
@@ -319,7 +321,7 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 
 def compare(
     configs: list[str],
-    base: training.TrainConfig,
+    base: loop.TrainConfig,
     out: str | Path,
     progress: bool = True,
     log=print,

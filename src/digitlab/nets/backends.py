@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from digitlab import distributed
 from digitlab.errors import DigitlabError
 
 
@@ -36,18 +35,17 @@ class Backend:
     channels_last: bool = False
     note: str = ""  # said at the start of a run: where the classes came from
 
-    def gradients(self, model, loss_fn, x: torch.Tensor, y: torch.Tensor, ranks) -> torch.Tensor:
+    def gradients(self, model, loss_fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward, loss and backward of one batch x (N, C, H, W), y (N,): leaves dL/dparameter
-        in every .grad (averaged over the ranks of a data-parallel run) and returns the loss."""
-        if self.autograd:  # under DDP, the backward averages the gradients itself
+        in every .grad and returns the loss. Under DDP autograd's backward also averages the
+        gradients over the ranks; a hand-written backward leaves that to the training loop."""
+        if self.autograd:
             loss = loss_fn(model(x), y)
             loss.backward()
             return loss
         with torch.no_grad():
             loss = loss_fn(model(x), y)
             backward(model, loss_fn.backward(), input_grad=False)
-            if ranks.world > 1:
-                distributed.average_gradients(model.parameters())
         return loss
 
     def input_gradient(self, model, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
@@ -112,14 +110,12 @@ def validate(name: str, layers_file: str | None = None) -> None:
         raise DigitlabError("backend learner: give the file of layers with --layers FILE.py")
 
 
-def get(name: str | Backend, layers_file: str | None = None, optimizer: str = "adam") -> Backend:
-    """The Backend called `name`; "learner" needs the learner's `layers_file` (checked against
-    PyTorch first; `optimizer` says which of its optimizers the run needs)."""
+def get(name: str | Backend) -> Backend:
+    """The Backend called `name` ("torch" or "scratch"; a learner's is made by
+    digitlab.workbench.learner.learner_backend from their file)."""
     if isinstance(name, Backend):
         return name
-    validate(name, layers_file)
+    validate(name, "-" if name == "learner" else None)
     if name == "learner":
-        from digitlab.learner import learner_backend
-
-        return learner_backend(layers_file, optimizer)
+        raise DigitlabError("backend learner: give the file of layers with --layers FILE.py")
     return BACKENDS[name]()

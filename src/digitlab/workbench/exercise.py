@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digitlab import checkpoint
 from digitlab.errors import DigitlabError
+from digitlab.nets import checkpoint
 
 STYLES = ("digitlab", "template")
 

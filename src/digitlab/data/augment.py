@@ -5,7 +5,7 @@ RandomAffine  each image its own rotation, scale and shift (the ways people's di
               MNIST's centred ones): one affine_grid + grid_sample call warps the batch.
 Sturdy        a share of the images each get one everyday fault: a shaded background, sensor
               noise, blur, or a stray stroke (what digits met outside MNIST suffer; see
-              digitlab.robustness for how much they cost a model trained without them).
+              digitlab.study.robustness for how much they cost a model trained without them).
 """
 
 from __future__ import annotations

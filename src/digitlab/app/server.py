@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from digitlab import checkpoint
 from digitlab.errors import DigitlabError
-from digitlab.explain import explain, strip
-from digitlab.finetune import finetune
-from digitlab.predict import Predictor
-from digitlab.preprocess import BlankImageError, load_image
+from digitlab.nets import checkpoint
+from digitlab.read.explain import explain, strip
+from digitlab.read.predictor import Predictor
+from digitlab.read.preprocess import BlankImageError, load_image
+from digitlab.train.finetune import finetune
 
 PRETRAINED = "pretrained (shipped)"
 GAP = 3  # white pixels between feature maps in the mosaic

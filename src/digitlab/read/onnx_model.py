@@ -1,0 +1,48 @@
+"""An exported ONNX model run by onnxruntime, for `digitlab predict --runtime onnx`; the names of
+its input and output are the ones `digitlab export` (read.export) writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from digitlab.errors import DigitlabError
+
+INPUT, OUTPUT = "image", "logits"
+
+
+class OnnxModel:
+    """An exported model run by onnxruntime: images (N, H, W) in [0, 1] -> (N, 10) logits."""
+
+    def __init__(self, path: str | Path):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise DigitlabError(
+                "--runtime onnx needs onnxruntime; install it: pip install 'digitlab[onnx]'"
+            ) from None
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.onnx"
+        if not path.is_file():
+            raise DigitlabError(
+                f"{path}: no such ONNX file; write one with: digitlab export CKPT --onnx {path}"
+            )
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise DigitlabError(
+                f"{path}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]}); "
+                "export it again with digitlab export"
+            ) from None
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        if images.dtype == torch.uint8:
+            x = x / 255.0
+        x = np.ascontiguousarray(x[:, None].numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])
