@@ -12,6 +12,9 @@ backward:  dbeta = sum(gy)    dgamma = sum(gy * xhat)
            dx = gamma / sqrt(var + eps) * (gy - dbeta / M - xhat * dgamma / M)
 eval:      y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta
            dx = gy * gamma / sqrt(running_var + eps)
+
+PlainBatchNorm2d is that (docs/backprop.md derives it). scratch.BatchNorm2d computes the same
+numbers in fewer passes over the batch (fast/batchnorm.py), checked against this one.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from torch import nn
 from digitlab.scratch.module import Layer, accumulate, check_input
 
 
-class BatchNorm2d(Layer):
-    """BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True), as torch.nn.BatchNorm2d:
-    same parameters (weight, bias) and buffers (running_mean, running_var, num_batches_tracked)."""
+class PlainBatchNorm2d(Layer):
+    """PlainBatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True), as
+    torch.nn.BatchNorm2d: same parameters (weight, bias) and buffers (running_mean, running_var,
+    num_batches_tracked)."""
 
     def __init__(
         self,
@@ -57,34 +61,37 @@ class BatchNorm2d(Layer):
     def _view(self, v: torch.Tensor) -> torch.Tensor:
         return v.view(1, -1, 1, 1)
 
+    def statistics(self, x: torch.Tensor):
+        """(x - mu, var) per channel: in training the batch's, which also update the running
+        averages; in eval mode the running ones."""
+        if not self.training:
+            mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
+            return x - self._view(mean), var
+        m = x.numel() // self.num_features
+        if m < 2:
+            raise ValueError(
+                f"BatchNorm2d needs more than 1 value per channel in training, got shape "
+                f"{tuple(x.shape)}"
+            )
+        mean = x.mean((0, 2, 3))
+        centered = x - self._view(mean)
+        var = centered.square().mean((0, 2, 3))
+        self.num_batches_tracked += 1
+        factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+        self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
+        unbiased = (var * m / (m - 1)).to(self.running_var.dtype)
+        self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+        return centered, var
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 4, self.num_features, "BatchNorm2d")
-        if self.training:
-            m = x.numel() // self.num_features
-            if m < 2:
-                raise ValueError(
-                    f"BatchNorm2d needs more than 1 value per channel in training, got shape "
-                    f"{tuple(x.shape)}"
-                )
-            mean = x.mean((0, 2, 3))
-            centered = x - self._view(mean)
-            var = centered.square().mean((0, 2, 3))
-            self.num_batches_tracked += 1
-            factor = (
-                1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-            )
-            self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
-            unbiased = (var * m / (m - 1)).to(self.running_var.dtype)
-            self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-        else:
-            mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
-            centered = x - self._view(mean)
+        centered, var = self.statistics(x)
         inv_std = (var + self.eps).rsqrt()
-        xhat = centered.mul_(self._view(inv_std))  # in place: centered is this layer's own
+        xhat = centered * self._view(inv_std)
         self._saved = (xhat, inv_std, self.training)
         if not self.affine:
             return xhat
-        return torch.addcmul(self._view(self.bias), xhat, self._view(self.weight))
+        return self._view(self.weight) * xhat + self._view(self.bias)
 
     def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         xhat, inv_std, training = self.saved()
@@ -98,10 +105,10 @@ class BatchNorm2d(Layer):
         if self.affine:
             accumulate(self.weight, dgamma)
             accumulate(self.bias, dbeta)
-        scale = inv_std if self.weight is None else self.weight * inv_std
-        if not training:
+        scale = inv_std if self.weight is None else self.weight * inv_std  # gamma / s
+        if not training:  # mu and var were constants
             return grad_out * self._view(scale)
         m = xhat.numel() // self.num_features
-        # scale * (gy - dbeta / M - xhat * dgamma / M), in two passes over the batch
-        dx = torch.addcmul(self._view(-scale * dbeta / m), xhat, self._view(-scale * dgamma / m))
-        return dx.addcmul_(grad_out, self._view(scale))
+        return self._view(scale) * (
+            grad_out - self._view(dbeta / m) - xhat * self._view(dgamma / m)
+        )

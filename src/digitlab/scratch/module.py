@@ -29,21 +29,6 @@ class Layer(nn.Module):
     def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         raise NotImplementedError
 
-    def workspace(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
-        """An uninitialised buffer kept from call to call for a big internal temporary (im2col's
-        windows). Fresh multi-megabyte tensors on every call cost the OS's page zeroing, which
-        here took longer than the arithmetic. Only internals go here, never a returned tensor."""
-        spaces = self.__dict__.setdefault("_workspaces", {})
-        buf = spaces.get(name)
-        if (
-            buf is None
-            or buf.shape != shape
-            or buf.dtype != like.dtype
-            or buf.device != like.device
-        ):
-            buf = spaces[name] = like.new_empty(shape)
-        return buf
-
     def saved(self):
         """What forward kept for backward; a clear error when backward comes first."""
         if getattr(self, "_saved", None) is None:
