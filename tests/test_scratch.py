@@ -44,15 +44,53 @@ CONV_GRID = [
 ]
 
 
+def fast_against_plain(fast, plain, x: torch.Tensor, train: bool = True) -> dict:
+    """Both versions of one layer on the same x, dL/dy and parameters (the plain one's, copied):
+    the largest difference of output, dL/dx, each dL/dparameter and each buffer after the call."""
+    plain, fast = plain.to(x.dtype).train(train), fast.to(x.dtype).train(train)
+    fast.load_state_dict(plain.state_dict())
+    results = []
+    for layer in (fast, plain):
+        y = layer(x.clone())
+        gx = layer.backward(make_input(y.shape, x.dtype, seed=1))
+        results.append([y, gx, *(q.grad for q in layer.parameters()), *layer.buffers()])
+    names = ["output", "input grad"]
+    names += [f"{name} grad" for name, _ in plain.named_parameters()]
+    names += [name for name, _ in plain.named_buffers()]
+    return {name: (a - b).abs().max().item() for name, a, b in zip(names, *results, strict=True)}
+
+
+@pytest.mark.parametrize("conv", [scratch.Conv2d, scratch.PlainConv2d])
 @pytest.mark.parametrize("n, cin, cout, h, w, k, s, p, d, bias", CONV_GRID)
-def test_conv2d_matches_torch(n, cin, cout, h, w, k, s, p, d, bias):
+def test_conv2d_matches_torch(conv, n, cin, cout, h, w, k, s, p, d, bias):
     args = (cin, cout, k, s, p, d)
     errors = compare_layer(
-        scratch.Conv2d(*args, bias=bias), nn.Conv2d(*args, bias=bias), make_input((n, cin, h, w))
+        conv(*args, bias=bias), nn.Conv2d(*args, bias=bias), make_input((n, cin, h, w))
     )
     assert_close(errors, 1e-10, 1e-8)
-    errors = compare_layer(scratch.Conv2d(*args), nn.Conv2d(*args), make_input((n, cin, h, w), F32))
+    errors = compare_layer(conv(*args), nn.Conv2d(*args), make_input((n, cin, h, w), F32))
     assert errors["output"] <= 1e-5
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("n, cin, cout, h, w, k, s, p, d, bias", CONV_GRID)
+def test_fast_conv2d_gives_the_plain_ones_numbers(train, n, cin, cout, h, w, k, s, p, d, bias):
+    """scratch.Conv2d (in training through the DFT where it pays, else its own im2col) against
+    PlainConv2d, in float64: output, dL/dx, dL/dW, dL/db."""
+    args = (cin, cout, k, s, p, d)
+    fast, plain = scratch.Conv2d(*args, bias=bias), scratch.PlainConv2d(*args, bias=bias)
+    errors = fast_against_plain(fast, plain, make_input((n, cin, h, w)), train)
+    assert_close(errors, 1e-12, 1e-10)
+
+
+def test_the_conv_grid_reaches_every_fast_path():
+    """The grid above holds layers through the DFT, one-channel layers with and without the
+    bias's row of ones, and strided or dilated im2col layers."""
+    layers = [scratch.Conv2d(*row[1:3], *row[5:9], bias=row[9]) for row in CONV_GRID]
+    assert sum(conv.through_dft() for conv in layers) >= 4
+    one_channel = [conv.bias is not None for conv in layers if conv.in_channels == 1]
+    assert True in one_channel and False in one_channel
+    assert any(conv.stride != (1, 1) or conv.dilation != (1, 1) for conv in layers)
 
 
 def test_conv2d_takes_the_dft_path_exactly_where_it_pays():
@@ -93,11 +131,22 @@ POOL_GRID = [
 ]
 
 
+@pytest.mark.parametrize("pool", [scratch.MaxPool2d, scratch.PlainMaxPool2d])
 @pytest.mark.parametrize("n, c, h, w, k, s, p, d, ties", POOL_GRID)
-def test_maxpool2d_matches_torch_including_ties(n, c, h, w, k, s, p, d, ties):
+def test_maxpool2d_matches_torch_including_ties(pool, n, c, h, w, k, s, p, d, ties):
     x = make_input((n, c, h, w), ties=ties)
-    errors = compare_layer(scratch.MaxPool2d(k, s, p, d), nn.MaxPool2d(k, s, p, d), x)
+    errors = compare_layer(pool(k, s, p, d), nn.MaxPool2d(k, s, p, d), x)
     assert_close(errors, 1e-10, 1e-8)
+
+
+@pytest.mark.parametrize("n, c, h, w, k, s, p, d, ties", POOL_GRID)
+def test_fast_maxpool2d_routes_as_the_plain_one(n, c, h, w, k, s, p, d, ties):
+    """The two 1-D passes against the max over whole windows, on inputs full of ties: the same
+    maxima exactly, and every gradient to the same pixel (a tie sent elsewhere would be off by
+    a whole gradient, not by rounding)."""
+    fast, plain = scratch.MaxPool2d(k, s, p, d), scratch.PlainMaxPool2d(k, s, p, d)
+    errors = fast_against_plain(fast, plain, make_input((n, c, h, w), ties=True))
+    assert_close(errors, 0, 1e-12)
 
 
 @pytest.mark.parametrize("n", [1, 7])
@@ -115,14 +164,12 @@ def test_simple_layers_match_torch(n):
         assert_close(errors, 1e-10, 1e-8)
 
 
+@pytest.mark.parametrize("bn", [scratch.BatchNorm2d, scratch.PlainBatchNorm2d])
 @pytest.mark.parametrize("momentum", [0.1, 0.5, None])
 @pytest.mark.parametrize("n", [1, 7])
-def test_batchnorm2d_train_and_eval_match_torch(momentum, n):
+def test_batchnorm2d_train_and_eval_match_torch(bn, momentum, n):
     shape = (n, 3, 4, 5)
-    bn_scratch, bn_torch = (
-        scratch.BatchNorm2d(3, momentum=momentum),
-        nn.BatchNorm2d(3, momentum=momentum),
-    )
+    bn_scratch, bn_torch = bn(3, momentum=momentum), nn.BatchNorm2d(3, momentum=momentum)
     with torch.no_grad():  # non-trivial gamma, beta and running statistics
         bn_torch.weight.uniform_(0.5, 2)
         bn_torch.bias.uniform_(-1, 1)
@@ -133,6 +180,26 @@ def test_batchnorm2d_train_and_eval_match_torch(momentum, n):
     errors = compare_layer(bn_scratch, bn_torch, make_input(shape, seed=9), train=False)
     assert_close(errors, 1e-10, 1e-8)
     assert bn_scratch.num_batches_tracked.item() == 3
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(1, 3, 4, 5), (7, 2, 3, 3), (2, 5, 1, 7)])
+def test_fast_batchnorm2d_gives_the_plain_ones_numbers(train, affine, shape):
+    """The fused passes against the formulas as derived, float64: output, dL/dx, dL/dgamma,
+    dL/dbeta and the running statistics, over three steps with a non-trivial gamma and beta."""
+    plain = scratch.PlainBatchNorm2d(shape[1], momentum=None, affine=affine)
+    if affine:
+        with torch.no_grad():
+            plain.weight.uniform_(0.5, 2)
+            plain.bias.uniform_(-1, 1)
+    plain.running_var.fill_(2.0)
+    fast = scratch.BatchNorm2d(shape[1], momentum=None, affine=affine)
+    for step in range(3):
+        x = make_input(shape, seed=step) * 3 + 1
+        assert_close(fast_against_plain(fast, plain, x, train), 1e-12, 1e-10)
+        plain.zero_grad()
+        fast.zero_grad()
 
 
 def test_dropout_in_training_drops_and_scales_consistently():
@@ -241,8 +308,12 @@ def numerical_grad(f, t: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     "layer, shape",
     [
         (lambda: scratch.Conv2d(2, 3, (3, 2), stride=2, padding=1, dilation=(1, 2)), (2, 2, 6, 7)),
+        (lambda: scratch.Conv2d(3, 2, 3, padding=(2, 1)), (2, 3, 5, 4)),  # through the DFT
         (lambda: scratch.MaxPool2d(3, 2, 1), (2, 2, 7, 6)),
         (lambda: scratch.BatchNorm2d(2), (3, 2, 3, 3)),
+        (lambda: scratch.PlainConv2d(2, 3, (3, 2), 2, 1, (1, 2)), (2, 2, 6, 7)),
+        (lambda: scratch.PlainMaxPool2d(3, 2, 1), (2, 2, 7, 6)),
+        (lambda: scratch.PlainBatchNorm2d(2), (3, 2, 3, 3)),
     ],
 )
 def test_backward_matches_finite_differences(layer, shape):
@@ -395,11 +466,42 @@ def forbidden_calls(source: str) -> list[str]:
     return found
 
 
+SCRATCH = Path(digitlab.scratch.__file__).parent
+SCRATCH_FILES = sorted(SCRATCH.rglob("*.py"))
+
+
 def test_scratch_source_uses_only_generic_tensor_operations():
-    files = sorted(Path(digitlab.scratch.__file__).parent.glob("*.py"))
-    assert len(files) >= 8
-    for path in files:
+    names = {str(path.relative_to(SCRATCH)) for path in SCRATCH_FILES}
+    assert {"conv.py", "fast/conv.py", "fast/spectral.py", "fast/pooling.py"} <= names
+    for path in SCRATCH_FILES:
         assert forbidden_calls(path.read_text()) == [], path.name
+
+
+def test_every_function_in_scratch_fits_on_a_screen():
+    long = [
+        (path.name, node.name, node.end_lineno - node.lineno + 1)
+        for path in SCRATCH_FILES
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert long == []
+
+
+def test_the_public_layers_are_the_fast_ones_over_the_plain_ones():
+    """What the nets build (models.build(name, "scratch")) is the fast layer; it stands in for the
+    plain one (a subclass, same constructor, parameters and buffers)."""
+    from digitlab.nets import models
+
+    for fast, plain in [
+        (scratch.Conv2d, scratch.PlainConv2d),
+        (scratch.MaxPool2d, scratch.PlainMaxPool2d),
+        (scratch.BatchNorm2d, scratch.PlainBatchNorm2d),
+    ]:
+        assert issubclass(fast, plain) and fast.__module__.startswith("digitlab.scratch.fast.")
+    kinds = {type(m) for m in models.build("best", "scratch").modules()}
+    assert {scratch.Conv2d, scratch.MaxPool2d, scratch.BatchNorm2d} <= kinds
+    assert not kinds & {scratch.PlainConv2d, scratch.PlainMaxPool2d, scratch.PlainBatchNorm2d}
 
 
 def test_the_source_check_catches_forbidden_calls():
