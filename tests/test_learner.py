@@ -15,8 +15,7 @@ from digitlab.workbench.layercheck import check_file
 
 LEARNERS = Path(__file__).parent / "learners"
 SOLUTION = (LEARNERS / "solution.py").read_text()
-# The study log's level-2 file as its author left it (a verbatim copy of shared/seed's, so that
-# the suite runs from any clone).
+# The study log's level-2 file as its author left it, kept verbatim in the repository.
 SEED = LEARNERS / "level2_template.py"
 
 

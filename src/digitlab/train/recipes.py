@@ -7,7 +7,7 @@
 speedrun  the fewest seconds to 99% test accuracy on a laptop CPU: the small `fast` net, one
           epoch in batches of 256, Adam at a peak rate of 0.02 on a one-cycle schedule, label
           smoothing 0.1; chosen over the batches of 128 at 0.01 it had before on 10,000 held-out
-          training images (README, Records).
+          training images (docs/records.md).
 best      the highest accuracy from one model within 20 minutes on a laptop CPU: the batch-norm
           `best` net, 32 epochs on randomly rotated, scaled and shifted digits, SGD with Nesterov
           momentum on a one-cycle schedule, label smoothing, an average of the weights; 5,000
