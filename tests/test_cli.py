@@ -147,26 +147,26 @@ def test_pickle_checkpoint_is_refused_in_a_real_process(trained_run, tmp_path):
 
 
 def test_check_command_reports_every_case_ok(capsys):
+    """digitlab check: digitlab.scratch's classes through the layer checker, in its JSON."""
     code, out, err = run_cli(capsys, "check", "--json")
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["ok"] is True
-    names = [row["name"] for row in result["checks"]]
-    for expected in (
-        "Conv2d",
-        "Linear",
-        "MaxPool2d",
-        "BatchNorm2d",
-        "CrossEntropyLoss",
-        "Adam",
-        "SGD",
-        "CNN",
-        "FCN",
-    ):
-        assert any(expected in name for name in names), expected
-    assert all(0 <= row["max_abs_error"] <= 1e-8 for row in result["checks"])
+    layers = {layer["name"]: layer for layer in result["layers"]}
+    assert set(layers) == {
+        *("Conv2d", "Linear", "ReLU", "MaxPool2d", "Flatten", "CrossEntropyLoss", "SGD", "Adam"),
+        *("BatchNorm2d", "Dropout", "AdaptiveAvgPool2d", "Sequential"),
+    }
+    for layer in layers.values():
+        assert set(layer) >= {"name", "interface", "ok", "cases"} and layer["ok"], layer
+        for case in layer["cases"]:
+            assert set(case) >= {"case", "ok", "tensor", "max_abs_error", "diagnosis"}
+            assert case["ok"] and case["tensor"] is None, case
+    cases = [case["case"] for layer in layers.values() for case in layer["cases"]]
+    for expected in ("eval: running statistics", "the CNN (whole network)", "float64", "batch 1"):
+        assert any(expected in case for case in cases), expected
     code, out, _ = run_cli(capsys, "check")
-    assert code == 0 and "all ok" in out
+    assert code == 0 and "all ok: 64 cases of 12 classes match PyTorch" in out
 
 
 def test_bench_command_prints_ratios_from_one_run(capsys):

@@ -9,8 +9,7 @@ from torch import nn
 
 import digitlab.scratch
 from digitlab import scratch
-from digitlab.workbench.gradcheck import (
-    CASES,
+from torch_compare import (
     compare_layer,
     compare_loss,
     compare_model,
@@ -199,12 +198,6 @@ def test_optimizers_match_torch_over_50_steps(name, options):
 )
 def test_whole_networks_match_torch(name, shape):
     assert_close(compare_model(name, shape), 1e-8, 1e-8)
-
-
-def test_every_check_case_passes():
-    for name, case in CASES.items():
-        assert max(case(F64).values()) <= 1e-8, name
-        assert case(F32)["output"] <= 1e-5, name  # forward (and optimizer result) in float32
 
 
 def test_gradients_accumulate_until_zero_grad():
