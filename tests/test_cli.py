@@ -17,7 +17,9 @@ def test_evaluate_json_and_table(trained_run, capsys):
     assert code == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert set(report) == {"accuracy", "per_class", "confusion"}
-    metrics = json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[-1])
+    metrics = json.loads(
+        (trained_run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1]
+    )
     assert report["accuracy"] == pytest.approx(metrics["test_accuracy"])
     confusion = torch.tensor(report["confusion"])
     assert confusion.shape == (10, 10) and confusion.sum() == 10000
@@ -118,11 +120,11 @@ def broken_checkpoints(trained_run, tmp_path):
     (folder / "config.json").unlink()
     cases[folder] = "config.json: missing"
     folder = copy("bad-config")
-    (folder / "config.json").write_text("{not json")
+    (folder / "config.json").write_text("{not json", encoding="utf-8")
     cases[folder] = "not valid JSON"
     folder = copy("other-model")
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "model": "fcn"}))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "model": "fcn"}), encoding="utf-8")
     cases[folder] = "weights of another model than 'fcn'"
     folder = copy("bad-shape")
     state = models.build("cnn").state_dict()

@@ -392,7 +392,7 @@ def test_scratch_source_uses_only_generic_tensor_operations():
     files = sorted(Path(digitlab.scratch.__file__).parent.glob("*.py"))
     assert len(files) >= 8
     for path in files:
-        assert forbidden_calls(path.read_text()) == [], path.name
+        assert forbidden_calls(path.read_text(encoding="utf-8")) == [], path.name
 
 
 def test_the_source_check_catches_forbidden_calls():

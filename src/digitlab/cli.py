@@ -605,6 +605,9 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot encode a character (a GBK
+        if hasattr(stream, "reconfigure"):  # one, an emoji) shows "?" rather than crash
+            stream.reconfigure(errors="replace")
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
