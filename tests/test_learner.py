@@ -494,3 +494,29 @@ def test_float64_says_when_only_it_separates_right_from_wrong(tmp_path):
     )
     linear = [row for row in check_file(made32)["rows"] if row["case"] == "5 -> 3, batch 4"]
     assert "made in float32" in linear[0]["note"]
+
+
+def test_digitlabs_own_cases_catch_a_fresh_dropout_mask_and_batch_norm_stuck_in_training():
+    """The cases only digitlab.scratch gets: a Dropout whose backward draws a new mask, and a
+    BatchNorm2d that ignores eval(), each fail on their own case, named."""
+    from digitlab import scratch
+    from digitlab.workbench.layercheck import check_classes
+
+    class Dropout(scratch.Dropout):
+        def backward(self, grad_out, input_grad=True):
+            self.forward(torch.ones_like(grad_out))  # a new mask, not forward's
+            return super().backward(grad_out)
+
+    class BatchNorm2d(scratch.BatchNorm2d):
+        def train(self, mode=True):
+            return super().train(True)
+
+    result = check_classes({"Dropout": Dropout, "BatchNorm2d": BatchNorm2d}, own=True)
+    wrong = {(row["layer"], row["case"]) for row in result["rows"] if not row["ok"]}
+    assert wrong == {
+        ("Dropout", "p 0.25 in training: the mask forward used, scaled by 1/(1-p)"),
+        ("BatchNorm2d", "eval: running statistics"),
+    }, wrong
+    dropout = next(row for row in result["rows"] if row["case"].startswith("p 0.25"))
+    assert dropout["failures"][0]["tensor"] == "dL/dx"
+    assert "the mask forward used" in dropout["failures"][0]["diagnosis"]
