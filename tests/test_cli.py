@@ -17,7 +17,9 @@ def test_evaluate_json_and_table(trained_run, capsys):
     assert code == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert set(report) == {"accuracy", "per_class", "confusion"}
-    metrics = json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[-1])
+    metrics = json.loads(
+        (trained_run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1]
+    )
     assert report["accuracy"] == pytest.approx(metrics["test_accuracy"])
     confusion = torch.tensor(report["confusion"])
     assert confusion.shape == (10, 10) and confusion.sum() == 10000
@@ -118,11 +120,11 @@ def broken_checkpoints(trained_run, tmp_path):
     (folder / "config.json").unlink()
     cases[folder] = "config.json: missing"
     folder = copy("bad-config")
-    (folder / "config.json").write_text("{not json")
+    (folder / "config.json").write_text("{not json", encoding="utf-8")
     cases[folder] = "not valid JSON"
     folder = copy("other-model")
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "model": "fcn"}))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "model": "fcn"}), encoding="utf-8")
     cases[folder] = "weights of another model than 'fcn'"
     folder = copy("bad-shape")
     state = models.build("cnn").state_dict()
@@ -147,26 +149,26 @@ def test_pickle_checkpoint_is_refused_in_a_real_process(trained_run, tmp_path):
 
 
 def test_check_command_reports_every_case_ok(capsys):
+    """digitlab check: digitlab.scratch's classes through the layer checker, in its JSON."""
     code, out, err = run_cli(capsys, "check", "--json")
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["ok"] is True
-    names = [row["name"] for row in result["checks"]]
-    for expected in (
-        "Conv2d",
-        "Linear",
-        "MaxPool2d",
-        "BatchNorm2d",
-        "CrossEntropyLoss",
-        "Adam",
-        "SGD",
-        "CNN",
-        "FCN",
-    ):
-        assert any(expected in name for name in names), expected
-    assert all(0 <= row["max_abs_error"] <= 1e-8 for row in result["checks"])
+    layers = {layer["name"]: layer for layer in result["layers"]}
+    assert set(layers) == {
+        *("Conv2d", "Linear", "ReLU", "MaxPool2d", "Flatten", "CrossEntropyLoss", "SGD", "Adam"),
+        *("BatchNorm2d", "Dropout", "AdaptiveAvgPool2d", "Sequential"),
+    }
+    for layer in layers.values():
+        assert set(layer) >= {"name", "interface", "ok", "cases"} and layer["ok"], layer
+        for case in layer["cases"]:
+            assert set(case) >= {"case", "ok", "tensor", "max_abs_error", "diagnosis"}
+            assert case["ok"] and case["tensor"] is None, case
+    cases = [case["case"] for layer in layers.values() for case in layer["cases"]]
+    for expected in ("eval: running statistics", "the CNN (whole network)", "float64", "batch 1"):
+        assert any(expected in case for case in cases), expected
     code, out, _ = run_cli(capsys, "check")
-    assert code == 0 and "all ok" in out
+    assert code == 0 and "all ok: 64 cases of 12 classes match PyTorch" in out
 
 
 def test_bench_command_prints_ratios_from_one_run(capsys):

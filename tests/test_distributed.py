@@ -40,7 +40,7 @@ def test_two_processes_train_in_step_like_one_and_resume(tmp_path, capsys, backe
     # Every rank checked its weights against rank 0's, bit for bit, at the end of the run.
     assert "the 2 processes ended with identical weights" in done.stdout
     assert done.stdout.count("test accuracy") == 2  # rank 0 alone reports: epoch line and result
-    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["processes"] == 2
     two = loop.read_metrics(out)[-1]["test_accuracy"]
 
     # No batch norm, no augmentation, 2000 images split evenly: each step of the two processes

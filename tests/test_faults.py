@@ -64,7 +64,9 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(tmp_p
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    assert len((killed / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 2 never finished
+    assert (
+        len((killed / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+    )  # epoch 2 never finished
     code, _, err = run_cli(capsys, "train", "--resume", killed, "--quiet", "--no-pictures")
     assert code == 0, err
     whole = tmp_path / "whole"

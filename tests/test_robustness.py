@@ -133,7 +133,9 @@ def test_sturdy_training_reads_foggy_and_bright_digits_better(tmp_path, capsys):
         common = ["--subset", "5000", "--val-split", "1000", "--quiet", "--no-pictures"]
         code, _, err = run_cli(capsys, "train", "--sturdy", share, "--out", out, *common)
         assert code == 0, err
-        assert json.loads((out / "config.json").read_text())["sturdy"] == float(share)
+        assert json.loads((out / "config.json").read_text(encoding="utf-8"))["sturdy"] == float(
+            share
+        )
         args = ["robustness", out, "--on", "validation", "--corruptions", "fog,brightness"]
         code, text, err = run_cli(capsys, *args, "--json")
         assert code == 0, err

@@ -28,7 +28,7 @@ def test_no_module_tests_a_backend_by_its_name():
     for path in SRC.rglob("*.py"):
         if path.name == "backends.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Compare):
                 names = [c.value for c in node.comparators if isinstance(c, ast.Constant)]
                 if any(n in ("torch", "scratch") for n in names):
@@ -41,14 +41,14 @@ def test_normalisation_arithmetic_appears_once():
     hits = [
         f"{p.name}:{n}"
         for p in SRC.rglob("*.py")
-        for n, line in enumerate(p.read_text().splitlines(), 1)
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
         if "- mean) / std" in line.replace("self.", "") and "scratch" not in p.parts
     ]
     assert hits == ["mnist.py:" + hits[0].split(":")[1]] and len(hits) == 1
 
 
 def test_every_function_in_training_fits_on_a_screen():
-    tree = ast.parse((SRC / "train" / "loop.py").read_text())
+    tree = ast.parse((SRC / "train" / "loop.py").read_text(encoding="utf-8"))
     long = [
         (node.name, node.end_lineno - node.lineno + 1)
         for node in ast.walk(tree)
@@ -147,9 +147,11 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
 def test_class_names_come_from_classes_txt(tmp_path):
     root = write_dataset(tmp_path / "data", 10, 10)
     assert class_names(root) is None
-    (root / "classes.txt").write_text("\n".join(f"class {c}" for c in range(10)) + "\n")
+    (root / "classes.txt").write_text(
+        "\n".join(f"class {c}" for c in range(10)) + "\n", encoding="utf-8"
+    )
     assert class_names(root)[3] == "class 3"
-    (root / "classes.txt").write_text("a\nb\n")
+    (root / "classes.txt").write_text("a\nb\n", encoding="utf-8")
     with pytest.raises(Exception, match="lists 2 class names"):
         class_names(root)
 
@@ -161,7 +163,7 @@ def test_fashion_mnist_shows_class_names(tmp_path, capsys):
         capsys, "train", "--data-dir", FASHION, "--subset", "500", "--out", run, "--quiet"
     )
     assert code == 0, err
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["dataset"]["classes"][9] == "Ankle boot"
     predictor = Predictor.load(run)
     assert predictor.classes[0] == "T-shirt/top"

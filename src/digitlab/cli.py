@@ -534,41 +534,12 @@ def cmd_app(args) -> int:
 
 
 def cmd_check(args) -> int:
-    if args.layers:
-        return check_layers(args)
-    import torch
-
-    from digitlab.workbench.gradcheck import TOLERANCE, run_checks
-
-    result = run_checks()
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{'check (float64, against PyTorch)':<48} {'max abs error':>13}  ok")
-        for row in result["checks"]:
-            print(
-                f"{row['name']:<48} {row['max_abs_error']:>13.2e}  {'ok' if row['ok'] else 'FAIL'}"
-            )
-        tolerance = TOLERANCE[torch.float64]
-        verdict = "all ok" if result["ok"] else "SOME CHECKS FAILED"
-        print(f"{verdict} (tolerance {tolerance:.0e})")
-    return 0 if result["ok"] else 1
-
-
-def check_layers(args) -> int:
-    """digitlab check --layers FILE.py: exit 0 only when every case passes."""
+    """digitlab check [--layers FILE.py]: digitlab.scratch's classes, or the file's, case by
+    case against PyTorch; exit 0 only when every case passes."""
     from digitlab.workbench import report
-    from digitlab.workbench.layercheck import check_file
+    from digitlab.workbench.layercheck import check_scratch
 
-    try:
-        result = check_file(args.layers, timeout=args.timeout)
-    except DigitlabError as e:  # the file cannot be imported: its traceback is the help
-        lines = getattr(e, "lines", None)
-        if lines and args.json:
-            print(json.dumps({"layers": [], "ok": False, "error": str(e), "traceback": lines}))
-        elif lines:
-            print("\n".join(lines))
-        raise
+    result = check_layers(args) if args.layers else check_scratch()
     if args.json:
         print(json.dumps(report.as_json(result)))
     else:
@@ -577,6 +548,22 @@ def check_layers(args) -> int:
         paths = report.write_pictures(result, args.pictures)
         print(f"{len(paths)} map(s) of wrong positions in {args.pictures}", file=sys.stderr)
     return 0 if result["ok"] else 1
+
+
+def check_layers(args) -> dict:
+    """The check of the file given with --layers; a file that cannot be imported shows its
+    traceback (or its syntax error, as Python shows it) once, then the one-line error."""
+    from digitlab.workbench.layercheck import check_file
+
+    try:
+        return check_file(args.layers, timeout=args.timeout)
+    except DigitlabError as e:
+        lines = getattr(e, "lines", None)
+        if lines and args.json:
+            print(json.dumps({"layers": [], "ok": False, "error": str(e), "traceback": lines}))
+        elif lines:
+            print("\n".join(lines))
+        raise
 
 
 def cmd_exercise(args) -> int:
@@ -618,6 +605,9 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot encode a character (a GBK
+        if hasattr(stream, "reconfigure"):  # one, an emoji) shows "?" rather than crash
+            stream.reconfigure(errors="replace")
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:

@@ -103,7 +103,7 @@ def resolve(ckpt: str | Path | None) -> tuple[Path, Path]:
 def read_config(path: Path) -> dict:
     """The config.json of a run, checked for the keys a model needs."""
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DigitlabError(
             f"{path}: missing; a checkpoint needs the config.json that digitlab train wrote "

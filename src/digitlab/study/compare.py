@@ -123,7 +123,7 @@ def measure(name: str, config: loop.TrainConfig, run: Path, progress: bool, log)
     settings = {f: getattr(config, f) for f in SETTINGS}
     row_file = run / "row.json"
     if row_file.is_file():
-        row = json.loads(row_file.read_text())
+        row = json.loads(row_file.read_text(encoding="utf-8"))
         if row.get("settings") == settings and row.get("epochs") == config.epochs:
             log(f"{name}: done before, skipped")
             return row
@@ -291,7 +291,7 @@ def write_report(rows: list[dict], out: Path, settings: str) -> Path:
     ]
     md += ["| " + " | ".join(line) + " |" for line in table]
     md += [""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
-    (out / "report.md").write_text("\n".join(md))
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
     def img(p: Path) -> str:
         data = base64.b64encode(p.read_bytes()).decode()
@@ -315,7 +315,7 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 </body></html>
 """
     path = out / "report.html"
-    path.write_text(page)
+    path.write_text(page, encoding="utf-8")
     return path
 
 

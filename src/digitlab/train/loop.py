@@ -306,11 +306,13 @@ def read_metrics(out: Path) -> list[dict]:
     path = out / METRICS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def append_metrics(out: Path, record: dict) -> None:
-    with open(out / METRICS, "a") as f:
+    with open(out / METRICS, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
