@@ -20,6 +20,7 @@ import torch
 
 from digitlab.data.mnist import load_split
 from digitlab.errors import DigitlabError
+from digitlab.files import atomic_write
 from digitlab.nets import backends, checkpoint, models
 from digitlab.read.predictor import Predictor
 from digitlab.study import plots
@@ -162,7 +163,7 @@ def measure(name: str, config: loop.TrainConfig, run: Path, progress: bool, log)
         ],
         "step_loss": [v for r in metrics for v in r["step_loss"]],
     }
-    checkpoint.atomic_write(row_file, json.dumps(row).encode())
+    atomic_write(row_file, json.dumps(row).encode())
     return row
 
 
@@ -178,7 +179,7 @@ def add_robustness(row: dict, run: Path, config: loop.TrainConfig, limit: int) -
     row["corrupted_accuracy"] = result["mean_corruption_accuracy"]
     row["corruptions"] = {r["corruption"]: r["accuracy"] for r in result["rows"]}
     row["robustness_images"] = limit
-    checkpoint.atomic_write(run / "row.json", json.dumps(row).encode())
+    atomic_write(run / "row.json", json.dumps(row).encode())
     return row
 
 

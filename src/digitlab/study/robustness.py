@@ -24,7 +24,7 @@ import torch
 from digitlab.data.corruptions import CORRUPTIONS, corrupt
 from digitlab.data.mnist import Split, load_split
 from digitlab.errors import DigitlabError
-from digitlab.nets.checkpoint import atomic_write
+from digitlab.files import atomic_write
 
 
 def cache_dir() -> Path:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from digitlab.data.augment import RandomAffine, Sturdy
 from digitlab.data.mnist import Split, as_input, class_names, dataset_name, load_split, pixel_stats
 from digitlab.errors import DigitlabError
+from digitlab.files import atomic_write
 from digitlab.nets import backends, checkpoint, models
 from digitlab.nets.evaluation import evaluate
 from digitlab.read import unsure
@@ -443,9 +444,7 @@ def restore(run: Run, log) -> None:
     if run.ranks.main:
         # Drop metrics of an epoch that was logged but not checkpointed before a crash.
         kept = [r for r in read_metrics(run.out) if r["epoch"] <= run.epoch]
-        checkpoint.atomic_write(
-            run.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode()
-        )
+        atomic_write(run.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
     log(f"resuming {run.out} after epoch {run.epoch} of {run.config.epochs}")
 
 
