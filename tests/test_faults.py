@@ -22,7 +22,8 @@ from digitlab import DigitlabError, files
 from digitlab.data.mnist import parse_idx
 from digitlab.nets import checkpoint, models
 from digitlab.read.preprocess import preprocess
-from digitlab.train.loop import TrainConfig, fit
+from digitlab.train.loop import fit
+from digitlab.train.settings import TrainConfig
 
 RUN = [
     "--subset",

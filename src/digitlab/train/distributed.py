@@ -63,6 +63,13 @@ def start(device: torch.device) -> Ranks:
         return Ranks()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if backend == "nccl" and not dist.is_nccl_available():
+            # PyTorch on Windows (and macOS) is built without NCCL; gloo there cannot all_gather
+            # CUDA tensors, which the rank check at the end needs.
+            raise DigitlabError(
+                "--device cuda under torchrun: this PyTorch has no NCCL (Windows builds never "
+                "do); train data-parallel with --device cpu (gloo), or in one process on the GPU"
+            )
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
@@ -132,17 +139,6 @@ def average_buffers(model: torch.nn.Module, ranks: Ranks) -> None:
     per layer per step, and the statistics still come from every rank's images."""
     if ranks.world > 1:
         average_in_place([b for b in model.buffers() if b.is_floating_point()])
-
-
-PERTURB = "DIGITLAB_TEST_PERTURB_RANK"  # tests only: this rank alters its weights at the end
-
-
-def perturb_for_test(model: torch.nn.Module, ranks: Ranks) -> None:
-    """For the test that the rank check can fail: the rank named in $DIGITLAB_TEST_PERTURB_RANK
-    adds 1e-3 to its first parameter before the check."""
-    if ranks.world > 1 and os.environ.get(PERTURB) == str(ranks.rank):
-        with torch.no_grad():
-            next(model.parameters()).add_(1e-3)
 
 
 def check_same_weights(model: torch.nn.Module, ranks: Ranks) -> None:
