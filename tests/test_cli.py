@@ -81,12 +81,15 @@ def test_bad_flags_exit_2_with_one_line(capsys, args, fragment):
 
 
 def test_user_errors_exit_1_with_one_line(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")  # any file: the checkpoint is refused first
     cases = [
         (["train", "--subset", "100", "--batch-size", "500"], "larger than the 100"),
         (["train", "--data-dir", tmp_path / "nowhere"], "no such folder"),
         (["train", "--resume", tmp_path / "nowhere"], "config.json: missing"),
         (["evaluate", tmp_path / "nowhere"], "no such checkpoint"),
-        (["predict", "x.png", "--checkpoint", tmp_path / "none"], "no such checkpoint"),
+        (["predict", image, "--checkpoint", tmp_path / "none"], "no such checkpoint"),
+        (["predict", tmp_path / "missing.png"], "missing.png: no such file"),
         (["compare", "--configs", "cnn/torch", "--out", tmp_path], "write model/backend/optimizer"),
         (["compare", "--configs", "cnn/jax/adam", "--out", tmp_path], "unknown backend 'jax'"),
         (["compare", "--configs", "cnn/torch/adam/fast", "--out", tmp_path], "is not a number"),
