@@ -11,6 +11,10 @@ ranks average their gradients, so every rank applies the same update and the wei
   same idea as DDP, without the overlap), in `average_gradients`.
 
 gloo carries the messages on CPU, nccl on CUDA. Only rank 0 writes files and prints.
+
+Windows: PyTorch's Windows builds have gloo but no NCCL, so data-parallel runs there train on the
+CPU (--device cuda under torchrun is refused in one line, in `start`); and their TCPStore lacks
+libuv, so torchrun needs USE_LIBUV=0 in its environment (`set USE_LIBUV=0` first).
 """
 
 from __future__ import annotations
