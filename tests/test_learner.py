@@ -399,7 +399,7 @@ def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, f
     """A loss that takes label_smoothing is compared with PyTorch's with it before a run uses
     it; one that takes the argument but ignores it is refused, naming the fix."""
     from digitlab.errors import DigitlabError
-    from digitlab.train import loop
+    from digitlab.train import step
     from digitlab.workbench.learner import learner_backend
 
     start = SOLUTION.index("class CrossEntropyLoss(nn.Module):\n")
@@ -408,11 +408,11 @@ def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, f
     path = variant(tmp_path, old, new)
     backend = learner_backend(str(path))
     if fits:
-        loss = loop.make_loss(backend, 0.1)
+        loss = step.make_loss(backend, 0.1)
         assert loss.s == 0.1 and type(loss).__module__.startswith("learner_")
     else:
         with pytest.raises(DigitlabError, match="does not match PyTorch.*--label-smoothing 0"):
-            loop.make_loss(backend, 0.1)
+            step.make_loss(backend, 0.1)
 
 
 def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):

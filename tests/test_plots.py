@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import needs, run_cli, write_dataset
-from digitlab.study.compare import DEFAULT_CONFIGS
+from digitlab.study.compare_configs import DEFAULT_CONFIGS
 
 CHROMIUM = shutil.which("chromium")
 # name -> (width, height) in pixels, from each figure's size at 100 dpi.

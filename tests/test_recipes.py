@@ -15,9 +15,10 @@ from digitlab.data.mnist import load_split
 from digitlab.nets import backends, checkpoint
 from digitlab.train import loop
 from digitlab.train.averaging import WeightAverage
-from digitlab.train.loop import TrainConfig, fit
+from digitlab.train.loop import fit
 from digitlab.train.recipes import settings
 from digitlab.train.schedule import learning_rate
+from digitlab.train.settings import TrainConfig
 
 # Each recipe on a subset: (extra flags, accuracy it must pass). Full runs: benchmarks/records.py.
 # The speedrun's subset gives its batches of 256 the 23 steps that 3,000 images gave batches of

@@ -108,7 +108,8 @@ def test_robustness_on_held_out_training_images_and_refused_without_them(
 ):
     from digitlab.read.predictor import Predictor
     from digitlab.study.robustness import images_for
-    from digitlab.train.loop import config_of, split_training_set
+    from digitlab.train.checks import split_training_set
+    from digitlab.train.settings import config_of
 
     config = Predictor.load(None).config  # the shipped model held out 5,000 training images
     held_out = images_for(config, "validation", None)

@@ -9,7 +9,9 @@ from digitlab import DigitlabError
 from digitlab.data.mnist import load_split
 from digitlab.nets import checkpoint
 from digitlab.nets.evaluation import evaluate
-from digitlab.train.loop import TrainConfig, fit, read_metrics
+from digitlab.train.loop import fit
+from digitlab.train.run_files import read_metrics
+from digitlab.train.settings import TrainConfig
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 

@@ -11,7 +11,6 @@ A run folder holds:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from digitlab.errors import DigitlabError
+from digitlab.files import atomic_write
 from digitlab.nets import models
 
 WEIGHTS = "model.safetensors"
@@ -28,27 +28,6 @@ RESUME = "resume.safetensors"
 PRETRAINED_DIR = Path(__file__).parent.parent / "pretrained"
 # What pickle files (torch.save, .pt/.pth/.ckpt) start with: a zip archive or a pickle opcode.
 PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one.
-
-    Writes a temporary file beside it, fsyncs, renames over `path`, then fsyncs the folder.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
