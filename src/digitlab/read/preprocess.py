@@ -18,6 +18,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.transform import hough_line, hough_line_peaks
 
+from digitlab.data.mnist import to_unit
 from digitlab.errors import DigitlabError
 
 MAX_PIXELS = 25_000_000  # refuse larger images before decoding them (decompression bombs)
@@ -70,13 +71,13 @@ def gray_of(image: Image.Image) -> np.ndarray:
         return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
     if image.mode != "L":
         image = image.convert("RGBA").convert("RGB").convert("L")
-    return np.asarray(image, dtype=np.float32) / 255.0
+    return to_unit(np.asarray(image))
 
 
 def alpha_of(image: Image.Image) -> np.ndarray | None:
     """(H, W) float32 opacity in [0, 1], or None when the image has no transparency."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        alpha = np.asarray(image.convert("RGBA"), dtype=np.float32)[..., 3] / 255.0
+        alpha = to_unit(np.asarray(image.convert("RGBA"))[..., 3])
         if alpha.min() < 1.0:
             return alpha
     return None

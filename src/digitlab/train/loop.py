@@ -25,7 +25,15 @@ import torch
 from tqdm import tqdm
 
 from digitlab.data.augment import RandomAffine, Sturdy
-from digitlab.data.mnist import Split, as_input, class_names, dataset_name, load_split, pixel_stats
+from digitlab.data.mnist import (
+    Split,
+    as_input,
+    class_names,
+    dataset_name,
+    load_split,
+    pixel_stats,
+    to_unit,
+)
 from digitlab.errors import DigitlabError
 from digitlab.nets import backends, checkpoint, models
 from digitlab.nets.evaluation import evaluate
@@ -479,7 +487,7 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> tuple[list[float], floa
         idx = order[i : i + local_batch]
         batch = run.images[idx]
         if run.augment:
-            batch = batch.float() / 255
+            batch = to_unit(batch)
             for transform in run.augment:
                 batch = transform(batch, distort)
         x = run.backend.memory_format(as_input(batch, run.mean, run.std))
