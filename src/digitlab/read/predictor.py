@@ -20,7 +20,7 @@ import torch
 
 from digitlab.data.mnist import as_input
 from digitlab.nets import backends, checkpoint
-from digitlab.nets.evaluation import logits_of
+from digitlab.nets.evaluation import in_batches, logits_of
 from digitlab.read import unsure
 from digitlab.read.preprocess import preprocess, preprocess_multi
 
@@ -111,10 +111,7 @@ class Predictor:
         doubts = unsure.is_unsure(self.model, self.inputs(digits), self.distance, self.calibration)
         return Reading(digits, probabilities, doubts)
 
-    @torch.no_grad()
     def block_outputs(self, image: torch.Tensor) -> dict:
         """{block name: (C, H, W) output} of each conv block for one (H, W) image."""
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        _, outputs = self.model.blocks(self.inputs(image[None]).to(device))
-        return {name: x[0].float().cpu() for name, x in outputs.items()}
+        outputs = in_batches(self.model, lambda m, x: m.blocks(x)[1], self.inputs(image[None]))
+        return {name: x[0].float() for name, x in outputs.items()}
