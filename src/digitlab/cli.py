@@ -140,8 +140,9 @@ def build_parser() -> Parser:
     p.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("predict", help="the digit in each image file")
-    p.add_argument("images", nargs="+", metavar="IMG")
+    p = sub.add_parser("predict", help="the digit in each image file or folder of images")
+    p.add_argument("images", nargs="+", metavar="IMG", help="an image file, or a folder of them")
+    p.add_argument("--recursive", action="store_true", help="also the images in subfolders")
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     p.add_argument("--multi", action="store_true", help="read a number of several digits")
@@ -394,7 +395,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from digitlab.read.predictor import Predictor
+    from digitlab.read.predictor import Predictor, describe, read_files
+    from digitlab.read.preprocess import image_files
 
     if args.runtime == "onnx" and args.checkpoint is None:
         raise DigitlabError(
@@ -404,49 +406,48 @@ def cmd_predict(args) -> int:
     device = "cpu" if args.runtime == "onnx" else str(loop.resolve_device(args.device))
     if args.explain and args.runtime == "onnx":
         raise DigitlabError("--explain needs the model's backward: use it without --runtime onnx")
+    files, not_images = image_files(args.images, args.recursive)
     predictor = Predictor.load(args.checkpoint, runtime=args.runtime, device=device)
-    predictions = []
-    for path in args.images:
-        reading = predictor.read(path, multi=args.multi)
-        item = {
-            "path": path,
-            "digit": reading.digit,
-            "confidence": reading.confidence,
-            "unsure": reading.unsure[0],
-            "probabilities": [round(v, 6) for v in reading.probabilities[0].tolist()],
-        }
-        if args.multi:  # the first digit's fields, and the whole number
-            item["text"] = reading.text
-            item["digits"] = [
-                {"digit": int(q.argmax()), "confidence": q.max().item(), "unsure": u}
-                for q, u in zip(reading.probabilities, reading.unsure, strict=True)
-            ]
-        if args.explain:
-            from digitlab.read.explain import write_explanations
-
-            paths = write_explanations(predictor, reading, args.explain, Path(path).stem)
-            item["explanations"] = [str(p) for p in paths]
-        predictions.append(item)
+    readings, unreadable = read_files(predictor, files, args.multi)
+    if not_images + unreadable:
+        print(
+            f"skipped {not_images + unreadable} file(s) in the folder(s): {not_images} not "
+            f"images by their extension, {unreadable} images that could not be read",
+            file=sys.stderr,
+        )
+    if not readings:
+        raise DigitlabError(f"{', '.join(args.images)}: none of the images could be read")
+    predictions = [prediction(predictor, path, reading, args) for path, reading in readings]
     if args.json:
         print(json.dumps({"predictions": predictions}))
         return 0
-    for item in predictions:
-        print(f"{item['path']}: {answer_text(item, args.multi)}")
+    for path, reading in readings:
+        print(f"{path}: {describe(reading, predictor.classes)}")
     return 0
 
 
-def answer_text(item: dict, multi: bool) -> str:
-    """ "7 (99.1%)", "not sure: looks most like 4 (38%)", or a number with its unsure digits."""
-    if not multi:
-        if item["unsure"]:
-            return f"not sure: looks most like {item['digit']} ({item['confidence']:.0%})"
-        return f"{item['digit']} ({item['confidence']:.1%})"
-    doubtful = [
-        f"digit {k + 1} looks most like {d['digit']} ({d['confidence']:.0%})"
-        for k, d in enumerate(item["digits"])
-        if d["unsure"]
-    ]
-    return item["text"] + (f" (not sure: {'; '.join(doubtful)})" if doubtful else "")
+def prediction(predictor, path: Path, reading, args) -> dict:
+    """predict --json's item for one image: the first digit's fields (with --multi also the
+    number and every digit), and with --explain the paths of the maps written."""
+    item = {
+        "path": str(path),
+        "digit": reading.digit,
+        "confidence": reading.confidence,
+        "unsure": reading.unsure[0],
+        "probabilities": [round(v, 6) for v in reading.probabilities[0].tolist()],
+    }
+    if args.multi:
+        item["text"] = reading.text
+        item["digits"] = [
+            {"digit": int(q.argmax()), "confidence": q.max().item(), "unsure": u}
+            for q, u in zip(reading.probabilities, reading.unsure, strict=True)
+        ]
+    if args.explain:
+        from digitlab.read.explain import write_explanations
+
+        paths = write_explanations(predictor, reading, args.explain, path.stem)
+        item["explanations"] = [str(p) for p in paths]
+    return item
 
 
 def cmd_finetune(args) -> int:

@@ -16,7 +16,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from digitlab.read.pictures import beside, caption, stack  # noqa: E402
+
 DPI = 100
+GAP = 3  # white pixels between feature maps in the mosaic
 MISTAKE = "#d62728"
 RIGHT = "#2a7f3f"
 
@@ -216,28 +219,58 @@ def filters(weight: torch.Tensor, path: Path) -> Path:
     return save(fig, path)
 
 
+def feature_mosaic(
+    maps: dict[str, torch.Tensor], columns: int = 16, cell: int = 48, most: int = 32
+) -> np.ndarray:
+    """The channels of every conv block ({name: (C, H, W)}, the first `most` of each), tiled and
+    coloured with viridis, each block under a caption: an (H, W, 3) uint8 image. The app shows
+    it as it is; feature_maps.png puts the input beside it."""
+    # viridis as a 256-entry lookup table: indexing it is far faster than calling the colormap.
+    lut = (255 * matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))[:, :3]).astype(np.uint8)
+    bands = []
+    for name, block in maps.items():
+        channels, h, w = block.shape
+        shown = (
+            f"{channels} channels" if channels <= most else f"first {most} of {channels} channels"
+        )
+        bands += [caption(f"{name}: {shown}, {h}x{w}"), tiles(block[:most], lut, columns, cell)]
+    return stack(bands)
+
+
+def tiles(block: torch.Tensor, lut: np.ndarray, columns: int, cell: int) -> np.ndarray:
+    """Maps (C, H, W), each scaled to its own maximum, in rows of `columns`, enlarged to about
+    `cell` pixels: (rows * (H*zoom + GAP), columns * (W*zoom + GAP), 3) uint8."""
+    _, h, w = block.shape
+    zoom = max(1, cell // max(h, w))
+    rows = -(-len(block) // columns)
+    # The gaps between maps stay white, so neighbouring maps never run together (a gap in the
+    # colour of zero would).
+    tile = np.full((rows * (h * zoom + GAP), columns * (w * zoom + GAP), 3), 255, np.uint8)
+    for k, fmap in enumerate(block.numpy()):
+        fmap = fmap / fmap.max() if fmap.max() > 0 else fmap
+        r, c = divmod(k, columns)
+        y, x = r * (h * zoom + GAP), c * (w * zoom + GAP)
+        big = fmap.repeat(zoom, 0).repeat(zoom, 1)
+        tile[y : y + h * zoom, x : x + w * zoom] = lut[(255 * big).astype(np.uint8)]
+    return tile
+
+
 def feature_maps(predictor, image: torch.Tensor, path: Path, label: str = "") -> Path:
-    """One image (H, W) and the output of every conv block for it, one row of maps per block."""
-    outputs = predictor.block_outputs(image)
-    columns = 16
-    rows = 1 + sum(-(-len(maps) // columns) for maps in outputs.values())
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(columns * 0.9, rows * 1.0 + 0.6), constrained_layout=True
-    )
-    for ax in axes.ravel():
-        ax.axis("off")
-    axes[0, 0].imshow(np.asarray(image), cmap="gray_r")
-    axes[0, 0].set_title(f"input {label}".strip(), fontsize=8)
-    row = 1
-    for name, maps in outputs.items():
-        for k, fmap in enumerate(maps):
-            ax = axes[row + k // columns, k % columns]
-            ax.imshow(fmap.numpy(), cmap="viridis")
-            if k == 0:
-                ax.set_title(f"{name}: {tuple(maps.shape)}", fontsize=8, loc="left")
-        row += -(-len(maps) // columns)
-    fig.suptitle("what each conv block sees: its output channels for this image")
-    return save(fig, path)
+    """One image (H, W), uint8 or in [0, 1], enlarged, beside the output of every conv block for
+    it (feature_mosaic), under a title."""
+    from PIL import Image
+
+    from digitlab.data.mnist import to_unit
+
+    mosaic = feature_mosaic(predictor.block_outputs(image))
+    zoom = max(1, min(4, (mosaic.shape[0] - 18) // image.shape[0]))
+    ink = (255 * (1 - to_unit(image).numpy())).astype(np.uint8)  # dark ink on white
+    digit = np.repeat(np.kron(ink, np.ones((zoom, zoom), np.uint8))[..., None], 3, axis=2)
+    left = stack([caption(f"input {label}".strip()), digit])
+    title = caption("what each conv block sees: its output channels for this image", 28, 14)
+    picture = stack([title, beside([left, mosaic], gap=12)], gap=6)
+    Image.fromarray(np.pad(picture, ((4, 4), (8, 8), (0, 0)), constant_values=255)).save(path)
+    return path
 
 
 def write_run_pictures(predictor, metrics: list[dict], test, out: Path) -> list[Path]:
