@@ -472,32 +472,28 @@ def cmd_robustness(args) -> int:
     import time
 
     from digitlab.read.predictor import Predictor
-    from digitlab.study.robustness import evaluate_robustness, images_for, names_of, write_pictures
+    from digitlab.study import robustness
 
-    names = names_of(args.corruptions)
+    names = robustness.names_of(args.corruptions)
     predictor = Predictor.load(args.checkpoint)
     data_dir = args.data_dir if args.data_dir is not None else predictor.config.get("data_dir")
     start = time.perf_counter()
-    images = images_for(predictor.config, args.on, data_dir)
-    result = evaluate_robustness(predictor, images, names, args.limit, args.seed)
+    images = robustness.images_for(predictor.config, args.on, data_dir)
+    result = robustness.evaluate_robustness(predictor, images, names, args.limit, args.seed)
     seconds = time.perf_counter() - start
     run = checkpoint.resolve(args.checkpoint)[0].parent
     out = Path(args.out) if args.out else run
     if out.resolve() == checkpoint.PRETRAINED_DIR.resolve():
         out = Path("runs/robustness-pretrained")  # never write into the package
     title = predictor.config["model"] + (", held-out training images" * (args.on != "test"))
-    paths = write_pictures(result, out, title)
+    paths = robustness.write_robustness_pictures(result, out, title)
     keys = ("clean_accuracy", "mean_corruption_accuracy")
     if args.json:
-        rows = [{k: r[k] for k in ("corruption", "accuracy")} for r in result["rows"]]
+        fields = ("corruption", "accuracy", "error", "relative_error")
+        rows = [{k: r[k] for k in fields} for r in result["rows"]]
         print(json.dumps({**{k: result[k] for k in keys}, "rows": rows}))
         return 0
-    print(f"{'corruption':<14} {'accuracy':>9} {'error':>7} {'error / clean error':>20}")
-    for r in result["rows"]:
-        print(
-            f"{r['corruption']:<14} {r['accuracy']:>9.4f} {r['error']:>7.4f} "
-            f"{r['relative_error']:>20.1f}"
-        )
+    print(robustness.table(result))
     print(
         f"clean accuracy {result['clean_accuracy']:.4f}; mean corruption accuracy "
         f"{result['mean_corruption_accuracy']:.4f} (mean error "
