@@ -283,16 +283,16 @@ def cmd_train(args) -> int:
         return 130
     if not result:  # a data-parallel rank other than 0: rank 0 reports
         return 0
-    if not args.no_pictures:
-        write_pictures(out, config.data_dir, log)
     if config.layers:  # a learner's layers: the same run on PyTorch's, to read beside it
         reference = loop.fit(
             dataclasses.replace(config, backend="torch", layers=None),
-            out / "torch-reference",
+            out / REFERENCE,
             progress=False,
             log=lambda text: None,
         )
         result["reference"] = {k: reference[k] for k in ("test_accuracy", "train_seconds")}
+    if not args.no_pictures:
+        draw_run_pictures(out, config.data_dir, log)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -309,15 +309,19 @@ def cmd_train(args) -> int:
     return 0
 
 
-def write_pictures(run: Path, data_dir, log) -> None:
-    """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps)."""
+REFERENCE = "torch-reference"  # train --layers: the same run on PyTorch's layers, in RUN/this
+
+
+def draw_run_pictures(run: Path, data_dir, log) -> None:
+    """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps); a
+    learner's run's learning curves show its PyTorch twin's beside it."""
     from digitlab.data.mnist import load_split
     from digitlab.read.predictor import Predictor
     from digitlab.study.plots import write_run_pictures
 
-    paths = write_run_pictures(
-        Predictor.load(run), loop.read_metrics(run), load_split(data_dir, train=False), run
-    )
+    reference = loop.read_metrics(run / REFERENCE) or None  # [] where there is no twin
+    test = load_split(data_dir, train=False)
+    paths = write_run_pictures(Predictor.load(run), loop.read_metrics(run), test, run, reference)
     log(f"pictures: {', '.join(p.name for p in paths)} in {run}")
 
 
@@ -369,7 +373,7 @@ def cmd_evaluate(args) -> int:
     report = evaluate(predictor.model, test, predictor.mean, predictor.std, tta=args.tta)
     run = checkpoint.resolve(args.checkpoint)[0].parent
     if not args.no_pictures and run.resolve() != checkpoint.PRETRAINED_DIR.resolve():
-        write_pictures(run, data_dir, lambda text: print(text, file=sys.stderr))
+        draw_run_pictures(run, data_dir, lambda text: print(text, file=sys.stderr))
     if args.json:
         print(json.dumps({k: report[k] for k in ("accuracy", "per_class", "confusion")}))
         return 0

@@ -55,20 +55,59 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
-    """Training loss per step (raw and smoothed) and test accuracy per epoch, side by side."""
+def learning_curves(
+    metrics: list[dict], path: Path, title: str = "", reference: list[dict] | None = None
+) -> Path:
+    """learning_curves_figure written as a PNG."""
+    return save(learning_curves_figure(metrics, title, reference), path)
+
+
+def learning_curves_figure(metrics: list[dict], title: str = "", reference=None):
+    """Training loss per step (raw and smoothed) and accuracy per epoch, side by side; with a
+    `reference` run's metrics (a learner's layers trained again on PyTorch's) both runs, the
+    learner's as "your layers" and the reference as "PyTorch's layers". The figure."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    losses = [v for record in metrics for v in record["step_loss"]]
-    steps = np.arange(1, len(losses) + 1)
-    ax_loss.plot(steps, losses, color="#1f77b4", alpha=0.25, linewidth=0.8, label="per step")
-    ax_loss.plot(steps, smooth(losses), color="#1f77b4", linewidth=2, label="smoothed")
+    # The reference dashed, drawn over the learner's: where the two agree, both still show.
+    runs = [(metrics, "#1f77b4", "your layers", "-")]
+    if reference:
+        runs.append((reference, "#ff7f0e", "PyTorch's layers", "--"))
+    for k, (run, colour, name, dash) in enumerate(runs):
+        loss_curve(ax_loss, run, colour, name if reference else "", dash)
+        accuracy_points(ax_acc, run, colour, f"{name}, " if reference else "", -24 * k)
     plain_log_axis(ax_loss)
     ax_loss.set(
         xlabel="training step", ylabel="cross-entropy loss (log scale)", title="training loss"
     )
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)
-    # Runs with a validation split read the test set only after the last epoch: one point.
+    every = [r for run, *_ in runs for r in run]
+    lowest = min(100 * r.get(k, 1.0) for r in every for k in ("test_accuracy", "val_accuracy"))
+    ax_acc.set_ylim(max(0, lowest - 2), 100)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy after each epoch")
+    # Epochs are whole numbers; a one-epoch run gets an axis around its one point, not 0.945..1.05.
+    ax_acc.set_xlim(0.5, max(r["epoch"] for r in every) + 0.5)
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax_acc.legend(loc="lower right")
+    ax_acc.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def loss_curve(ax, metrics: list[dict], colour: str, name: str = "", dash: str = "-") -> None:
+    """A run's loss per step, faint, and smoothed; labelled "per step" and "smoothed", or with
+    a name, the smoothed curve only, by the name."""
+    losses = [v for record in metrics for v in record["step_loss"]]
+    steps = np.arange(1, len(losses) + 1)
+    raw = "_nolegend_" if name else "per step"
+    ax.plot(steps, losses, color=colour, alpha=0.25, linewidth=0.8, label=raw)
+    ax.plot(steps, smooth(losses), dash, color=colour, linewidth=2, label=name or "smoothed")
+
+
+def accuracy_points(ax, metrics: list[dict], colour: str, prefix: str = "", nudge: int = 0):
+    """A run's test and validation accuracy per epoch, the last value written beside its point
+    (`nudge` points lower). Runs with a validation split read the test set only after the last
+    epoch: one point."""
     for key, label, style in (
         ("test_accuracy", "test", "o-"),
         ("val_accuracy", "validation", "s--"),
@@ -76,26 +115,15 @@ def learning_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
         points = [(r["epoch"], 100 * r[key]) for r in metrics if key in r]
         if not points:
             continue
-        ax_acc.plot(*zip(*points, strict=True), style, label=label)
-        ax_acc.annotate(
+        ax.plot(*zip(*points, strict=True), style, color=colour, label=prefix + label)
+        ax.annotate(
             f"{points[-1][1]:.2f}%",
             points[-1],
             textcoords="offset points",
-            xytext=(0, 8 if key == "test_accuracy" else -14),
+            xytext=(0, (8 if key == "test_accuracy" else -14) + nudge),
             ha="center",
+            color=colour,
         )
-    lowest = min(100 * r.get(k, 1.0) for r in metrics for k in ("test_accuracy", "val_accuracy"))
-    ax_acc.set_ylim(max(0, lowest - 2), 100)
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy after each epoch")
-    # Epochs are whole numbers; a one-epoch run gets an axis around its one point, not 0.945..1.05.
-    last = max(r["epoch"] for r in metrics)
-    ax_acc.set_xlim(0.5, last + 0.5)
-    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax_acc.legend(loc="lower right")
-    ax_acc.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    return save(fig, path)
 
 
 def confusion_heatmap(confusion, path: Path, title: str = "", names=None) -> Path:
@@ -273,8 +301,11 @@ def feature_maps(predictor, image: torch.Tensor, path: Path, label: str = "") ->
     return path
 
 
-def write_run_pictures(predictor, metrics: list[dict], test, out: Path) -> list[Path]:
-    """All pictures of a trained run (a read.predictor.Predictor) into `out`; their paths."""
+def write_run_pictures(
+    predictor, metrics: list[dict], test, out: Path, reference: list[dict] | None = None
+) -> list[Path]:
+    """All pictures of a trained run (a read.predictor.Predictor) into `out`; their paths. With
+    `reference`, the metrics of the same run on PyTorch's layers, the learning curves show both."""
     from digitlab.nets.evaluation import classification_report
 
     config, model = predictor.config, predictor.model
@@ -287,7 +318,7 @@ def write_run_pictures(predictor, metrics: list[dict], test, out: Path) -> list[
     images = test.images.numpy()
     paths = []
     if metrics:
-        paths.append(learning_curves(metrics, out / "learning_curves.png", name))
+        paths.append(learning_curves(metrics, out / "learning_curves.png", name, reference))
     paths.append(
         confusion_heatmap(
             report["confusion"],
