@@ -265,8 +265,8 @@ def test_a_folder_means_its_images_sorted_by_name_the_rest_skipped_with_a_count(
     assert lines[0].startswith(f"{photos / 'a.JPG'}: {int(test.labels[2])} (")
     assert lines[1].startswith(f"{photos / 'b.png'}: {int(test.labels[1])} (")
     assert err.strip() == (
-        "skipped 3 file(s) in the folder(s): 1 not images by their extension, "
-        "2 images that could not be read"
+        "skipped 3 file(s) in the folder(s) given: 1 without an image extension, "
+        "2 unreadable as an image"
     )
     code, out, err = run_cli(capsys, "predict", photos, "--recursive", "--json")
     assert code == 0, err

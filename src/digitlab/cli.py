@@ -415,8 +415,8 @@ def cmd_predict(args) -> int:
     readings, unreadable = read_files(predictor, files, args.multi)
     if not_images + unreadable:
         print(
-            f"skipped {not_images + unreadable} file(s) in the folder(s): {not_images} not "
-            f"images by their extension, {unreadable} images that could not be read",
+            f"skipped {not_images + unreadable} file(s) in the folder(s) given: {not_images} "
+            f"without an image extension, {unreadable} unreadable as an image",
             file=sys.stderr,
         )
     if not readings:
