@@ -4,14 +4,24 @@ white page."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+
+@functools.cache
+def font_of(size: int):
+    """Pillow's own font at `size` pixels, loaded once (the app captions every answer)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
 
 
 def caption(text: str, height: int = 18, size: int = 10) -> np.ndarray:
     """A line of black text on white, as wide as the text: (height, W, 3) uint8."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    font = ImageFont.load_default(size=size)
+    font = font_of(size)
     image = Image.new("RGB", (int(font.getlength(text)) + 4, height), "white")
     ImageDraw.Draw(image).text((2, (height - size) // 2 - 1), text, fill="black", font=font)
     return np.asarray(image)
