@@ -47,11 +47,11 @@ def start_training(out, *extra, preexec_fn=None):
     )
 
 
-def wait_for_first_checkpoint(out, process, timeout=300):
-    deadline = time.time() + timeout
+def wait_for_first_checkpoint(out, process):
+    """Until epoch 1 is checkpointed; no deadline (a slow machine is no failure): the training
+    process itself bounds the wait, and one that ends without a checkpoint fails the test."""
     while not (out / checkpoint.RESUME).exists():
         assert process.poll() is None, process.communicate()
-        assert time.time() < deadline, "no checkpoint in time"
         time.sleep(0.05)
 
 
