@@ -62,6 +62,11 @@ def start(device: torch.device) -> Ranks:
     if not launched():
         return Ranks()
     if not dist.is_initialized():
+        # Before the group exists: DDP's constructor imports torch._dynamo (and with it
+        # torch._inductor), and that import, after init_process_group, keeps the group alive
+        # past destroy_process_group (torch 2.13), so gloo's threads ran on into the exit. See stop.
+        import torch._dynamo  # noqa: F401
+
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -71,10 +76,21 @@ def start(device: torch.device) -> Ranks:
 
 def stop(finished: bool = False) -> None:
     """Leave the process group. A finished run first waits for every rank (a barrier), so that
-    none tears its connections down while a peer may still be using them (one fresh-clone run of
-    the suite saw rank 0 abort at the end of a data-parallel run, "terminate called without an
-    active exception"). After an error, leave at once: a barrier could wait forever on a rank
-    stuck in another collective, and torchrun stops the others."""
+    none tears its connections down while a peer may still be using them. After an error, leave
+    at once: a barrier could wait forever on a rank stuck in another collective, and torchrun
+    stops the others.
+
+    Rank 0 once aborted at the very end of a data-parallel run ("terminate called without an
+    active exception", exit -6 after the final result was printed; 2 of 14 repeats of the cnn
+    torch run under a load of 12 on 2 cores). Cause: with the torch backend the gloo group
+    outlived destroy_process_group (DDP's constructor imported torch._dynamo/_inductor after
+    init_process_group, and that import kept a reference to the group), so gloo's threads
+    (gloo_tcp_loop, 2 pt_gloo_runloop) still ran while the interpreter and C++ statics were torn
+    down, racing the peer's closing sockets. The scratch backend (no DDP) never kept them. start
+    imports torch._dynamo before the group exists; destroy_process_group then joins those
+    threads (test_distributed checks no gloo thread is left). Ruled out: the barrier (kept, the
+    abort came after it), tqdm's monitor (a pure-Python daemon thread, in both backends), atexit
+    (digitlab registers none), ProcessGroupGloo.shutdown()/abort() (neither joins the threads)."""
     if dist.is_initialized():
         if finished:
             dist.barrier()
