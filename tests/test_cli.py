@@ -12,6 +12,7 @@ from digitlab.nets.evaluation import SHIFTS, logits_of, shifted
 from digitlab.read.predictor import Predictor
 
 
+@pytest.mark.slow
 def test_evaluate_json_and_table(trained_run, capsys):
     code, out, err = run_cli(capsys, "evaluate", trained_run, "--json", "--no-pictures")
     assert code == 0, err
@@ -38,6 +39,7 @@ def test_shifted_moves_one_pixel_and_fills_with_background():
     assert shifted(images, 0, 1).sum() == 0  # moved off the image, not wrapped round
 
 
+@pytest.mark.slow
 def test_evaluate_tta_averages_the_five_shifted_views(trained_run, tmp_path, capsys):
     data = write_dataset(tmp_path / "data", 100, 2000)  # the first 2,000 test digits
     args = ("evaluate", trained_run, "--tta", "--data-dir", data, "--no-pictures")
@@ -57,6 +59,7 @@ def test_evaluate_tta_averages_the_five_shifted_views(trained_run, tmp_path, cap
     assert code == 0 and "one-pixel shifts (--tta)" in out
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs():
     result = run_subprocess("--help")
     assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
@@ -132,12 +135,14 @@ def broken_checkpoints(trained_run, tmp_path):
     return cases
 
 
+@pytest.mark.slow
 def test_broken_checkpoints_are_one_line_errors(trained_run, tmp_path, capsys):
     for folder, fragment in broken_checkpoints(trained_run, tmp_path).items():
         code, _, err = run_cli(capsys, "evaluate", folder)
         assert_one_line_error(code, err, 1, fragment)
 
 
+@pytest.mark.slow
 def test_pickle_checkpoint_is_refused_in_a_real_process(trained_run, tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(trained_run, folder)
@@ -146,6 +151,7 @@ def test_pickle_checkpoint_is_refused_in_a_real_process(trained_run, tmp_path):
     assert_one_line_error(result.returncode, result.stderr, 1, "never loads")
 
 
+@pytest.mark.slow
 def test_check_command_reports_every_case_ok(capsys):
     code, out, err = run_cli(capsys, "check", "--json")
     assert code == 0, err
@@ -169,6 +175,7 @@ def test_check_command_reports_every_case_ok(capsys):
     assert code == 0 and "all ok" in out
 
 
+@pytest.mark.slow
 def test_bench_command_prints_ratios_from_one_run(capsys):
     code, out, err = run_cli(capsys, "bench", "--quick", "--json")
     assert code == 0, err
@@ -183,7 +190,10 @@ def test_bench_command_prints_ratios_from_one_run(capsys):
     conv2 = next(r for r in rows if r["name"].startswith("forward+backward conv2"))
     # 3 x 2 x 50*32*14*14 outputs x 16*5*5 inputs: 0.75 GFLOP in the row's time
     flops = 3 * 2 * 50 * 32 * 14 * 14 * 16 * 25
-    assert conv2["torch_gflops"] == pytest.approx(flops / conv2["torch_ms"] / 1e6, rel=0.01)
+    # GFLOP/s are rounded to 0.1 in the row (abs): a slow, loaded machine's 4.4 is 4.45 rounded
+    assert conv2["torch_gflops"] == pytest.approx(
+        flops / conv2["torch_ms"] / 1e6, rel=0.01, abs=0.05
+    )
     assert (
         0
         < conv2["scratch_peak_share"]

@@ -12,6 +12,9 @@ from conftest import run_cli, write_dataset
 from digitlab.nets import backends
 from digitlab.train import distributed, loop
 
+# Every test here starts torchrun: two real processes.
+pytestmark = pytest.mark.slow
+
 RUN = ["--subset", "2000", "--batch-size", "50", "--seed", "2", "--quiet", "--no-pictures"]
 
 

@@ -55,6 +55,7 @@ def wait_for_first_checkpoint(out, process):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(tmp_path, capsys):
     killed = tmp_path / "killed"
     process = start_training(killed)
@@ -73,6 +74,7 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(tmp_p
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_epochs_and_prints_the_resume_command(tmp_path):
     out = tmp_path / "run"
     # The run as started from a terminal, Ctrl-C at its default: a suite launched in the
@@ -88,6 +90,7 @@ def test_ctrl_c_keeps_finished_epochs_and_prints_the_resume_command(tmp_path):
     assert config["epochs_done"] == 1
 
 
+@pytest.mark.slow
 def test_a_checkpoint_write_that_dies_half_way_leaves_the_previous_one(tmp_path, monkeypatch):
     fit(TrainConfig(subset=200), tmp_path, progress=False, log=lambda text: None)
     before = {name: (tmp_path / name).read_bytes() for name in ("model.safetensors", "config.json")}
@@ -105,6 +108,7 @@ def test_a_checkpoint_write_that_dies_half_way_leaves_the_previous_one(tmp_path,
     checkpoint.load(tmp_path)  # still a usable model
 
 
+@pytest.mark.slow
 def test_divergence_stops_at_once_and_keeps_the_last_good_epoch(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(
         capsys,

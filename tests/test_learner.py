@@ -213,6 +213,7 @@ BUGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", list(BUGS))
 def test_each_bug_is_flagged_on_its_class_and_tensor_and_named(tmp_path, bug):
     (old, new), layer, tensor, words = BUGS[bug]
@@ -294,6 +295,7 @@ def test_import_error_and_syntax_error_are_reported(tmp_path, capsys):
     assert_one_line_error(code, err, 1, "syntax error", "line 2")
 
 
+@pytest.mark.slow
 def test_endless_loop_wrong_type_and_prints_do_not_stop_the_check(tmp_path, capsys):
     source = variant(
         tmp_path,
@@ -394,6 +396,7 @@ def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, f
             loop.make_loss(backend, 0.1)
 
 
+@pytest.mark.slow
 def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
     """The suite's solution (every class its own, BatchNorm2d from digitlab.scratch) in the
     speedrun's net, one epoch on 5,000 images, beside the same run on PyTorch's layers."""
@@ -431,6 +434,7 @@ def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
     assert config["layers"].endswith("solution.py")
 
 
+@pytest.mark.slow
 def test_study_cnn_on_template_layers_learns_as_pytorch_does(tmp_path, capsys):
     """The study log's file finished in the template's shape trains the study CNN; digitlab.scratch
     supplies ReLU, MaxPool2d, Flatten and Adam. Same seed, same data: the same accuracy."""
@@ -457,6 +461,7 @@ def test_study_cnn_on_template_layers_learns_as_pytorch_does(tmp_path, capsys):
     assert abs(result["test_accuracy"] - result["reference"]["test_accuracy"]) < 0.005
 
 
+@pytest.mark.slow
 def test_float64_says_when_only_it_separates_right_from_wrong(tmp_path):
     """A bug below float32's rounding passes in float32; the report says float64 shows it."""
     source = variant(tmp_path, "return x * self.mask", "return x * self.mask + 1e-7")

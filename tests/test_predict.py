@@ -43,6 +43,7 @@ def styled_digit(image28: np.ndarray, k: int) -> Image.Image:
     return Image.fromarray(255 - ink).convert("RGB")  # saved as JPEG below
 
 
+@pytest.mark.slow
 def test_shipped_model_reads_100_real_digits_saved_as_files(tmp_path, capsys):
     test = load_split(None, train=False)
     paths = []
@@ -193,6 +194,7 @@ def test_photographed_digits_are_read_despite_shadow_grain_and_colour():
     assert right >= 0.62 * 150, right
 
 
+@pytest.mark.slow
 def test_ruled_paper_and_specks_are_not_taken_for_ink(monkeypatch):
     """Photo-like digits on ruled paper with dust: the rules (found by a Hough transform) and the
     specks are removed before the digit is cropped. Without that step these 300 are read worse

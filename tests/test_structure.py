@@ -118,6 +118,7 @@ def test_fcn_refuses_images_smaller_than_28(tmp_path, capsys):
     assert_one_line_error(code, err, 1, "20x20", "at least 28x28")
 
 
+@pytest.mark.slow
 def test_progress_bar_only_on_a_terminal(tmp_path):
     """Piped into a file, a run prints one line per epoch and no bar; --progress forces it."""
     args = ["train", "--subset", "300", "--epochs", "2", "--no-pictures"]
@@ -147,6 +148,7 @@ def test_class_names_come_from_classes_txt(tmp_path):
         class_names(root)
 
 
+@pytest.mark.slow
 @needs(os.path.isdir(FASHION), "Fashion-MNIST (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_shows_class_names(tmp_path, capsys):
     run = tmp_path / "run"
