@@ -197,6 +197,7 @@ def test_bad_data_is_one_line_on_the_command_line(tmp_path, capsys, spoil, messa
     assert_one_line_error(code, err, 1, message)
 
 
+@pytest.mark.slow
 def test_cmyk_jpeg_and_decompression_bomb(tmp_path, capsys):
     digit = np.full((120, 120), 255, np.uint8)
     digit[20:100, 55:65] = 0  # a "1"

@@ -154,6 +154,7 @@ def test_bad_image_in_a_real_process_prints_no_traceback(tmp_path):
     assert_one_line_error(result.returncode, result.stderr, 1, "truncated or corrupt")
 
 
+@pytest.mark.slow
 def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
     """The README's figure, the config's record and a fresh evaluation agree by construction."""
     import json
@@ -171,6 +172,7 @@ def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
     assert f"{100 * accuracy:.2f}%" in readme
 
 
+@pytest.mark.slow
 def test_photographed_digits_are_read_despite_shadow_grain_and_colour():
     """A shadow across the page is divided out before the ink is looked for: 37.6% of these
     photo-like digits were read right before that step, 69.4% after (benchmarks/photos.py, 500
