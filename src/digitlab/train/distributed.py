@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -62,9 +63,9 @@ def start(device: torch.device) -> Ranks:
     if not launched():
         return Ranks()
     if not dist.is_initialized():
-        # Before the group exists: DDP's constructor imports torch._dynamo (and with it
-        # torch._inductor), and that import, after init_process_group, keeps the group alive
-        # past destroy_process_group (torch 2.13), so gloo's threads ran on into the exit. See stop.
+        # Before the group exists: DDP's constructor imports torch._dynamo (and torch._inductor),
+        # and that import, after init_process_group, keeps the group alive past
+        # destroy_process_group (torch 2.13), its gloo threads running on into the exit (stop).
         import torch._dynamo  # noqa: F401
 
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -80,21 +81,40 @@ def stop(finished: bool = False) -> None:
     at once: a barrier could wait forever on a rank stuck in another collective, and torchrun
     stops the others.
 
-    Rank 0 once aborted at the very end of a data-parallel run ("terminate called without an
-    active exception", exit -6 after the final result was printed; 2 of 14 repeats of the cnn
-    torch run under a load of 12 on 2 cores). Cause: with the torch backend the gloo group
-    outlived destroy_process_group (DDP's constructor imported torch._dynamo/_inductor after
-    init_process_group, and that import kept a reference to the group), so gloo's threads
-    (gloo_tcp_loop, 2 pt_gloo_runloop) still ran while the interpreter and C++ statics were torn
-    down, racing the peer's closing sockets. The scratch backend (no DDP) never kept them. start
-    imports torch._dynamo before the group exists; destroy_process_group then joins those
-    threads (test_distributed checks no gloo thread is left). Ruled out: the barrier (kept, the
-    abort came after it), tqdm's monitor (a pure-Python daemon thread, in both backends), atexit
-    (digitlab registers none), ProcessGroupGloo.shutdown()/abort() (neither joins the threads)."""
+    Found by repeating the torch cnn run under load, and gdb on a hung rank: a gloo worker thread
+    (pt_gloo_runloop) lets go of a finished collective's work a little after the caller has
+    moved on; if Python has dropped that work's tensors first, the worker needs the GIL to free
+    their Python objects (~AsyncAllgatherWork -> decref_pyobject -> gil_scoped_acquire).
+    (1) Rank 0 exiting -6 after its last line, "terminate called without an active exception"
+    (2 of 14 runs under a load of 12): the group was still alive at exit, because DDP's
+    constructor imports torch._dynamo/_inductor and, imported after init_process_group, that
+    import keeps the group past destroy_process_group (torch 2.13); a worker taking the GIL
+    while the interpreter shuts down is ended inside a noexcept destructor (inferred: no core of
+    an abort was caught). (2) With the group really destroyed, the thread that frees it joins
+    the workers while holding the GIL: a deadlock (2 of 9 runs, seen in gdb). So start imports
+    torch._dynamo before the group exists, and `wait` keeps the latest collectives' works
+    referenced from Python, so that the last reference to a work (and so to its tensors) is
+    let go on the main thread, not by a worker. Keeping only the tensors did not help (the hang
+    came back, 1 in 10 runs: a worker letting go of a tensor still takes the GIL). Ruled out:
+    the barrier (the abort came after it), tqdm's monitor (a pure-Python daemon thread), atexit
+    (digitlab registers none), ProcessGroupGloo's shutdown()/abort() (neither joins the
+    workers)."""
     if dist.is_initialized():
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+
+
+# The works of the latest collectives, referenced from here (see stop): the last reference to a
+# work, and so to its tensors, is then Python's, let go on the main thread. gloo runs at most
+# two works at once and a worker lets go of its work right after it, so the last few are plenty.
+HANDED = deque(maxlen=8)
+
+
+def wait(work) -> None:
+    """Wait for a collective started with async_op=True, and keep its work (see stop)."""
+    work.wait()
+    HANDED.append(work)
 
 
 def local_batch(batch_size: int, ranks: Ranks) -> int:
@@ -119,7 +139,7 @@ def average_in_place(tensors: list[torch.Tensor]) -> None:
     if not tensors:
         return
     flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
+    wait(dist.all_reduce(flat, async_op=True))
     flat /= dist.get_world_size()
     offset = 0
     for t in tensors:
@@ -137,7 +157,7 @@ def mean(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     if ranks.world == 1:
         return value
     value = value.clone()
-    dist.all_reduce(value)
+    wait(dist.all_reduce(value, async_op=True))
     return value / ranks.world
 
 
@@ -169,7 +189,7 @@ def check_same_weights(model: torch.nn.Module, ranks: Ranks) -> None:
     state = [t.detach().reshape(-1).double() for t in model.state_dict().values()]
     flat = torch.cat(state)
     gathered = [torch.empty_like(flat) for _ in range(ranks.world)]
-    dist.all_gather(gathered, flat)
+    wait(dist.all_gather(gathered, flat, async_op=True))
     differ = [r for r, other in enumerate(gathered) if not torch.equal(other, gathered[0])]
     if differ:
         raise DigitlabError(
