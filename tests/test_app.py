@@ -53,6 +53,7 @@ def place_digits(indices, rng, test) -> np.ndarray:
     return canvas
 
 
+@pytest.mark.slow
 def test_drawn_digits_are_read_right(reader):
     test, rng = load_split(None, False), np.random.default_rng(0)
     right = 0
@@ -67,6 +68,7 @@ def test_drawn_digits_are_read_right(reader):
     assert right >= 95, right
 
 
+@pytest.mark.slow
 def test_uploads_are_read_right(reader, tmp_path):
     test, rng = load_split(None, False), np.random.default_rng(1)
     right = 0
@@ -77,6 +79,7 @@ def test_uploads_are_read_right(reader, tmp_path):
     assert right >= 95, right
 
 
+@pytest.mark.slow
 def test_numbers_of_several_digits_are_read_left_to_right(reader):
     test, rng = load_split(None, False), np.random.default_rng(2)
     right = 0
@@ -151,6 +154,7 @@ def test_served_app_answers_gradio_client(server, tmp_path):
     assert message.startswith("7 (")
 
 
+@pytest.mark.slow
 @needs(CHROMIUM is not None, "chromium (apt-get install chromium)")
 def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -233,6 +237,7 @@ def test_served_app_serves_concurrent_users(server, tmp_path):
     assert numbers == [str(int(test.labels[k])) for k in range(8)]
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_clients_each_sending_ten_drawings(server, tmp_path, capfd, reader):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -288,6 +293,7 @@ def test_feature_mosaic_keeps_white_gaps_between_maps():
     assert (mosaic[18 : 18 + 14 * 3, column : column + GAP] == 255).all()
 
 
+@pytest.mark.slow
 def test_bad_uploads_get_digitlabs_one_line_message_through_the_server(server, tmp_path, capfd):
     """Through the real server: each bad file reaches digitlab's own checks, the page gets their
     one line, and the server logs no traceback."""
@@ -325,6 +331,7 @@ def blocky_three(cx, cy, h):
     ]
 
 
+@pytest.mark.slow
 @needs(CHROMIUM is not None, "chromium (apt-get install chromium)")
 def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
     """Draw a 7 and see why; draw a hash and hear "not sure"; correct five drawings, press

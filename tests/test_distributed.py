@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 from safetensors.torch import load_file
@@ -11,6 +12,9 @@ from conftest import run_cli, write_dataset
 from digitlab.nets import backends
 from digitlab.train import distributed
 from digitlab.train.run_files import read_metrics
+
+# Every test here starts torchrun: two real processes.
+pytestmark = pytest.mark.slow
 
 RUN = ["--subset", "2000", "--batch-size", "50", "--seed", "2", "--quiet", "--no-pictures"]
 
@@ -165,3 +169,43 @@ def test_the_rank_check_stops_a_run_whose_ranks_differ(tmp_path, data):
     assert done.returncode != 0
     assert "data-parallel ranks [1] ended with weights that differ from rank 0's" in done.stderr
     assert "identical weights" not in done.stdout
+
+
+LEAVE_SCRIPT = """
+import os
+import torch
+from digitlab.train import distributed
+
+ranks = distributed.start(torch.device("cpu"))
+net = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
+net(torch.randn(3, 4)).sum().backward()
+del net
+distributed.stop(finished=True)
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(f"rank {ranks.rank} threads:", sorted(names))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads Linux's /proc")
+def test_leaving_the_group_ends_gloos_threads(tmp_path):
+    """After stop, no gloo thread runs on into the process's exit: one that did (the group kept
+    alive by DDP's late import of torch._dynamo) once aborted rank 0 at the end of a run."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE_SCRIPT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if " threads:" in line]
+    assert len(lines) == 2, done.stdout
+    assert all("gloo" not in line for line in lines), lines

@@ -76,6 +76,7 @@ def test_predict_explain_writes_both_maps_and_marks_unsure(tmp_path, capsys):
         assert pixels.std() > 10 and (pixels[..., 0] - pixels[..., 2]).max() > 50  # red shows
 
 
+@pytest.mark.slow
 def test_at_most_about_one_percent_of_test_digits_are_unsure(shipped):
     test = load_split(None, False)
     reading_inputs = shipped.inputs(test.images[:3000])
@@ -122,6 +123,7 @@ def write_hand(folder, per_digit, seed=0, style="folders"):
     return folder
 
 
+@pytest.mark.slow
 def test_finetune_learns_a_hand_without_forgetting_mnist(tmp_path, capsys):
     hand = write_hand(tmp_path / "hand", 8)
     out = tmp_path / "mine"

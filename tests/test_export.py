@@ -30,6 +30,7 @@ def train_and_export(tmp_path, capsys, model):
     return run, json.loads(out.splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(models.MODELS))
 def test_exported_logits_match_pytorch_on_100_test_digits(tmp_path, capsys, test_digits, model):
     run, result = train_and_export(tmp_path, capsys, model)
@@ -50,6 +51,7 @@ def test_exported_logits_match_pytorch_on_100_test_digits(tmp_path, capsys, test
         assert (onnx_model.logits(big) - expected).abs().max() < 1e-4
 
 
+@pytest.mark.slow
 def test_predict_with_the_onnx_runtime_agrees_with_torch(tmp_path, capsys, test_digits):
     run, result = train_and_export(tmp_path, capsys, "cnn")
     images, _ = test_digits

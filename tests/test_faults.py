@@ -49,14 +49,15 @@ def start_training(out, *extra, preexec_fn=None):
     )
 
 
-def wait_for_first_checkpoint(out, process, timeout=300):
-    deadline = time.time() + timeout
+def wait_for_first_checkpoint(out, process):
+    """Until epoch 1 is checkpointed; no deadline (a slow machine is no failure): the training
+    process itself bounds the wait, and one that ends without a checkpoint fails the test."""
     while not (out / checkpoint.RESUME).exists():
         assert process.poll() is None, process.communicate()
-        assert time.time() < deadline, "no checkpoint in time"
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(tmp_path, capsys):
     killed = tmp_path / "killed"
     process = start_training(killed)
@@ -77,6 +78,7 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(tmp_p
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_epochs_and_prints_the_resume_command(tmp_path):
     out = tmp_path / "run"
     # The run as started from a terminal, Ctrl-C at its default: a suite launched in the
@@ -92,6 +94,7 @@ def test_ctrl_c_keeps_finished_epochs_and_prints_the_resume_command(tmp_path):
     assert config["epochs_done"] == 1
 
 
+@pytest.mark.slow
 def test_a_checkpoint_write_that_dies_half_way_leaves_the_previous_one(tmp_path, monkeypatch):
     fit(TrainConfig(subset=200), tmp_path, progress=False, log=lambda text: None)
     before = {name: (tmp_path / name).read_bytes() for name in ("model.safetensors", "config.json")}
@@ -109,6 +112,7 @@ def test_a_checkpoint_write_that_dies_half_way_leaves_the_previous_one(tmp_path,
     checkpoint.load(tmp_path)  # still a usable model
 
 
+@pytest.mark.slow
 def test_divergence_stops_at_once_and_keeps_the_last_good_epoch(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(
         capsys,
@@ -197,6 +201,7 @@ def test_bad_data_is_one_line_on_the_command_line(tmp_path, capsys, spoil, messa
     assert_one_line_error(code, err, 1, message)
 
 
+@pytest.mark.slow
 def test_cmyk_jpeg_and_decompression_bomb(tmp_path, capsys):
     digit = np.full((120, 120), 255, np.uint8)
     digit[20:100, 55:65] = 0  # a "1"

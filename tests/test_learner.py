@@ -214,6 +214,7 @@ BUGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", list(BUGS))
 def test_each_bug_is_flagged_on_its_class_and_tensor_and_named(tmp_path, bug):
     (old, new), layer, tensor, words = BUGS[bug]
@@ -315,6 +316,7 @@ def test_import_error_and_syntax_error_are_reported(tmp_path, capsys):
     assert 'broken.py", line 2' in out and "SyntaxError: expected ':'" in out
 
 
+@pytest.mark.slow
 def test_endless_loop_wrong_type_and_prints_do_not_stop_the_check(tmp_path, capsys):
     source = variant(
         tmp_path,
@@ -415,6 +417,7 @@ def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, f
             step.make_loss(backend, 0.1)
 
 
+@pytest.mark.slow
 def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
     """The suite's solution (every class its own, BatchNorm2d from digitlab.scratch) in the
     speedrun's net, one epoch on 5,000 images, beside the same run on PyTorch's layers."""
@@ -452,6 +455,7 @@ def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
     assert config["layers"].endswith("solution.py")
 
 
+@pytest.mark.slow
 def test_study_cnn_on_template_layers_learns_as_pytorch_does(tmp_path, capsys):
     """The study log's file finished in the template's shape trains the study CNN; digitlab.scratch
     supplies ReLU, MaxPool2d, Flatten and Adam. Same seed, same data: the same accuracy."""
@@ -478,6 +482,7 @@ def test_study_cnn_on_template_layers_learns_as_pytorch_does(tmp_path, capsys):
     assert abs(result["test_accuracy"] - result["reference"]["test_accuracy"]) < 0.005
 
 
+@pytest.mark.slow
 def test_float64_says_when_only_it_separates_right_from_wrong(tmp_path):
     """A bug below float32's rounding passes in float32; the report says float64 shows it."""
     source = variant(tmp_path, "return x * self.mask", "return x * self.mask + 1e-7")

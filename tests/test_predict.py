@@ -43,6 +43,7 @@ def styled_digit(image28: np.ndarray, k: int) -> Image.Image:
     return Image.fromarray(255 - ink).convert("RGB")  # saved as JPEG below
 
 
+@pytest.mark.slow
 def test_shipped_model_reads_100_real_digits_saved_as_files(tmp_path, capsys):
     test = load_split(None, train=False)
     paths = []
@@ -153,6 +154,7 @@ def test_bad_image_in_a_real_process_prints_no_traceback(tmp_path):
     assert_one_line_error(result.returncode, result.stderr, 1, "truncated or corrupt")
 
 
+@pytest.mark.slow
 def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
     """The README's figure, the config's record and a fresh evaluation agree by construction."""
     import json
@@ -170,6 +172,7 @@ def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
     assert f"{100 * accuracy:.2f}%" in readme
 
 
+@pytest.mark.slow
 def test_photographed_digits_are_read_despite_shadow_grain_and_colour():
     """A shadow across the page is divided out before the ink is looked for: 37.6% of these
     photo-like digits were read right before that step, 69.4% after (benchmarks/photos.py, 500
@@ -193,6 +196,7 @@ def test_photographed_digits_are_read_despite_shadow_grain_and_colour():
     assert right >= 0.62 * 150, right
 
 
+@pytest.mark.slow
 def test_ruled_paper_and_specks_are_not_taken_for_ink(monkeypatch):
     """Photo-like digits on ruled paper with dust: the rules (found by a Hough transform) and the
     specks are removed before the digit is cropped. Without that step these 300 are read worse

@@ -32,6 +32,7 @@ SUBSETS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", backends.BACKENDS)
 @pytest.mark.parametrize("recipe", list(SUBSETS))
 def test_each_recipe_runs_end_to_end_with_each_backend(tmp_path, capsys, recipe, backend):
@@ -61,6 +62,7 @@ def test_each_recipe_runs_end_to_end_with_each_backend(tmp_path, capsys, recipe,
         assert torch.allclose(model(x), other(x), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_best_reads_the_test_set_once_and_saves_the_weight_average(tmp_path, capsys):
     args = ["--recipe", "best", "--subset", "600", "--epochs", "2", "--lr", "0.02", "--quiet"]
     assert run_cli(capsys, "train", *args, "--no-pictures", "--out", tmp_path)[0] == 0
@@ -75,6 +77,7 @@ def test_best_reads_the_test_set_once_and_saves_the_weight_average(tmp_path, cap
     assert not torch.equal(saved["out.weight"], resume["model.out.weight"])
 
 
+@pytest.mark.slow
 def test_flags_beside_a_recipe_win_and_an_unknown_recipe_is_one_line(tmp_path, capsys):
     args = ["train", "--recipe", "speedrun", "--lr", "0.004", "--label-smoothing", "0"]
     assert run_cli(capsys, *args, "--subset", "300", "--out", tmp_path, "--quiet")[0] == 0
@@ -85,6 +88,7 @@ def test_flags_beside_a_recipe_win_and_an_unknown_recipe_is_one_line(tmp_path, c
     assert_one_line_error(code, err, 2, "--recipe", "speedrun")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", backends.BACKENDS)
 def test_an_interrupted_best_run_resumes_to_the_uninterrupted_weights(tmp_path, backend):
     config = TrainConfig(**settings("best"), backend=backend)
@@ -161,6 +165,7 @@ def test_weight_average_follows_the_exponential_formula():
         assert torch.allclose(value, expected[key], atol=1e-5), key
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 @pytest.mark.parametrize("backend", backends.BACKENDS)
 def test_speedrun_on_the_gpu(tmp_path, backend):
@@ -183,6 +188,7 @@ def test_one_cycle_any_length_and_warmup(total, warmup):
     assert math.isclose(rates[-1], expected_last, rel_tol=1e-9)
 
 
+@pytest.mark.slow
 def test_best_recipe_on_a_tiny_subset_runs(tmp_path, capsys):
     """600 images in batches of 128 with a 20% warm-up: a warm-up shorter than one step."""
     code, out, err = run_cli(
@@ -202,6 +208,7 @@ def test_best_recipe_on_a_tiny_subset_runs(tmp_path, capsys):
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_resume_with_more_epochs_under_one_cycle_is_refused(tmp_path, capsys):
     args = ["--recipe", "speedrun", "--subset", "500", "--out", tmp_path, "--quiet"]
     assert run_cli(capsys, "train", *args, "--no-pictures")[0] == 0
@@ -209,6 +216,7 @@ def test_resume_with_more_epochs_under_one_cycle_is_refused(tmp_path, capsys):
     assert_one_line_error(code, err, 1, "one-cycle schedule planned for 1 epochs")
 
 
+@pytest.mark.slow
 def test_sturdy_is_the_best_recipe_trained_also_on_faulty_digits(tmp_path, capsys):
     best, sturdy = settings("best"), settings("sturdy")
     assert {**best, "sturdy": 0.5, "recipe": "sturdy"} == sturdy

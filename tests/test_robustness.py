@@ -40,6 +40,7 @@ def test_zero_strength_is_the_identity():
     assert not corruptions.line_from_points(3, 5, 3, 9).any()  # a vertical "line" is no line
 
 
+@pytest.mark.slow
 def test_robustness_command_prints_15_rows_writes_pictures_and_caches(
     tmp_path, capsys, monkeypatch
 ):
@@ -64,6 +65,7 @@ def test_robustness_command_prints_15_rows_writes_pictures_and_caches(
     assert [p.stat().st_mtime_ns for p in cached] == stamps
 
 
+@pytest.mark.slow
 def test_robustness_table_and_bad_flags(tmp_path, capsys):
     code, out, err = run_cli(
         capsys,
@@ -103,6 +105,7 @@ def test_sturdy_augmentation_follows_the_seed_keeps_range_and_touches_a_share_p(
         assert ((out - x[:50]).abs().flatten(1).amax(1) > 0.05).all(), fault  # every image hit
 
 
+@pytest.mark.slow
 def test_robustness_on_held_out_training_images_and_refused_without_them(
     tmp_path, capsys, trained_run
 ):
@@ -125,6 +128,7 @@ def test_robustness_on_held_out_training_images_and_refused_without_them(
     assert_one_line_error(code, err, 1, "held out no training images")
 
 
+@pytest.mark.slow
 def test_sturdy_training_reads_foggy_and_bright_digits_better(tmp_path, capsys):
     """The same short run with and without --sturdy 0.5, scored on corrupted held-out training
     images: the faults it trains on (shaded paper) carry over to MNIST-C's fog and brightness."""

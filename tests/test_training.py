@@ -27,6 +27,7 @@ def quiet_fit(config, out, resume=False):
     return fit(config, out, resume=resume, progress=False, log=lambda text: None)
 
 
+@pytest.mark.slow
 def test_one_epoch_on_2000_images_beats_90_percent(trained_run):
     metrics = [
         json.loads(line)
@@ -54,6 +55,7 @@ def test_one_epoch_on_2000_images_beats_90_percent(trained_run):
     }
 
 
+@pytest.mark.slow
 def test_cli_train_prints_the_documented_json(tmp_path, capsys):
     code, out, err = run_cli(
         capsys,
@@ -82,6 +84,7 @@ def test_cli_train_prints_the_documented_json(tmp_path, capsys):
     assert 0.5 < result["test_accuracy"] <= 1 and result["train_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_bit_for_bit(tmp_path):
     config = small_config(subset=600, seed=3)
     first = quiet_fit(config, tmp_path / "a")
@@ -95,6 +98,7 @@ def test_same_seed_same_run_bit_for_bit(tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "scratch"])
 def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, capsys, backend):
     # MNIST's first 500 training and 1,000 test digits: the runs evaluate 8 epochs in all.
@@ -128,6 +132,7 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, capsys, b
         ]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_hyperparameter(tmp_path, capsys):
     assert (
         run_cli(capsys, "train", "--subset", "200", "--out", tmp_path, "--quiet", "--no-pictures")[
@@ -139,6 +144,7 @@ def test_resume_refuses_a_changed_hyperparameter(tmp_path, capsys):
     assert code == 1 and "was trained with 0.001" in err
 
 
+@pytest.mark.slow
 def test_validation_split_is_reported_per_epoch(tmp_path):
     quiet_fit(small_config(subset=500, val_split=1000), tmp_path)
     record = json.loads((tmp_path / "metrics.jsonl").read_text(encoding="utf-8"))
@@ -147,16 +153,19 @@ def test_validation_split_is_reported_per_epoch(tmp_path):
     assert config["dataset"]["val_images"] == 1000
 
 
+@pytest.mark.slow
 def test_fcn_trains(tmp_path):
     result = quiet_fit(small_config(model="fcn"), tmp_path)
     assert result["model"] == "fcn" and result["test_accuracy"] > 0.6
 
 
+@pytest.mark.slow
 def test_sgd_with_momentum_trains(tmp_path):
     result = quiet_fit(small_config(optimizer="sgd", lr=0.05), tmp_path)
     assert result["test_accuracy"] > 0.8  # 80 steps of SGD; chance is 0.1
 
 
+@pytest.mark.slow
 def test_trains_from_a_data_dir(tmp_path):
     root = write_dataset(tmp_path / "data", 1000, 500, compress=False, sep=".")
     result = quiet_fit(small_config(subset=None, data_dir=str(root)), tmp_path / "run")
@@ -165,6 +174,7 @@ def test_trains_from_a_data_dir(tmp_path):
     assert config["dataset"]["test_images"] == 500 and config["dataset"]["name"] == "data"
 
 
+@pytest.mark.slow
 @needs(
     __import__("os").path.isdir(FASHION), "Fashion-MNIST (apt-get install dataset-fashion-mnist)"
 )
@@ -189,6 +199,7 @@ def test_bad_sizes_are_user_errors(tmp_path):
             quiet_fit(small_config(device="cuda"), tmp_path)
 
 
+@pytest.mark.slow
 def test_scratch_and_torch_backends_train_alike_on_5000_images(tmp_path):
     results = {
         backend: quiet_fit(TrainConfig(backend=backend, subset=5000), tmp_path / backend)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,11 @@ def start(device: torch.device) -> Ranks:
     if not launched():
         return Ranks()
     if not dist.is_initialized():
+        # Before the group exists: DDP's constructor imports torch._dynamo (and torch._inductor),
+        # and that import, after init_process_group, keeps the group alive past
+        # destroy_process_group (torch 2.13), its gloo threads running on into the exit (stop).
+        import torch._dynamo  # noqa: F401
+
         backend = "nccl" if device.type == "cuda" else "gloo"
         if backend == "nccl" and not dist.is_nccl_available():
             # PyTorch on Windows (and macOS) is built without NCCL; gloo there cannot all_gather
@@ -82,14 +88,44 @@ def start(device: torch.device) -> Ranks:
 
 def stop(finished: bool = False) -> None:
     """Leave the process group. A finished run first waits for every rank (a barrier), so that
-    none tears its connections down while a peer may still be using them (one fresh-clone run of
-    the suite saw rank 0 abort at the end of a data-parallel run, "terminate called without an
-    active exception"). After an error, leave at once: a barrier could wait forever on a rank
-    stuck in another collective, and torchrun stops the others."""
+    none tears its connections down while a peer may still be using them. After an error, leave
+    at once: a barrier could wait forever on a rank stuck in another collective, and torchrun
+    stops the others.
+
+    Found by repeating the torch cnn run under load, and gdb on a hung rank: a gloo worker thread
+    (pt_gloo_runloop) lets go of a finished collective's work a little after the caller has
+    moved on; if Python has dropped that work's tensors first, the worker needs the GIL to free
+    their Python objects (~AsyncAllgatherWork -> decref_pyobject -> gil_scoped_acquire).
+    (1) Rank 0 exiting -6 after its last line, "terminate called without an active exception"
+    (2 of 14 runs under a load of 12): the group was still alive at exit, because DDP's
+    constructor imports torch._dynamo/_inductor and, imported after init_process_group, that
+    import keeps the group past destroy_process_group (torch 2.13); a worker taking the GIL
+    while the interpreter shuts down is ended inside a noexcept destructor (inferred: no core of
+    an abort was caught). (2) With the group really destroyed, the thread that frees it joins
+    the workers while holding the GIL: a deadlock (2 of 9 runs, seen in gdb). So start imports
+    torch._dynamo before the group exists, and `wait` keeps the latest collectives' works
+    referenced from Python, so that the last reference to a work (and so to its tensors) is
+    let go on the main thread, not by a worker. Keeping only the tensors did not help (the hang
+    came back, 1 in 10 runs: a worker letting go of a tensor still takes the GIL). Ruled out:
+    the barrier (the abort came after it), tqdm's monitor (a pure-Python daemon thread), atexit
+    (digitlab registers none), ProcessGroupGloo's shutdown()/abort() (neither joins the
+    workers)."""
     if dist.is_initialized():
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+
+
+# The works of the latest collectives, referenced from here (see stop): the last reference to a
+# work, and so to its tensors, is then Python's, let go on the main thread. gloo runs at most
+# two works at once and a worker lets go of its work right after it, so the last few are plenty.
+HANDED = deque(maxlen=8)
+
+
+def wait(work) -> None:
+    """Wait for a collective started with async_op=True, and keep its work (see stop)."""
+    work.wait()
+    HANDED.append(work)
 
 
 def local_batch(batch_size: int, ranks: Ranks) -> int:
@@ -114,7 +150,7 @@ def average_in_place(tensors: list[torch.Tensor]) -> None:
     if not tensors:
         return
     flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
+    wait(dist.all_reduce(flat, async_op=True))
     flat /= dist.get_world_size()
     offset = 0
     for t in tensors:
@@ -132,7 +168,7 @@ def mean(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     if ranks.world == 1:
         return value
     value = value.clone()
-    dist.all_reduce(value)
+    wait(dist.all_reduce(value, async_op=True))
     return value / ranks.world
 
 
@@ -153,7 +189,7 @@ def check_same_weights(model: torch.nn.Module, ranks: Ranks) -> None:
     state = [t.detach().reshape(-1).double() for t in model.state_dict().values()]
     flat = torch.cat(state)
     gathered = [torch.empty_like(flat) for _ in range(ranks.world)]
-    dist.all_gather(gathered, flat)
+    wait(dist.all_gather(gathered, flat, async_op=True))
     differ = [r for r, other in enumerate(gathered) if not torch.equal(other, gathered[0])]
     if differ:
         raise DigitlabError(
