@@ -12,10 +12,6 @@ MAX_LINES = 60  # from the def line to the function's last line, decorators not 
 TOP = "top_level"
 PACKAGES = sorted(p.name for p in SRC.iterdir() if (p / "__init__.py").is_file())
 
-# Too long on this branch; other branches shorten them. When one is fixed, its xfail (strict)
-# turns into a failure: then remove the package from this set.
-LONG_NOW = {"app", "workbench", TOP}
-
 
 def modules(package: str) -> list[Path]:
     if package == TOP:
@@ -26,7 +22,7 @@ def modules(package: str) -> list[Path]:
 def long_functions(paths: list[Path]) -> list[str]:
     found = []
     for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.end_lineno - node.lineno + 1
                 if lines > MAX_LINES:
@@ -44,23 +40,12 @@ def test_every_package_is_checked():
 
 def test_the_check_finds_a_long_function(tmp_path):
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_LINES))
-    (tmp_path / "long.py").write_text(f"def ok():\n    pass\n\n\ndef long():\n{body}")
-    (tmp_path / "short.py").write_text(f"def short():\n{body[: body.rindex('    x')]}")
+    (tmp_path / "long.py").write_text(f"def ok():\n    pass\n\n\ndef long():\n{body}", "utf-8")
+    (tmp_path / "short.py").write_text(f"def short():\n{body[: body.rindex('    x')]}", "utf-8")
     found = long_functions([tmp_path / "long.py", tmp_path / "short.py"])
     assert [f.split()[1] for f in found] == ["long"]
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(strict=True, reason="shortened in the house issue's merge"),
-        )
-        if p in LONG_NOW
-        else p
-        for p in [*PACKAGES, TOP]
-    ],
-)
+@pytest.mark.parametrize("package", [*PACKAGES, TOP])
 def test_every_function_fits_on_a_screen(package):
     assert long_functions(modules(package)) == [], f"functions over {MAX_LINES} lines"
