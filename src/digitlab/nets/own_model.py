@@ -100,8 +100,12 @@ def describe(spec: str, args: dict | None = None) -> dict:
         "file": str(path.resolve()),
         "class": cls.__name__,
         "args": args or {},
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
     }
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclass

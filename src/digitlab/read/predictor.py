@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from digitlab.data.mnist import as_input
-from digitlab.nets import backends, checkpoint
+from digitlab.nets import backends, checkpoint, models
 from digitlab.nets.evaluation import logits_of
 from digitlab.read import unsure
 from digitlab.read.preprocess import preprocess, preprocess_multi
@@ -116,5 +116,5 @@ class Predictor:
         """{block name: (C, H, W) output} of each conv block for one (H, W) image."""
         self.model.eval()
         device = next(self.model.parameters()).device
-        _, outputs = self.model.blocks(self.inputs(image[None]).to(device))
+        _, outputs = models.blocks(self.model, self.inputs(image[None]).to(device))
         return {name: x[0].float().cpu() for name, x in outputs.items()}

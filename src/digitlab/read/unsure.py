@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
+from digitlab.nets import models
+
 RATE = 0.01  # the share of real digits that may be called unsure
 FILE = "unsure.safetensors"  # class means and shared precision, beside model.safetensors
 
@@ -39,7 +41,7 @@ def features(model, inputs: torch.Tensor, batch_size: int = 500) -> torch.Tensor
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(inputs), batch_size):
-        _, blocks = model.blocks(inputs[i : i + batch_size].to(device))
+        _, blocks = models.blocks(model, inputs[i : i + batch_size].to(device))
         last = list(blocks.values())[-1]
         out.append(last.double().mean((2, 3)).cpu())
     return torch.cat(out)
