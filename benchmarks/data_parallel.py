@@ -39,7 +39,7 @@ def train(processes: int, args, backend: str) -> dict:
             command = torchrun_command(processes, *flags)
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        metrics = (Path(out) / "metrics.jsonl").read_text().splitlines()
+        metrics = (Path(out) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         result["epoch_seconds"] = json.loads(metrics[-1])["epoch_seconds"]
         return result
 

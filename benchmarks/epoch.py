@@ -8,7 +8,8 @@ import argparse
 import json
 import tempfile
 
-from digitlab.train.loop import TrainConfig, fit
+from digitlab.train.loop import fit
+from digitlab.train.settings import TrainConfig
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

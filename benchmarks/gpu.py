@@ -15,8 +15,9 @@ import tempfile
 import torch
 
 from digitlab.study.bench import step_rows
-from digitlab.train.loop import TrainConfig, fit
+from digitlab.train.loop import fit
 from digitlab.train.recipes import settings
+from digitlab.train.settings import TrainConfig
 
 
 def train(config: TrainConfig) -> dict:

@@ -16,13 +16,15 @@ import torch
 from digitlab.data.mnist import as_input
 from digitlab.nets import backends
 from digitlab.nets.evaluation import evaluate
-from digitlab.train import loop
+from digitlab.train.run import prepare
 from digitlab.train.schedule import learning_rate, set_learning_rate
+from digitlab.train.settings import configure
+from digitlab.train.step import SINGLE
 
 
 def split(backend: str, seed: int, out: Path) -> dict:
-    config = loop.configure({"recipe": "speedrun", "backend": backend, "seed": seed})
-    run = loop.prepare(config, out, False, torch.device("cpu"), loop.SINGLE, print)
+    config = configure({"recipe": "speedrun", "backend": backend, "seed": seed})
+    run = prepare(config, out, False, torch.device("cpu"), SINGLE, print)
     parts = dict.fromkeys(("data", "forward", "backward", "optimizer"), 0.0)
     order = torch.randperm(len(run.labels), generator=run.shuffle)
     steps, size = run.steps_per_epoch, config.batch_size

@@ -18,7 +18,8 @@ import torch
 from digitlab.data.mnist import load_split
 from digitlab.read import nondigits, unsure
 from digitlab.read.predictor import Predictor
-from digitlab.train.loop import TrainConfig, split_training_set
+from digitlab.train.checks import split_training_set
+from digitlab.train.settings import TrainConfig
 
 
 def report(name, validation, digits, others) -> str:

@@ -91,7 +91,7 @@ def test_bad_input_gets_a_message_not_a_crash(reader, tmp_path):
     empty = sketchpad_value(np.zeros((SIZE, SIZE), np.uint8))
     assert on_draw(empty, PRETRAINED, reader) == ({}, None, None, None, "", HINT)
     assert on_draw(None, PRETRAINED, reader)[-1] == HINT
-    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "notes.png").write_text("not an image", encoding="utf-8")
     assert "not an image file" in on_upload(str(tmp_path / "notes.png"), PRETRAINED, reader)[-1]
     Image.new("L", (6000, 5000), 255).save(tmp_path / "huge.png")
     assert "over the cap" in on_upload(str(tmp_path / "huge.png"), PRETRAINED, reader)[-1]
@@ -293,7 +293,7 @@ def test_bad_uploads_get_digitlabs_one_line_message_through_the_server(server, t
     one line, and the server logs no traceback."""
     from gradio_client import Client, handle_file
 
-    (tmp_path / "notes.png").write_text("not an image at all")
+    (tmp_path / "notes.png").write_text("not an image at all", encoding="utf-8")
     (tmp_path / "empty.png").write_bytes(b"")
     Image.new("1", (40000, 40000)).save(tmp_path / "bomb.png", optimize=True)
     Image.new("1", (6000, 5000)).save(tmp_path / "huge.png", optimize=True)

@@ -7,7 +7,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from digitlab.nets import backends, models
-from digitlab.train import loop
+from digitlab.train import step
 
 FORBIDDEN = (
     "conv",
@@ -41,9 +41,9 @@ def step_ops(model_name: str, backend: str) -> set[str]:
     shape = (4, 1, 36, 44) if model_name == "fcn" else (4, 1, 28, 28)
     x, y = torch.randn(shape), torch.arange(4)
     optimizer = record.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = loop.make_loss(record)
+    loss_fn = step.make_loss(record)
     with Recorder() as recorder:
-        loop.train_step(model, loss_fn, optimizer, x, y, record)
+        step.train_step(model, loss_fn, optimizer, x, y, record)
     return recorder.ops
 
 

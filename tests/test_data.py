@@ -24,7 +24,7 @@ def test_embedded_mnist_is_the_original():
     for name, digest in md5.items():
         data = gzip.decompress((EMBEDDED_DIR / f"{name}.gz").read_bytes())
         assert hashlib.md5(data).hexdigest() == digest
-    assert "Creative Commons" in (EMBEDDED_DIR / "SOURCE.md").read_text()
+    assert "Creative Commons" in (EMBEDDED_DIR / "SOURCE.md").read_text(encoding="utf-8")
 
 
 def test_splits_in_one_tensor_with_the_documented_label_counts():

@@ -147,7 +147,7 @@ def test_finetune_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     bad_label = write_hand(tmp_path / "bad", 1, style="flat")
     draw_hand(1, rng).save(bad_label / "12_x.png")
     broken = write_hand(tmp_path / "broken", 1, style="flat")
-    (broken / "5_notes.png").write_text("not an image")
+    (broken / "5_notes.png").write_text("not an image", encoding="utf-8")
     for folder, words in (
         (few, "needs at least 5"),
         (bad_label, "no label 0-9"),

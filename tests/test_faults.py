@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -17,11 +18,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import assert_one_line_error, run_cli, write_dataset, write_idx
-from digitlab import DigitlabError
+from digitlab import DigitlabError, files
 from digitlab.data.mnist import parse_idx
 from digitlab.nets import checkpoint, models
 from digitlab.read.preprocess import preprocess
-from digitlab.train.loop import TrainConfig, fit
+from digitlab.train.loop import fit
+from digitlab.train.settings import TrainConfig
 
 RUN = [
     "--subset",
@@ -64,7 +66,9 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(tmp_p
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    assert len((killed / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 2 never finished
+    assert (
+        len((killed / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+    )  # epoch 2 never finished
     code, _, err = run_cli(capsys, "train", "--resume", killed, "--quiet", "--no-pictures")
     assert code == 0, err
     whole = tmp_path / "whole"
@@ -255,3 +259,57 @@ def test_fuzzed_images_raise_only_digitlab_error(tmp_path_factory, data):
     except DigitlabError:
         return
     assert out.shape == (28, 28) and torch.isfinite(out).all()
+
+
+def test_atomic_write_never_shows_a_reader_half_a_file(tmp_path):
+    """A reader polling the file while it is rewritten sees one whole version or the other."""
+    path = tmp_path / "big.bin"
+    versions = [bytes([k]) * 2_000_000 for k in (1, 2)]
+    files.atomic_write(path, versions[0])
+    seen, done = [], threading.Event()
+
+    def read():
+        while not done.is_set():
+            seen.append(path.read_bytes())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for k in range(20):
+        files.atomic_write(path, versions[k % 2])
+    done.set()
+    reader.join()
+    assert seen and all(data in versions for data in seen)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_write_on_windows_skips_the_folder_fsync(tmp_path, monkeypatch):
+    def no_folders(path, flags, *args):  # what Windows does for a folder
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "open", no_folders)
+    with pytest.raises(PermissionError):  # the POSIX branch does open the folder
+        files.atomic_write(tmp_path / "a.txt", b"posix")
+    with monkeypatch.context() as windows:  # only around the call: pytest itself reads os.name
+        windows.setattr(os, "name", "nt")
+        files.atomic_write(tmp_path / "a.txt", b"windows")
+    assert (tmp_path / "a.txt").read_bytes() == b"windows"
+
+
+HELD_OPEN = "config.json: cannot be replaced because another program holds it open; close"
+
+
+def test_a_file_held_open_on_windows_is_one_line_naming_it(tmp_path, monkeypatch):
+    target = tmp_path / "config.json"
+    target.write_bytes(b"old")
+
+    def refused(source, destination):  # Windows: another process holds `destination` open
+        raise PermissionError(13, "Access is denied", str(destination))
+
+    monkeypatch.setattr(os, "replace", refused)
+    monkeypatch.setattr(files, "REPLACE_PAUSE", 0)
+    with monkeypatch.context() as windows, pytest.raises(DigitlabError, match=HELD_OPEN):
+        windows.setattr(os, "name", "nt")
+        files.atomic_write(target, b"new")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -11,7 +11,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "digitlab"
 # From the ground up; a part may import its own modules and those of the parts below it.
 # Keep in step with docs/architecture.md.
 LEVELS = (
-    ("errors", "files"),
+    ("errors",),
+    ("files",),  # atomic writes; raises DigitlabError
     ("scratch",),
     ("data",),
     ("nets",),

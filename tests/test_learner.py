@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
+from digitlab.workbench import report
 from digitlab.workbench.layercheck import check_file
 
 LEARNERS = Path(__file__).parent / "learners"
-SOLUTION = (LEARNERS / "solution.py").read_text()
+SOLUTION = (LEARNERS / "solution.py").read_text(encoding="utf-8")
 # The study log's level-2 file as its author left it, kept verbatim in the repository.
 SEED = LEARNERS / "level2_template.py"
 
@@ -22,7 +23,7 @@ SEED = LEARNERS / "level2_template.py"
 def variant(tmp_path, old: str, new: str, name: str = "mine.py") -> Path:
     assert SOLUTION.count(old) == 1, old
     path = tmp_path / name
-    path.write_text(SOLUTION.replace(old, new))
+    path.write_text(SOLUTION.replace(old, new), encoding="utf-8")
     return path
 
 
@@ -44,7 +45,8 @@ def test_digitlab_scratch_reexported_passes_everything(tmp_path, capsys):
     path = tmp_path / "mine.py"
     path.write_text(
         "from digitlab.scratch import (  # noqa: F401\n"
-        "    SGD, Adam, Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, ReLU,\n)\n"
+        "    SGD, Adam, Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, ReLU,\n)\n",
+        encoding="utf-8",
     )
     code, out, err = run_cli(capsys, "check", "--layers", path, "--json")
     assert code == 0, out
@@ -217,11 +219,11 @@ def test_each_bug_is_flagged_on_its_class_and_tensor_and_named(tmp_path, bug):
     (old, new), layer, tensor, words = BUGS[bug]
     source = variant(tmp_path, old, new)
     if bug == "ties to every maximum":  # keep what the broken backward reads
-        text = source.read_text().replace(
+        text = source.read_text(encoding="utf-8").replace(
             "y, self.argmax = flat.max(-1)",
             "y, self.argmax = flat.max(-1)\n        self.win, self.y = win, y",
         )
-        source.write_text(text)
+        source.write_text(text, encoding="utf-8")
     result = check_file(source, timeout=60)
     only_layer_failing(result, layer)
     found = failures_of(result, layer)
@@ -260,6 +262,15 @@ def test_maps_of_wrong_positions_in_text_and_png(tmp_path, capsys):
     assert pictures and all(p.stat().st_size > 1000 for p in pictures)
 
 
+def test_a_map_wrong_everywhere_says_so_in_its_title():
+    row = {"layer": "Linear", "case": "5 -> 3, batch 4"}
+    everywhere = {"tensor": "output", "wrong": 12, "total": 12, "where": [[True] * 3] * 4}
+    assert "output: every element wrong (12 of 12)" in report.picture_title(row, everywhere)
+    partly = {**everywhere, "wrong": 5}
+    assert "every element" not in report.picture_title(row, partly)
+    assert "red = wrong" in report.picture_title(row, partly)
+
+
 def test_not_written_exercise_bodies_and_a_cuda_file(tmp_path):
     source = variant(
         tmp_path,
@@ -276,21 +287,32 @@ def test_not_written_exercise_bodies_and_a_cuda_file(tmp_path):
 
 def test_a_file_with_none_of_the_classes_is_one_line(tmp_path, capsys):
     path = tmp_path / "empty.py"
-    path.write_text("x = 1\n")
+    path.write_text("x = 1\n", encoding="utf-8")
     code, out, err = run_cli(capsys, "check", "--layers", path)
     assert_one_line_error(code, err, 1, "defines none of Conv2d")
 
 
 def test_import_error_and_syntax_error_are_reported(tmp_path, capsys):
     raising = tmp_path / "raising.py"
-    raising.write_text("import torch\n\nraise RuntimeError('my file is broken')\n")
+    raising.write_text(
+        "import torch\n\nraise RuntimeError('my file is broken')\n", encoding="utf-8"
+    )
     code, out, err = run_cli(capsys, "check", "--layers", raising)
     assert_one_line_error(code, err, 1, "raised an exception when imported", "my file is broken")
     assert "raising.py, line 3" in out  # their own frame
     broken = tmp_path / "broken.py"
-    broken.write_text("class Linear:\n    def forward(self, x)\n        return x\n")
+    broken.write_text(
+        "class Linear:\n    def forward(self, x)\n        return x\n", encoding="utf-8"
+    )
     code, out, err = run_cli(capsys, "check", "--layers", broken)
     assert_one_line_error(code, err, 1, "syntax error", "line 2")
+    # shown once, as Python shows it: the line, then a caret under the column of the error
+    assert (out + err).count("expected ':'") == 1, out + err
+    lines = out.splitlines()
+    source = next(i for i, line in enumerate(lines) if "def forward(self, x)" in line)
+    column = lines[source].index("def forward(self, x)") + len("def forward(self, x)")
+    assert lines[source + 1].strip() == "^" and lines[source + 1].index("^") == column, out
+    assert 'broken.py", line 2' in out and "SyntaxError: expected ':'" in out
 
 
 def test_endless_loop_wrong_type_and_prints_do_not_stop_the_check(tmp_path, capsys):
@@ -299,13 +321,13 @@ def test_endless_loop_wrong_type_and_prints_do_not_stop_the_check(tmp_path, caps
         "    def forward(self, x):\n        self.mask = x > 0\n        return x * self.mask",
         "    def forward(self, x):\n        while True:\n            pass",
     )
-    text = source.read_text()
+    text = source.read_text(encoding="utf-8")
     text = text.replace(  # Flatten returns a list; Linear prints a lot
         "        return x.reshape(len(x), -1)", "        return x.reshape(len(x), -1).tolist()"
     ).replace(
         "        self.x = x\n", "        self.x = x\n        print('debug ' * 20 + '\\n' * 5000)\n"
     )
-    source.write_text(text)
+    source.write_text(text, encoding="utf-8")
     code, out, err = run_cli(capsys, "check", "--layers", source, "--timeout", "3", "--json")
     assert code == 1
     report = json.loads(out.strip().splitlines()[-1])
@@ -325,7 +347,7 @@ def test_exercise_then_check_says_not_written_yet_for_every_class(tmp_path, caps
     code, out, err = run_cli(capsys, "exercise", tmp_path / "ex", "--style", style)
     assert code == 0, err
     layers = tmp_path / "ex" / "layers.py"
-    assert "digitlab check --layers" in (tmp_path / "ex" / "README.md").read_text()
+    assert "digitlab check --layers" in (tmp_path / "ex" / "README.md").read_text(encoding="utf-8")
     result = check_file(layers)
     expected = {"Conv2d", "Linear", "CrossEntropyLoss"}
     if style == "digitlab":
@@ -377,7 +399,7 @@ def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, f
     """A loss that takes label_smoothing is compared with PyTorch's with it before a run uses
     it; one that takes the argument but ignores it is refused, naming the fix."""
     from digitlab.errors import DigitlabError
-    from digitlab.train import loop
+    from digitlab.train import step
     from digitlab.workbench.learner import learner_backend
 
     start = SOLUTION.index("class CrossEntropyLoss(nn.Module):\n")
@@ -386,11 +408,11 @@ def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, f
     path = variant(tmp_path, old, new)
     backend = learner_backend(str(path))
     if fits:
-        loss = loop.make_loss(backend, 0.1)
+        loss = step.make_loss(backend, 0.1)
         assert loss.s == 0.1 and type(loss).__module__.startswith("learner_")
     else:
         with pytest.raises(DigitlabError, match="does not match PyTorch.*--label-smoothing 0"):
-            loop.make_loss(backend, 0.1)
+            step.make_loss(backend, 0.1)
 
 
 def test_train_on_the_completed_exercise_reaches_97_percent(tmp_path, capsys):
@@ -471,3 +493,29 @@ def test_float64_says_when_only_it_separates_right_from_wrong(tmp_path):
     )
     linear = [row for row in check_file(made32)["rows"] if row["case"] == "5 -> 3, batch 4"]
     assert "made in float32" in linear[0]["note"]
+
+
+def test_digitlabs_own_cases_catch_a_fresh_dropout_mask_and_batch_norm_stuck_in_training():
+    """The cases only digitlab.scratch gets: a Dropout whose backward draws a new mask, and a
+    BatchNorm2d that ignores eval(), each fail on their own case, named."""
+    from digitlab import scratch
+    from digitlab.workbench.layercheck import check_classes
+
+    class Dropout(scratch.Dropout):
+        def backward(self, grad_out, input_grad=True):
+            self.forward(torch.ones_like(grad_out))  # a new mask, not forward's
+            return super().backward(grad_out)
+
+    class BatchNorm2d(scratch.BatchNorm2d):
+        def train(self, mode=True):
+            return super().train(True)
+
+    result = check_classes({"Dropout": Dropout, "BatchNorm2d": BatchNorm2d}, own=True)
+    wrong = {(row["layer"], row["case"]) for row in result["rows"] if not row["ok"]}
+    assert wrong == {
+        ("Dropout", "p 0.25 in training: the mask forward used, scaled by 1/(1-p)"),
+        ("BatchNorm2d", "eval: running statistics"),
+    }, wrong
+    dropout = next(row for row in result["rows"] if row["case"].startswith("p 0.25"))
+    assert dropout["failures"][0]["tensor"] == "dL/dx"
+    assert "the mask forward used" in dropout["failures"][0]["diagnosis"]

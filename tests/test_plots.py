@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import needs, run_cli, write_dataset
-from digitlab.study.compare import DEFAULT_CONFIGS
+from digitlab.study.compare_configs import DEFAULT_CONFIGS
 
 CHROMIUM = shutil.which("chromium")
 # name -> (width, height) in pixels, from each figure's size at 100 dpi.
@@ -71,11 +71,11 @@ def test_compare_reports_each_configuration_and_resumes(tmp_path, capsys):
         assert 0.05 < r["corrupted_accuracy"] < r["test_accuracy"]  # MNIST-C, 300 images
     # Same seed, same data: the hand-written layers follow PyTorch's run closely.
     assert abs(rows[0]["test_accuracy"] - rows[1]["test_accuracy"]) < 0.02
-    report = (out_dir / "report.md").read_text()
+    report = (out_dir / "report.md").read_text(encoding="utf-8")
     assert sum(line.startswith("| cnn/") for line in report.splitlines()) == 3
     for name in ("curves.png", "accuracy_vs_time.png", "robustness.png"):
         assert_real_picture(out_dir / name)
-    html = (out_dir / "report.html").read_text()
+    html = (out_dir / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 3 and "cnn/scratch/adam" in html
     assert "corrupted accuracy" in report
     # A rerun redoes nothing.

@@ -113,7 +113,7 @@ def save_bad_images(tmp_path):
     paths["tiny"] = tmp_path / "one.png"
     Image.new("L", (1, 1), 0).save(paths["tiny"])
     paths["text"] = tmp_path / "notes.png"
-    paths["text"].write_text("this is not an image\n")
+    paths["text"].write_text("this is not an image\n", encoding="utf-8")
     paths["empty"] = tmp_path / "empty.png"
     paths["empty"].write_bytes(b"")
     good = tmp_path / "good.png"
@@ -161,12 +161,12 @@ def test_shipped_model_scores_what_its_config_and_the_readme_say(capsys):
     from conftest import run_cli
     from digitlab.nets import checkpoint
 
-    config = json.loads((checkpoint.PRETRAINED_DIR / "config.json").read_text())
+    config = json.loads((checkpoint.PRETRAINED_DIR / "config.json").read_text(encoding="utf-8"))
     code, out, err = run_cli(capsys, "evaluate", "pretrained", "--json")
     assert code == 0, err
     accuracy = json.loads(out.strip().splitlines()[-1])["accuracy"]
     assert accuracy == config["metrics"]["test_accuracy"]
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert f"{100 * accuracy:.2f}%" in readme
 
 

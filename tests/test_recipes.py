@@ -15,9 +15,10 @@ from digitlab.data.mnist import load_split
 from digitlab.nets import backends, checkpoint
 from digitlab.train import loop
 from digitlab.train.averaging import WeightAverage
-from digitlab.train.loop import TrainConfig, fit
+from digitlab.train.loop import fit
 from digitlab.train.recipes import settings
 from digitlab.train.schedule import learning_rate
+from digitlab.train.settings import TrainConfig
 
 # Each recipe on a subset: (extra flags, accuracy it must pass). Full runs: benchmarks/records.py.
 # The speedrun's subset gives its batches of 256 the 23 steps that 3,000 images gave batches of
@@ -43,7 +44,7 @@ def test_each_recipe_runs_end_to_end_with_each_backend(tmp_path, capsys, recipe,
     result = json.loads(out.splitlines()[-1])
     assert result["model"] == settings(recipe)["model"] and result["backend"] == backend
     assert result["test_accuracy"] > floor
-    config = json.loads((tmp_path / "config.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
     lr = float(extra[extra.index("--lr") + 1]) if "--lr" in extra else settings(recipe)["lr"]
     assert config["recipe"] == recipe and config["lr"] == lr
     assert config["batch_size"] == settings(recipe)["batch_size"]
@@ -66,7 +67,7 @@ def test_best_reads_the_test_set_once_and_saves_the_weight_average(tmp_path, cap
     first, last = loop.read_metrics(tmp_path)
     assert "val_accuracy" in first and "test_accuracy" not in first
     assert "val_accuracy" in last and "test_accuracy" in last
-    config = json.loads((tmp_path / "config.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
     assert config["dataset"]["val_images"] == 5000 and config["dataset"]["train_images"] == 600
     saved = load_file(tmp_path / "model.safetensors")
     resume = load_file(tmp_path / "resume.safetensors")
@@ -77,7 +78,7 @@ def test_best_reads_the_test_set_once_and_saves_the_weight_average(tmp_path, cap
 def test_flags_beside_a_recipe_win_and_an_unknown_recipe_is_one_line(tmp_path, capsys):
     args = ["train", "--recipe", "speedrun", "--lr", "0.004", "--label-smoothing", "0"]
     assert run_cli(capsys, *args, "--subset", "300", "--out", tmp_path, "--quiet")[0] == 0
-    config = json.loads((tmp_path / "config.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
     assert config["lr"] == 0.004 and config["label_smoothing"] == 0.0
     assert config["model"] == "fast" and config["batch_size"] == 256
     code, _, err = run_cli(capsys, "train", "--recipe", "fastest")
@@ -213,5 +214,5 @@ def test_sturdy_is_the_best_recipe_trained_also_on_faulty_digits(tmp_path, capsy
     assert {**best, "sturdy": 0.5, "recipe": "sturdy"} == sturdy
     args = ["--recipe", "sturdy", "--subset", "600", "--epochs", "1", "--lr", "0.02", "--quiet"]
     assert run_cli(capsys, "train", *args, "--no-pictures", "--out", tmp_path)[0] == 0
-    config = json.loads((tmp_path / "config.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
     assert config["sturdy"] == 0.5 and config["augment"] and config["model"] == "best"

@@ -108,7 +108,8 @@ def test_robustness_on_held_out_training_images_and_refused_without_them(
 ):
     from digitlab.read.predictor import Predictor
     from digitlab.study.robustness import images_for
-    from digitlab.train.loop import config_of, split_training_set
+    from digitlab.train.checks import split_training_set
+    from digitlab.train.settings import config_of
 
     config = Predictor.load(None).config  # the shipped model held out 5,000 training images
     held_out = images_for(config, "validation", None)
@@ -133,7 +134,9 @@ def test_sturdy_training_reads_foggy_and_bright_digits_better(tmp_path, capsys):
         common = ["--subset", "5000", "--val-split", "1000", "--quiet", "--no-pictures"]
         code, _, err = run_cli(capsys, "train", "--sturdy", share, "--out", out, *common)
         assert code == 0, err
-        assert json.loads((out / "config.json").read_text())["sturdy"] == float(share)
+        assert json.loads((out / "config.json").read_text(encoding="utf-8"))["sturdy"] == float(
+            share
+        )
         args = ["robustness", out, "--on", "validation", "--corruptions", "fog,brightness"]
         code, text, err = run_cli(capsys, *args, "--json")
         assert code == 0, err

@@ -1,6 +1,7 @@
 """The shape of the code (one home per concept) and the small fixes that came with it."""
 
 import ast
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ from conftest import assert_one_line_error, needs, run_cli, write_dataset, write
 from digitlab.data.mnist import class_names, load_split
 from digitlab.nets import backends, models
 from digitlab.read.predictor import Predictor
-from digitlab.train import loop
+from digitlab.train import settings, step
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "digitlab"
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -28,7 +29,7 @@ def test_no_module_tests_a_backend_by_its_name():
     for path in SRC.rglob("*.py"):
         if path.name == "backends.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Compare):
                 names = [c.value for c in node.comparators if isinstance(c, ast.Constant)]
                 if any(n in ("torch", "scratch") for n in names):
@@ -41,17 +42,18 @@ def test_normalisation_arithmetic_appears_once():
     hits = [
         f"{p.name}:{n}"
         for p in SRC.rglob("*.py")
-        for n, line in enumerate(p.read_text().splitlines(), 1)
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
         if "- mean) / std" in line.replace("self.", "") and "scratch" not in p.parts
     ]
     assert hits == ["mnist.py:" + hits[0].split(":")[1]] and len(hits) == 1
 
 
-def test_every_function_in_training_fits_on_a_screen():
-    tree = ast.parse((SRC / "train" / "loop.py").read_text())
+def test_every_function_in_training_and_the_cli_fits_on_a_screen():
+    paths = [*sorted((SRC / "train").glob("*.py")), SRC / "cli.py"]
     long = [
-        (node.name, node.end_lineno - node.lineno + 1)
-        for node in ast.walk(tree)
+        (path.name, node.name, node.end_lineno - node.lineno + 1)
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 60
     ]
     assert long == []
@@ -64,10 +66,10 @@ def test_a_new_backend_is_one_record(tmp_path):
     model = models.build("cnn", other)
     assert type(model.conv1[0]).__module__ == "digitlab.scratch.fast.conv"
     x, y = torch.randn(4, 1, 28, 28), torch.arange(4)
-    loss_fn = loop.make_loss(other)
+    loss_fn = step.make_loss(other)
     opt = other.optim.SGD(model.parameters(), lr=0.1)
     before = model.out.weight.clone()
-    loop.train_step(model, loss_fn, opt, x, y, other)
+    step.train_step(model, loss_fn, opt, x, y, other)
     assert not torch.equal(before, model.out.weight)
 
 
@@ -79,23 +81,31 @@ def test_help_texts_show_trainconfig_defaults(capsys):
     code, out, _ = run_cli(capsys, "train", "--help")
     assert code == 0
     text = " ".join(out.split())
-    assert f"learning rate (default {loop.DEFAULTS.lr})" in text
-    assert f"default {loop.DEFAULTS.batch_size}" in text
+    assert f"learning rate (default {settings.DEFAULTS.lr})" in text
+    assert f"default {settings.DEFAULTS.batch_size}" in text
+    for row in settings.FLAGS:  # every flag of the table, and no other setting's
+        assert row.flag in text
 
 
-def test_one_list_of_run_settings_serves_cli_compare_and_resume():
-    from digitlab.study import compare
-
-    assert set(compare.SETTINGS) == set(loop.RUN_SETTINGS) - {"epochs"}
+def test_one_table_of_settings_serves_cli_config_compare_and_resume():
     from digitlab.cli import build_parser
+    from digitlab.study import compare_configs
 
+    assert [f.name for f in dataclasses.fields(settings.TrainConfig)] == [
+        s.name for s in settings.SETTINGS
+    ]
+    assert settings.DEFAULTS.lr == next(s.default for s in settings.SETTINGS if s.name == "lr")
+    assert set(compare_configs.SETTINGS) == set(settings.RUN_SETTINGS) - {"epochs"}
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     dests = {a.dest for a in commands.choices["train"]._actions}
-    assert set(loop.RUN_SETTINGS) <= dests
+    assert {s.name for s in settings.FLAGS} <= dests
+    # The names written in the table so that parsing needs no torch are the real ones.
+    assert settings.MODEL_NAMES == tuple(models.MODELS)
+    assert settings.BACKEND_NAMES == backends.NAMES
 
 
 def test_recipe_and_resume_merge_in_training(tmp_path):
-    config = loop.configure({"recipe": "speedrun", "seed": 3})
+    config = settings.configure({"recipe": "speedrun", "seed": 3})
     assert config.model == "fast" and config.lr == 0.02 and config.seed == 3
     assert config.recipe == "speedrun"
 
@@ -147,9 +157,11 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
 def test_class_names_come_from_classes_txt(tmp_path):
     root = write_dataset(tmp_path / "data", 10, 10)
     assert class_names(root) is None
-    (root / "classes.txt").write_text("\n".join(f"class {c}" for c in range(10)) + "\n")
+    (root / "classes.txt").write_text(
+        "\n".join(f"class {c}" for c in range(10)) + "\n", encoding="utf-8"
+    )
     assert class_names(root)[3] == "class 3"
-    (root / "classes.txt").write_text("a\nb\n")
+    (root / "classes.txt").write_text("a\nb\n", encoding="utf-8")
     with pytest.raises(Exception, match="lists 2 class names"):
         class_names(root)
 
@@ -161,7 +173,7 @@ def test_fashion_mnist_shows_class_names(tmp_path, capsys):
         capsys, "train", "--data-dir", FASHION, "--subset", "500", "--out", run, "--quiet"
     )
     assert code == 0, err
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["dataset"]["classes"][9] == "Ankle boot"
     predictor = Predictor.load(run)
     assert predictor.classes[0] == "T-shirt/top"
@@ -208,3 +220,82 @@ def test_one_epoch_accuracy_axis_is_whole_epochs(tmp_path):
         plt.close("all")
     visible = [t for t in captured["ticks"] if captured["xlim"][0] <= t <= captured["xlim"][1]]
     assert all(float(t).is_integer() for t in visible) and 1.0 in visible
+
+
+def test_parsing_the_command_line_imports_neither_torch_nor_matplotlib():
+    """--help, a bad flag and a missing image answer at once: no command's heavy imports load
+    before the command runs."""
+    script = (
+        "import sys\n"
+        "from digitlab.cli import build_parser, main\n"
+        "build_parser().parse_args(['train', '--recipe', 'speedrun', '--lr', '0.1'])\n"
+        "build_parser().parse_args(['compare', '--sturdy', '0.5'])\n"
+        "assert main(['predict', 'missing.png']) == 1\n"
+        "print(sorted(m for m in ('torch', 'matplotlib', 'scipy') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert "missing.png: no such file" in done.stderr
+
+
+def test_version_and_no_command(capsys):
+    from importlib.metadata import version
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == version("digitlab")
+    code, out, err = run_cli(capsys)
+    assert code == 0 and "usage: digitlab" in out and "train" in out and err == ""
+
+
+# A value for every run setting: not its default, and valid for a tiny run. A new run setting
+# fails the compare test below until it is given one here.
+TINY = {
+    "recipe": "speedrun",
+    "model": "fcn",
+    "backend": "learner",
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "batch_size": 20,
+    "epochs": 2,
+    "seed": 3,
+    "momentum": 0.5,
+    "label_smoothing": 0.05,
+    "sturdy": 0.25,
+    "val_split": 40,
+    "subset": 100,
+    "data_dir": None,  # the tiny dataset, written by the test
+    "layers": None,  # a learner's file, written by the test
+}
+
+
+def test_compare_passes_every_run_setting_to_the_run(tmp_path, capsys):
+    """compare's train command is written from the table: every run setting reaches the trained
+    run's config.json (compare once dropped six of them)."""
+    from digitlab.study.compare_configs import CONFIG_PARTS
+
+    layers = tmp_path / "layers.py"
+    layers.write_text("from digitlab.scratch import *  # noqa: F403\n", encoding="utf-8")
+    values = {
+        **TINY,
+        "data_dir": str(write_dataset(tmp_path / "data", 200, 50)),
+        "layers": str(layers),
+    }
+    assert set(values) == set(settings.RUN_SETTINGS)
+    defaults = {s.name: s.default for s in settings.SETTINGS}
+    assert all(values[name] != defaults[name] for name in values)
+    configs = "/".join(str(values[name]) for name in CONFIG_PARTS)
+    flags = [
+        part
+        for s in settings.FLAGS
+        if s.name in values and s.name not in CONFIG_PARTS
+        for part in (s.flag, values[s.name])
+    ]
+    out = tmp_path / "compare"
+    code, _, err = run_cli(
+        capsys, "compare", "--configs", configs, *flags, "--out", out, "--no-robustness", "--quiet"
+    )
+    assert code == 0, err
+    (run,) = (out / "runs").iterdir()
+    recorded = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert {name: recorded[name] for name in values} == values

@@ -9,7 +9,9 @@ from digitlab import DigitlabError
 from digitlab.data.mnist import load_split
 from digitlab.nets import checkpoint
 from digitlab.nets.evaluation import evaluate
-from digitlab.train.loop import TrainConfig, fit, read_metrics
+from digitlab.train.loop import fit
+from digitlab.train.run_files import read_metrics
+from digitlab.train.settings import TrainConfig
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -27,12 +29,13 @@ def quiet_fit(config, out, resume=False):
 
 def test_one_epoch_on_2000_images_beats_90_percent(trained_run):
     metrics = [
-        json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()
+        json.loads(line)
+        for line in (trained_run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     ]
     assert len(metrics) == 1
     assert metrics[0]["test_accuracy"] > 0.90
     assert len(metrics[0]["step_loss"]) == 80
-    config = json.loads((trained_run / "config.json").read_text())
+    config = json.loads((trained_run / "config.json").read_text(encoding="utf-8"))
     assert config["model"] == "cnn" and config["backend"] == "torch"
     assert config["optimizer"] == "adam" and config["lr"] == 0.002 and config["batch_size"] == 25
     assert 0.1 < config["normalization"]["mean"] < 0.15
@@ -138,9 +141,9 @@ def test_resume_refuses_a_changed_hyperparameter(tmp_path, capsys):
 
 def test_validation_split_is_reported_per_epoch(tmp_path):
     quiet_fit(small_config(subset=500, val_split=1000), tmp_path)
-    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    record = json.loads((tmp_path / "metrics.jsonl").read_text(encoding="utf-8"))
     assert 0.5 < record["val_accuracy"] <= 1 and record["val_loss"] > 0
-    config = json.loads((tmp_path / "config.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
     assert config["dataset"]["val_images"] == 1000
 
 
@@ -158,7 +161,7 @@ def test_trains_from_a_data_dir(tmp_path):
     root = write_dataset(tmp_path / "data", 1000, 500, compress=False, sep=".")
     result = quiet_fit(small_config(subset=None, data_dir=str(root)), tmp_path / "run")
     assert result["test_accuracy"] > 0.7
-    config = json.loads((tmp_path / "run/config.json").read_text())
+    config = json.loads((tmp_path / "run/config.json").read_text(encoding="utf-8"))
     assert config["dataset"]["test_images"] == 500 and config["dataset"]["name"] == "data"
 
 

@@ -1,20 +1,22 @@
-"""The `digitlab` command: parse flags, call one function, print. Nothing else lives here."""
+"""The `digitlab` command: parse flags, call one function, print. Nothing else lives here.
+
+Parsing imports no torch: each command imports what it needs when it runs, so --help, a bad flag
+or a missing file answer at once."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
+import subprocess
 import sys
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
-from digitlab.nets import backends, checkpoint, models
-from digitlab.study.compare import DEFAULT_CONFIGS
-from digitlab.train import loop
-from digitlab.train.loop import DEFAULTS
-from digitlab.train.recipes import RECIPES
+from digitlab.study.compare_configs import DEFAULT_CONFIGS, SHARED_FLAGS
+from digitlab.train import settings
+from digitlab.train.settings import DEVICES, positive_float, positive_int
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,25 +26,10 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
-def number(convert, kind: str, allowed, rule: str):
-    """An argparse type: text -> convert(text), refused in one line unless allowed(value)."""
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind}") from None
-        if not allowed(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-
-    return parse
-
-
-positive_float = number(float, "number", lambda v: v > 0, "positive")
-positive_int = number(int, "whole number", lambda v: v >= 1, "at least 1")
-count = number(int, "whole number", lambda v: v >= 0, "0 or more")
-fraction = number(float, "number", lambda v: 0 <= v <= 1, "between 0 and 1")
+def shell_quote(text: str) -> str:
+    """`text` as one argument of the user's shell: POSIX quoting, or cmd.exe's on Windows (where
+    single quotes are not quotes)."""
+    return subprocess.list2cmdline([text]) if sys.platform == "win32" else shlex.quote(text)
 
 
 def progress_flags(p) -> None:
@@ -59,10 +46,7 @@ def progress_of(args) -> bool | None:
     return False if args.quiet else True if args.progress else None
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="digitlab", description="A handwritten-digit lab on PyTorch.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a model on MNIST (or --data-dir)",
@@ -70,67 +54,21 @@ def build_parser() -> Parser:
         "train ...) the processes train data-parallel; --batch-size is then the batch of all "
         "processes together.",
     )
-    p.add_argument(
-        "--recipe",
-        choices=list(RECIPES),
-        help="start from fixed settings: speedrun (fastest to 99%%), best (highest accuracy) or "
-        "sturdy (best, trained also on shaded, noisy, blurred and stroked digits); "
-        "other flags given still win",
-    )
-    # No flag has an argparse default: None means "not given", so a recipe or a resumed run
-    # keeps its own setting. The defaults shown are TrainConfig's.
-    d = DEFAULTS
-    p.add_argument("--model", choices=list(models.MODELS), help=f"network (default {d.model})")
-    p.add_argument(
-        "--backend", choices=list(backends.BACKENDS), help=f"layers (default {d.backend})"
-    )
-    p.add_argument("--optimizer", choices=list(loop.OPTIMIZERS), help=f"default {d.optimizer}")
-    p.add_argument("--lr", type=positive_float, help=f"learning rate (default {d.lr})")
-    p.add_argument("--batch-size", type=positive_int, help=f"default {d.batch_size}")
-    p.add_argument("--epochs", type=positive_int, help=f"default {d.epochs}")
-    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
-    p.add_argument("--momentum", type=float, help=f"SGD momentum (default {d.momentum})")
-    p.add_argument(
-        "--val-split",
-        type=count,
-        metavar="N",
-        help=f"hold out N training images for validation (default {d.val_split})",
-    )
-    p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only")
-    p.add_argument(
-        "--sturdy",
-        type=fraction,
-        metavar="P",
-        help="give this share of training images a shaded background, noise, blur or a stray "
-        f"stroke, to read digits outside MNIST's clean ones (default {d.sturdy})",
-    )
-    p.add_argument(
-        "--label-smoothing",
-        type=fraction,
-        metavar="S",
-        help="take S from the true class's target and share it over all classes, as PyTorch's "
-        f"CrossEntropyLoss(label_smoothing=S) (default {d.label_smoothing})",
-    )
-    p.add_argument("--data-dir", help="folder of MNIST-format IDX files (default: embedded MNIST)")
-    p.add_argument(
-        "--layers",
-        metavar="FILE.py",
-        help="train on your own layers from FILE.py (checked first; digitlab.scratch's fill in "
-        "the classes it lacks); see digitlab exercise",
-    )
+    settings.add_flags(p)
     p.add_argument("--out", help="run folder (default runs/MODEL-BACKEND)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--resume", metavar="OUT", help="continue the run in OUT")
     progress_flags(p)
     p.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
+
+def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint")
     p.add_argument(
         "checkpoint", metavar="CKPT", help="run folder or its model.safetensors, or 'pretrained'"
     )
     p.add_argument("--data-dir", help="evaluate on this dataset (default: the run's own)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument(
         "--tta",
         action="store_true",
@@ -140,10 +78,12 @@ def build_parser() -> Parser:
     p.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
     p.add_argument("--json", action="store_true")
 
+
+def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="the digit in each image file")
     p.add_argument("images", nargs="+", metavar="IMG")
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--multi", action="store_true", help="read a number of several digits")
     p.add_argument(
         "--explain",
@@ -158,20 +98,26 @@ def build_parser() -> Parser:
     )
     p.add_argument("--json", action="store_true")
 
+
+def add_app(sub) -> None:
     p = sub.add_parser("app", help="the drawing app in your browser")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=positive_int, default=7860)
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
-    p = sub.add_parser("compare", help="train several configurations and report side by side")
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="train several configurations and report side by side",
+        description="Each configuration trains with `digitlab train`; the settings below are "
+        "shared by all of them.",
+    )
     p.add_argument(
         "--configs",
         help=f"comma-separated model/backend/optimizer[/lr] (default {','.join(DEFAULT_CONFIGS)})",
     )
-    p.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs)
-    p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only")
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size)
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--data-dir")
+    settings.add_flags(p, SHARED_FLAGS)
     p.add_argument("--out", default="runs/compare", help="report folder (default runs/compare)")
     p.add_argument(
         "--robustness-limit",
@@ -184,6 +130,8 @@ def build_parser() -> Parser:
     progress_flags(p)
     p.add_argument("--json", action="store_true")
 
+
+def add_finetune(sub) -> None:
     p = sub.add_parser("finetune", help="teach a model your handwriting from labelled drawings")
     p.add_argument("checkpoint", metavar="CKPT", help="run folder, or 'pretrained'")
     p.add_argument(
@@ -192,6 +140,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, metavar="RUN", help="the new run folder")
     p.add_argument("--json", action="store_true")
 
+
+def add_robustness(sub) -> None:
     p = sub.add_parser(
         "robustness", help="accuracy under the 15 MNIST-C corruptions of the test set"
     )
@@ -209,11 +159,15 @@ def build_parser() -> Parser:
     p.add_argument("--out", help="folder for the pictures (default: the run folder)")
     p.add_argument("--json", action="store_true")
 
+
+def add_export(sub) -> None:
     p = sub.add_parser("export", help="export a trained model for deployment")
     p.add_argument("checkpoint", metavar="CKPT", help="run folder or its model.safetensors")
     p.add_argument("--onnx", required=True, metavar="FILE", help="write an ONNX model here")
     p.add_argument("--json", action="store_true")
 
+
+def add_check(sub) -> None:
     p = sub.add_parser(
         "check",
         help="compare every hand-written layer with PyTorch, or yours with --layers",
@@ -232,6 +186,8 @@ def build_parser() -> Parser:
     p.add_argument("--pictures", metavar="DIR", help="also write PNG maps of wrong positions")
     p.add_argument("--json", action="store_true")
 
+
+def add_exercise(sub) -> None:
     p = sub.add_parser(
         "exercise", help="write a starter file of layers to fill in, and a short guide"
     )
@@ -243,6 +199,8 @@ def build_parser() -> Parser:
         help="digitlab's interface (default) or the recruitment template's",
     )
 
+
+def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="speed of the hand-written layers against PyTorch")
     p.add_argument(
         "--quick", action="store_true", help="fewer repetitions: a first look, not a record"
@@ -253,45 +211,39 @@ def build_parser() -> Parser:
         help="also train the speedrun recipe with both backends over 5 seeds (1 with --quick)",
     )
     p.add_argument("--json", action="store_true")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="digitlab", description="A handwritten-digit lab on PyTorch.")
+    parser.add_argument("--version", action="version", version=package_version("digitlab"))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add, _ in COMMANDS.values():
+        add(sub)
     return parser
 
 
 def cmd_train(args) -> int:
-    given = {k: getattr(args, k) for k in loop.RUN_SETTINGS if getattr(args, k, None) is not None}
-    command = "digitlab " + shlex.join(args.argv)
+    from digitlab.train.loop import fit
+
+    given = settings.given(args)
     if args.resume:
         out = Path(args.resume)
-        config = loop.configure(given, resume=out, device=args.device)
+        config = settings.configure(given, resume=out)
     else:
-        config = loop.configure(given, device=args.device, command=command)
-        out = Path(args.out) if args.out else loop.default_out(config)
+        config = settings.configure(given, command="digitlab " + shlex.join(args.argv))
+        out = Path(args.out) if args.out else settings.default_out(config)
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
     try:
-        result = loop.fit(
-            config, out, resume=bool(args.resume), progress=progress_of(args), log=log
-        )
+        result = fit(config, out, resume=bool(args.resume), progress=progress_of(args), log=log)
     except KeyboardInterrupt:
-        if (out / checkpoint.RESUME).is_file():
-            hint = (
-                f"finished epochs are saved in {out}; continue with: "
-                f"digitlab train --resume {shlex.quote(str(out))}"
-            )
-        else:
-            hint = "no epoch had finished, so nothing was saved; run the command again"
-        print(f"\ninterrupted; {hint}", file=sys.stderr)
+        print(f"\ninterrupted; {interrupted_hint(out)}", file=sys.stderr)
         return 130
     if not result:  # a data-parallel rank other than 0: rank 0 reports
         return 0
     if not args.no_pictures:
         write_pictures(out, config.data_dir, log)
     if config.layers:  # a learner's layers: the same run on PyTorch's, to read beside it
-        reference = loop.fit(
-            dataclasses.replace(config, backend="torch", layers=None),
-            out / "torch-reference",
-            progress=False,
-            log=lambda text: None,
-        )
-        result["reference"] = {k: reference[k] for k in ("test_accuracy", "train_seconds")}
+        result["reference"] = torch_reference(config, out)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -308,30 +260,38 @@ def cmd_train(args) -> int:
     return 0
 
 
-def write_pictures(run: Path, data_dir, log) -> None:
-    """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps)."""
-    from digitlab.data.mnist import load_split
-    from digitlab.read.predictor import Predictor
-    from digitlab.study.plots import write_run_pictures
+def interrupted_hint(out: Path) -> str:
+    """What Ctrl-C kept, and the command that continues the run."""
+    from digitlab.nets import checkpoint
 
-    paths = write_run_pictures(
-        Predictor.load(run), loop.read_metrics(run), load_split(data_dir, train=False), run
+    if (out / checkpoint.RESUME).is_file():
+        return (
+            f"finished epochs are saved in {out}; continue with: "
+            f"digitlab train --resume {shell_quote(str(out))}"
+        )
+    return "no epoch had finished, so nothing was saved; run the command again"
+
+
+def torch_reference(config, out: Path) -> dict:
+    """A learner's run trained again on PyTorch's layers, into out/torch-reference."""
+    import dataclasses
+
+    from digitlab.train.loop import fit
+
+    reference = fit(
+        dataclasses.replace(config, backend="torch", layers=None),
+        out / "torch-reference",
+        progress=False,
+        log=lambda text: None,
     )
-    log(f"pictures: {', '.join(p.name for p in paths)} in {run}")
+    return {k: reference[k] for k in ("test_accuracy", "train_seconds")}
 
 
 def cmd_compare(args) -> int:
     from digitlab.study.compare import compare
 
-    base = loop.TrainConfig(
-        epochs=args.epochs,
-        subset=args.subset,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
-        device="cpu",
-        command="digitlab " + shlex.join(args.argv),
-    )
+    given = settings.given(args, SHARED_FLAGS)
+    base = settings.configure(given, device="cpu", command="digitlab " + shlex.join(args.argv))
     configs = args.configs.split(",") if args.configs else list(DEFAULT_CONFIGS)
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
     limit = None if args.no_robustness else args.robustness_limit
@@ -356,12 +316,27 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def write_pictures(run: Path, data_dir, log) -> None:
+    """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps)."""
+    from digitlab.data.mnist import load_split
+    from digitlab.read.predictor import Predictor
+    from digitlab.study.plots import write_run_pictures
+    from digitlab.train.run_files import read_metrics
+
+    paths = write_run_pictures(
+        Predictor.load(run), read_metrics(run), load_split(data_dir, train=False), run
+    )
+    log(f"pictures: {', '.join(p.name for p in paths)} in {run}")
+
+
 def cmd_evaluate(args) -> int:
     from digitlab.data.mnist import load_split
+    from digitlab.nets import checkpoint
     from digitlab.nets.evaluation import evaluate
     from digitlab.read.predictor import Predictor
+    from digitlab.train.device import resolve_device
 
-    predictor = Predictor.load(args.checkpoint, device=str(loop.resolve_device(args.device)))
+    predictor = Predictor.load(args.checkpoint, device=str(resolve_device(args.device)))
     config = predictor.config
     data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir")
     test = load_split(data_dir, train=False)
@@ -394,14 +369,18 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    missing = [path for path in args.images if not Path(path).is_file()]
+    if missing:  # said before torch loads, in a fraction of a second
+        raise DigitlabError(f"{missing[0]}: no such file; check the path")
     from digitlab.read.predictor import Predictor
+    from digitlab.train.device import resolve_device
 
     if args.runtime == "onnx" and args.checkpoint is None:
         raise DigitlabError(
             "--runtime onnx: give --checkpoint FILE.onnx, written by digitlab export CKPT "
             "--onnx FILE.onnx"
         )
-    device = "cpu" if args.runtime == "onnx" else str(loop.resolve_device(args.device))
+    device = "cpu" if args.runtime == "onnx" else str(resolve_device(args.device))
     if args.explain and args.runtime == "onnx":
         raise DigitlabError("--explain needs the model's backward: use it without --runtime onnx")
     predictor = Predictor.load(args.checkpoint, runtime=args.runtime, device=device)
@@ -470,6 +449,7 @@ def cmd_finetune(args) -> int:
 def cmd_robustness(args) -> int:
     import time
 
+    from digitlab.nets import checkpoint
     from digitlab.read.predictor import Predictor
     from digitlab.study.robustness import evaluate_robustness, images_for, names_of, write_pictures
 
@@ -534,41 +514,12 @@ def cmd_app(args) -> int:
 
 
 def cmd_check(args) -> int:
-    if args.layers:
-        return check_layers(args)
-    import torch
-
-    from digitlab.workbench.gradcheck import TOLERANCE, run_checks
-
-    result = run_checks()
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{'check (float64, against PyTorch)':<48} {'max abs error':>13}  ok")
-        for row in result["checks"]:
-            print(
-                f"{row['name']:<48} {row['max_abs_error']:>13.2e}  {'ok' if row['ok'] else 'FAIL'}"
-            )
-        tolerance = TOLERANCE[torch.float64]
-        verdict = "all ok" if result["ok"] else "SOME CHECKS FAILED"
-        print(f"{verdict} (tolerance {tolerance:.0e})")
-    return 0 if result["ok"] else 1
-
-
-def check_layers(args) -> int:
-    """digitlab check --layers FILE.py: exit 0 only when every case passes."""
+    """digitlab check [--layers FILE.py]: digitlab.scratch's classes, or the file's, case by
+    case against PyTorch; exit 0 only when every case passes."""
     from digitlab.workbench import report
-    from digitlab.workbench.layercheck import check_file
+    from digitlab.workbench.layercheck import check_scratch
 
-    try:
-        result = check_file(args.layers, timeout=args.timeout)
-    except DigitlabError as e:  # the file cannot be imported: its traceback is the help
-        lines = getattr(e, "lines", None)
-        if lines and args.json:
-            print(json.dumps({"layers": [], "ok": False, "error": str(e), "traceback": lines}))
-        elif lines:
-            print("\n".join(lines))
-        raise
+    result = check_layers(args) if args.layers else check_scratch()
     if args.json:
         print(json.dumps(report.as_json(result)))
     else:
@@ -577,6 +528,22 @@ def check_layers(args) -> int:
         paths = report.write_pictures(result, args.pictures)
         print(f"{len(paths)} map(s) of wrong positions in {args.pictures}", file=sys.stderr)
     return 0 if result["ok"] else 1
+
+
+def check_layers(args) -> dict:
+    """The check of the file given with --layers; a file that cannot be imported shows its
+    traceback (or its syntax error, as Python shows it) once, then the one-line error."""
+    from digitlab.workbench.layercheck import check_file
+
+    try:
+        return check_file(args.layers, timeout=args.timeout)
+    except DigitlabError as e:
+        lines = getattr(e, "lines", None)
+        if lines and args.json:
+            print(json.dumps({"layers": [], "ok": False, "error": str(e), "traceback": lines}))
+        elif lines:
+            print("\n".join(lines))
+        raise
 
 
 def cmd_exercise(args) -> int:
@@ -601,27 +568,35 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# name: (the function that adds its flags, the function that runs it)
 COMMANDS = {
-    "train": cmd_train,
-    "evaluate": cmd_evaluate,
-    "predict": cmd_predict,
-    "compare": cmd_compare,
-    "app": cmd_app,
-    "check": cmd_check,
-    "bench": cmd_bench,
-    "export": cmd_export,
-    "exercise": cmd_exercise,
-    "finetune": cmd_finetune,
-    "robustness": cmd_robustness,
+    "train": (add_train, cmd_train),
+    "evaluate": (add_evaluate, cmd_evaluate),
+    "predict": (add_predict, cmd_predict),
+    "compare": (add_compare, cmd_compare),
+    "app": (add_app, cmd_app),
+    "check": (add_check, cmd_check),
+    "bench": (add_bench, cmd_bench),
+    "export": (add_export, cmd_export),
+    "exercise": (add_exercise, cmd_exercise),
+    "finetune": (add_finetune, cmd_finetune),
+    "robustness": (add_robustness, cmd_robustness),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot encode a character (a GBK
+        if hasattr(stream, "reconfigure"):  # one, an emoji) shows "?" rather than crash
+            stream.reconfigure(errors="replace")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `digitlab` alone: what it can do
+        parser.print_help()
+        return 0
     args.argv = argv
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS[args.command][1](args)
     except DigitlabError as e:
         print(f"digitlab {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from digitlab.errors import DigitlabError
-from digitlab.nets import checkpoint
+from digitlab.files import atomic_write
 from digitlab.read.explain import explain, strip
 from digitlab.read.predictor import Predictor
 from digitlab.read.preprocess import BlankImageError, load_image
@@ -229,7 +229,7 @@ def save_drawing(value, label: str | None, folder: Path) -> str:
     image.save(buffer, format="PNG")
     (folder / label).mkdir(parents=True, exist_ok=True)
     path = folder / label / f"{time.time_ns()}.png"
-    checkpoint.atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
     count = sum(1 for _ in folder.rglob("*.png"))
     return f"Saved as a {label}. {count} drawing(s) of yours so far in {folder}."
 

@@ -178,7 +178,9 @@ def class_names(data_dir: str | Path | None) -> list[str] | None:
     root = resolve_dir(data_dir)
     listed = root / "classes.txt"
     if listed.is_file():
-        names = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+        names = [
+            line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
         if len(names) != NUM_CLASSES:
             raise DigitlabError(
                 f"{listed}: lists {len(names)} class names, the data has {NUM_CLASSES}; write one "

@@ -11,7 +11,6 @@ A run folder holds:
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from digitlab.errors import DigitlabError
+from digitlab.files import atomic_write
 from digitlab.nets import models, own_model
 
 WEIGHTS = "model.safetensors"
@@ -29,27 +29,6 @@ RESUME = "resume.safetensors"
 PRETRAINED_DIR = Path(__file__).parent.parent / "pretrained"
 # What pickle files (torch.save, .pt/.pth/.ckpt) start with: a zip archive or a pickle opcode.
 PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one.
-
-    Writes a temporary file beside it, fsyncs, renames over `path`, then fsyncs the folder.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -104,7 +83,7 @@ def resolve(ckpt: str | Path | None) -> tuple[Path, Path]:
 def read_config(path: Path) -> dict:
     """The config.json of a run, checked for the keys a model needs."""
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DigitlabError(
             f"{path}: missing; a checkpoint needs the config.json that digitlab train wrote "

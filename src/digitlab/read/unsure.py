@@ -69,7 +69,7 @@ class Distance:
         return -torch.einsum("ncd,de,nce->nc", d, self.precision, d).min(1).values
 
     def save(self, folder: Path) -> None:
-        from digitlab.nets.checkpoint import atomic_write
+        from digitlab.files import atomic_write
 
         tensors = {"means": self.means.contiguous(), "precision": self.precision.contiguous()}
         atomic_write(folder / FILE, save(tensors))

@@ -20,8 +20,10 @@ from digitlab.data.mnist import load_split
 from digitlab.nets import backends, models
 from digitlab.nets.evaluation import evaluate
 from digitlab.read.predictor import Predictor
-from digitlab.train.loop import TrainConfig, fit, make_loss, train_step
+from digitlab.train.loop import fit
 from digitlab.train.recipes import settings
+from digitlab.train.settings import TrainConfig
+from digitlab.train.step import make_loss, train_step
 
 BATCH = 50
 

@@ -12,7 +12,6 @@ import base64
 import html
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,21 +19,15 @@ import torch
 
 from digitlab.data.mnist import load_split
 from digitlab.errors import DigitlabError
+from digitlab.files import atomic_write
 from digitlab.nets import backends, checkpoint, models
 from digitlab.read.predictor import Predictor
 from digitlab.study import plots
-from digitlab.train import loop
+from digitlab.study.compare_configs import cache_key, parse_config, train_command
+from digitlab.train.run import make_backend
+from digitlab.train.run_files import read_metrics
+from digitlab.train.settings import TrainConfig, load_resume_config
 
-DEFAULT_CONFIGS = (
-    "cnn/torch/adam",
-    "cnn/scratch/adam",
-    "fcn/torch/adam",
-    "fcn/scratch/adam",
-    "cnn/torch/sgd/0.01",
-)
-# What makes a finished row or a half-trained run reusable: the run's settings, epochs aside
-# (they may grow).
-SETTINGS = tuple(s for s in loop.RUN_SETTINGS if s != "epochs")
 COLUMNS = [
     ("config", "configuration"),
     ("parameters", "parameters"),
@@ -47,27 +40,6 @@ COLUMNS = [
 ]
 
 
-def parse_config(text: str, base: loop.TrainConfig) -> loop.TrainConfig:
-    """ "model/backend/optimizer[/lr]" -> a TrainConfig with the shared settings of `base`."""
-    parts = text.strip().split("/")
-    if len(parts) not in (3, 4):
-        raise DigitlabError(
-            f"--configs {text!r}: write model/backend/optimizer[/lr], e.g. cnn/scratch/adam"
-        )
-    model, backend, optimizer = parts[:3]
-    try:
-        lr = float(parts[3]) if len(parts) == 4 else base.lr
-    except ValueError:
-        raise DigitlabError(
-            f"--configs {text!r}: the learning rate {parts[3]!r} is not a number"
-        ) from None
-    config = loop.TrainConfig(
-        **{**base.__dict__, "model": model, "backend": backend, "optimizer": optimizer, "lr": lr}
-    )
-    loop.check_config(config)
-    return config
-
-
 def inference_rate(predictor: Predictor, test) -> float:
     """Test images classified per second, in batches of 250 (the best of three passes)."""
     best = float("inf")
@@ -76,37 +48,6 @@ def inference_rate(predictor: Predictor, test) -> float:
         predictor.logits(test.images)
         best = min(best, time.perf_counter() - start)
     return len(test) / best
-
-
-def train_command(config: loop.TrainConfig, run: Path, resume: bool, progress: bool):
-    """The `digitlab train` command line that trains (or resumes) `config` into `run`."""
-    if resume:
-        args = ["--resume", run, "--epochs", config.epochs]
-    else:
-        args = [
-            "--model",
-            config.model,
-            "--backend",
-            config.backend,
-            "--optimizer",
-            config.optimizer,
-            "--lr",
-            config.lr,
-            "--batch-size",
-            config.batch_size,
-            "--epochs",
-            config.epochs,
-            "--seed",
-            config.seed,
-            "--out",
-            run,
-        ]
-        if config.subset:
-            args += ["--subset", config.subset]
-        if config.data_dir:
-            args += ["--data-dir", config.data_dir]
-    args += ["--device", "cpu", "--json", "--no-pictures"] + ([] if progress else ["--quiet"])
-    return [sys.executable, "-m", "digitlab", "train", *map(str, args)]
 
 
 def run_training(command: list[str], name: str) -> dict:
@@ -118,28 +59,31 @@ def run_training(command: list[str], name: str) -> dict:
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-def measure(name: str, config: loop.TrainConfig, run: Path, progress: bool, log) -> dict:
+def measure(name: str, config: TrainConfig, run: Path, progress: bool, log) -> dict:
     """Train (or resume) one configuration and return its row; cached in run/row.json."""
-    settings = {f: getattr(config, f) for f in SETTINGS}
+    settings = cache_key(config)
     row_file = run / "row.json"
     if row_file.is_file():
-        row = json.loads(row_file.read_text())
+        row = json.loads(row_file.read_text(encoding="utf-8"))
         if row.get("settings") == settings and row.get("epochs") == config.epochs:
             log(f"{name}: done before, skipped")
             return row
     resume = (run / checkpoint.RESUME).is_file()
     if resume:
-        saved = loop.load_resume_config(run)
-        resume = {f: getattr(saved, f) for f in SETTINGS} == settings
+        saved = load_resume_config(run)
+        resume = cache_key(saved) == settings
     log(f"{name}: {'resuming' if resume else 'training'}")
     result = run_training(train_command(config, run, resume, progress), name)
-    predictor = Predictor.load(run, backend=config.backend)
+    # The row's own layers (a learner's too) classify the test set for the inference rate.
+    backend = make_backend(config)
+    predictor = Predictor.load(run, backend=backend)
     test = load_split(config.data_dir, train=False)
-    metrics = loop.read_metrics(run)
+    metrics = read_metrics(run)
     row = {
         "config": name,
         "model": config.model,
         "backend": config.backend,
+        "autograd": backend.autograd,  # False: hand-written backward (scratch's or a learner's)
         "optimizer": config.optimizer,
         "lr": config.lr,
         "epochs": config.epochs,
@@ -159,14 +103,15 @@ def measure(name: str, config: loop.TrainConfig, run: Path, progress: bool, log)
                 "train_seconds": r["train_seconds"],
             }
             for r in metrics
+            if "test_accuracy" in r  # with --val-split, the test set is read after the last epoch
         ],
         "step_loss": [v for r in metrics for v in r["step_loss"]],
     }
-    checkpoint.atomic_write(row_file, json.dumps(row).encode())
+    atomic_write(row_file, json.dumps(row).encode())
     return row
 
 
-def add_robustness(row: dict, run: Path, config: loop.TrainConfig, limit: int) -> dict:
+def add_robustness(row: dict, run: Path, config: TrainConfig, limit: int) -> dict:
     """The row's accuracy under each MNIST-C corruption (first `limit` test images) and their
     mean; kept in row.json, so a rerun only recomputes it for another limit."""
     from digitlab.study.robustness import evaluate_robustness, names_of
@@ -178,7 +123,7 @@ def add_robustness(row: dict, run: Path, config: loop.TrainConfig, limit: int) -
     row["corrupted_accuracy"] = result["mean_corruption_accuracy"]
     row["corruptions"] = {r["corruption"]: r["accuracy"] for r in result["rows"]}
     row["robustness_images"] = limit
-    checkpoint.atomic_write(run / "row.json", json.dumps(row).encode())
+    atomic_write(run / "row.json", json.dumps(row).encode())
     return row
 
 
@@ -188,7 +133,8 @@ def curves_figure(rows: list[dict], path: Path) -> Path:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     for row in rows:
         # Dashed for the hand-written layers: where they match PyTorch, both lines show.
-        hand_written = not backends.get(row["backend"]).autograd
+        autograd = row["autograd"] if "autograd" in row else backends.get(row["backend"]).autograd
+        hand_written = not autograd
         style = "--" if hand_written else "-"
         losses = row["step_loss"]
         on_top = 3 if hand_written else 2
@@ -291,7 +237,7 @@ def write_report(rows: list[dict], out: Path, settings: str) -> Path:
     ]
     md += ["| " + " | ".join(line) + " |" for line in table]
     md += [""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
-    (out / "report.md").write_text("\n".join(md))
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
     def img(p: Path) -> str:
         data = base64.b64encode(p.read_bytes()).decode()
@@ -315,13 +261,13 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 </body></html>
 """
     path = out / "report.html"
-    path.write_text(page)
+    path.write_text(page, encoding="utf-8")
     return path
 
 
 def compare(
     configs: list[str],
-    base: loop.TrainConfig,
+    base: TrainConfig,
     out: str | Path,
     progress: bool = True,
     log=print,

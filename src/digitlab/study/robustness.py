@@ -24,7 +24,7 @@ import torch
 from digitlab.data.corruptions import CORRUPTIONS, corrupt
 from digitlab.data.mnist import Split, load_split
 from digitlab.errors import DigitlabError
-from digitlab.nets.checkpoint import atomic_write
+from digitlab.files import atomic_write
 
 
 def cache_dir() -> Path:
@@ -48,7 +48,8 @@ def names_of(text: str | None) -> list[str]:
 def images_for(config: dict, on: str, data_dir) -> Split:
     """The clean images to corrupt: the test split, or ("validation") the training images that
     the run with this config.json held out (the same ones, chosen by its seed)."""
-    from digitlab.train.loop import config_of, split_training_set
+    from digitlab.train.checks import split_training_set
+    from digitlab.train.settings import config_of
 
     if on == "test":
         return load_split(data_dir, train=False)

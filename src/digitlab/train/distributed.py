@@ -11,6 +11,10 @@ ranks average their gradients, so every rank applies the same update and the wei
   same idea as DDP, without the overlap), in `average_gradients`.
 
 gloo carries the messages on CPU, nccl on CUDA. Only rank 0 writes files and prints.
+
+Windows: PyTorch's Windows builds have gloo but no NCCL, so data-parallel runs there train on the
+CPU (--device cuda under torchrun is refused in one line, in `start`); and their TCPStore lacks
+libuv, so torchrun needs USE_LIBUV=0 in its environment (`set USE_LIBUV=0` first).
 """
 
 from __future__ import annotations
@@ -63,6 +67,13 @@ def start(device: torch.device) -> Ranks:
         return Ranks()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if backend == "nccl" and not dist.is_nccl_available():
+            # PyTorch on Windows (and macOS) is built without NCCL; gloo there cannot all_gather
+            # CUDA tensors, which the rank check at the end needs.
+            raise DigitlabError(
+                "--device cuda under torchrun: this PyTorch has no NCCL (Windows builds never "
+                "do); train data-parallel with --device cpu (gloo), or in one process on the GPU"
+            )
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
@@ -132,17 +143,6 @@ def average_buffers(model: torch.nn.Module, ranks: Ranks) -> None:
     per layer per step, and the statistics still come from every rank's images."""
     if ranks.world > 1:
         average_in_place([b for b in model.buffers() if b.is_floating_point()])
-
-
-PERTURB = "DIGITLAB_TEST_PERTURB_RANK"  # tests only: this rank alters its weights at the end
-
-
-def perturb_for_test(model: torch.nn.Module, ranks: Ranks) -> None:
-    """For the test that the rank check can fail: the rank named in $DIGITLAB_TEST_PERTURB_RANK
-    adds 1e-3 to its first parameter before the check."""
-    if ranks.world > 1 and os.environ.get(PERTURB) == str(ranks.rank):
-        with torch.no_grad():
-            next(model.parameters()).add_(1e-3)
 
 
 def check_same_weights(model: torch.nn.Module, ranks: Ranks) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
+    with open("/proc/self/status", encoding="utf-8") as f:
         for line in f:
             if line.startswith(key):
                 return int(line.split()[1])
@@ -19,7 +19,7 @@ def _status_kib(key: str) -> int:
 def reset_peak() -> int | None:
     """Restart the peak counter; returns the resident size in KiB, or None where unsupported."""
     try:
-        with open("/proc/self/clear_refs", "w") as f:
+        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
             f.write("5")
         return _status_kib("VmRSS:")
     except OSError:

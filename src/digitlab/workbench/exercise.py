@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
-from digitlab.nets import checkpoint
+from digitlab.files import atomic_write
 
 STYLES = ("digitlab", "template")
 
@@ -284,8 +284,8 @@ def write_exercise(folder: str | Path, style: str = "digitlab") -> list[Path]:
         )
     folder.mkdir(parents=True, exist_ok=True)
     source = DIGITLAB_STYLE if style == "digitlab" else TEMPLATE_STYLE
-    checkpoint.atomic_write(layers, source.encode())
+    atomic_write(layers, source.encode())
     if not guide.exists():
         text = GUIDE.format(path=layers, steps=STEPS[style])
-        checkpoint.atomic_write(guide, text.encode())
+        atomic_write(guide, text.encode())
     return [layers, guide]

@@ -76,7 +76,9 @@ def smoothing_checked(loss: type):
 def check_smoothing(loss: type, label_smoothing: float) -> None:
     """DigitlabError unless the learner's `loss` class, made with `label_smoothing`, gives
     PyTorch's loss and dL/dlogits."""
-    from digitlab.workbench.layercheck import Case, LearnerError, run_loss_case
+    from digitlab.workbench.cases import Case
+    from digitlab.workbench.exceptions import LearnerError
+    from digitlab.workbench.loss_and_optimizers import run_loss_case
 
     fix = "or train on it without smoothing: add --label-smoothing 0"
     kwargs = {"label_smoothing": label_smoothing}

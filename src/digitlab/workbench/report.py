@@ -1,6 +1,7 @@
-"""The report of `digitlab check --layers`: text for a learner, JSON for tools, PNG maps.
+"""The report of `digitlab check`: text for a learner, JSON for tools, PNG maps.
 
-Built from digitlab.workbench.layercheck.check_file's result; nothing here runs the learner's code.
+Built from workbench.layercheck's result (check_file, check_classes or check_scratch); nothing
+here runs the learner's code.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from digitlab.workbench.diagnose import RTOL32, text_map
+from digitlab.workbench.diagnose import RTOL32, RTOL64, text_map
 
 INTERFACES = {
     "digitlab": "digitlab's interface: backward(grad_out) returns dL/dx, adds into .grad",
@@ -66,8 +67,8 @@ def format_report(result: dict) -> list[str]:
     found = result["found"]
     lines = [
         f"checking {result['path']} against PyTorch",
-        f"(in float32, each tensor within {RTOL32:g} of its largest value: rounding cannot trip "
-        "that, a bug does)",
+        f"(in float32, each tensor within {RTOL32:g} of its largest value, in float64 within "
+        f"{RTOL64:g}: rounding cannot trip that, a bug does)",
         "found: " + ", ".join(f"{n} ({found[n]})" for n in found),
     ]
     if result["missing"]:
@@ -150,6 +151,15 @@ def summary(result: dict) -> str:
     return f"{' and '.join(p for p in parts if p)} of {len(rows)} cases, in {', '.join(classes)}"
 
 
+def picture_title(row: dict, failure: dict) -> str:
+    """The map's title; a tensor wrong everywhere (a plain red block) says so in words."""
+    if failure.get("wrong") and failure["wrong"] == failure.get("total"):
+        what = f"every element wrong ({failure['wrong']} of {failure['total']})"
+    else:
+        what = "red = wrong"
+    return f"{row['layer']}: {row['case']}\n{failure['tensor']}: {what}"
+
+
 def write_pictures(result: dict, folder: str | Path) -> list[Path]:
     """One PNG per wrong tensor that has a map: red where wrong, white where right."""
     import matplotlib
@@ -168,9 +178,7 @@ def write_pictures(result: dict, folder: str | Path) -> list[Path]:
             where = np.asarray(failure["where"], dtype=float)
             fig, ax = plt.subplots(figsize=(4, 4 * where.shape[0] / max(where.shape[1], 1) + 0.8))
             ax.imshow(where, cmap="Reds", vmin=0, vmax=1)
-            ax.set_title(
-                f"{row['layer']}: {row['case']}\n{failure['tensor']}: red = wrong", fontsize=8
-            )
+            ax.set_title(picture_title(row, failure), fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
             slug = re.sub(r"[^a-zA-Z0-9]+", "-", f"{row['layer']}-{k}-{failure['tensor']}").strip(

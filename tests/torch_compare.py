@@ -1,20 +1,12 @@
-"""Hand-written layers, loss and optimizers compared with PyTorch: values and gradients.
-
-Each comparison runs the same input and parameters through a digitlab.scratch piece and its
-PyTorch namesake (whose gradients come from autograd) and reports the largest absolute difference
-over the output, dL/dinput and every dL/dparameter. `digitlab check` runs CASES; the test suite
-runs the same functions over a wider grid of shapes.
-"""
-
-from __future__ import annotations
+"""digitlab.scratch's pieces beside PyTorch's over test_scratch.py's wider grids: the largest
+absolute difference of the output, dL/dinput and every dL/dparameter. (`digitlab check` runs the
+catalogue's cases through workbench.layercheck; these grids are the test suite's own.)"""
 
 import torch
 from torch import nn
 
 from digitlab import scratch
 from digitlab.nets import backends, models
-
-TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4}
 
 
 def max_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -125,85 +117,3 @@ def compare_model(name: str, shape, dtype=torch.float64) -> dict:
     ):
         errors[key] = max_error(b_scratch, b_torch)  # batch norm's running statistics
     return errors
-
-
-def _layer(scratch_cls, torch_cls, shape, *args, ties=False, train=True, **kwargs):
-    def run(dtype):
-        return compare_layer(
-            scratch_cls(*args, **kwargs),
-            torch_cls(*args, **kwargs),
-            make_input(shape, dtype, ties),
-            train,
-        )
-
-    return run
-
-
-def _logits(n, c, scale=1.0):
-    def run(dtype, **options):
-        x = make_input((n, c), dtype) * scale
-        return compare_loss(x, torch.arange(n) % c, **options)
-
-    return run
-
-
-# name -> function(dtype) -> {what: max abs error}. Small inputs: `digitlab check` runs them all.
-CASES = {
-    "Conv2d 5x5 pad 2 (cnn conv1)": _layer(
-        scratch.Conv2d, nn.Conv2d, (2, 1, 28, 28), 1, 16, 5, 1, 2
-    ),
-    "Conv2d 16->32 (cnn conv2)": _layer(
-        scratch.Conv2d, nn.Conv2d, (2, 16, 14, 14), 16, 32, 5, 1, 2
-    ),
-    "Conv2d 3x2 stride 2 pad 1": _layer(
-        scratch.Conv2d, nn.Conv2d, (3, 3, 9, 8), 3, 4, (3, 2), 2, 1
-    ),
-    "Conv2d dilation 2 stride 3": _layer(
-        scratch.Conv2d, nn.Conv2d, (2, 2, 11, 13), 2, 3, 3, 3, 3, dilation=2
-    ),
-    "Conv2d no bias": _layer(scratch.Conv2d, nn.Conv2d, (1, 4, 6, 6), 4, 2, 1, bias=False),
-    "Linear": _layer(scratch.Linear, nn.Linear, (7, 20), 20, 10),
-    "ReLU": _layer(scratch.ReLU, nn.ReLU, (3, 4, 5, 5)),
-    "MaxPool2d 2": _layer(scratch.MaxPool2d, nn.MaxPool2d, (2, 3, 8, 8), 2),
-    "MaxPool2d 3 stride 2 pad 1 (overlap, ties)": _layer(
-        scratch.MaxPool2d, nn.MaxPool2d, (2, 3, 9, 7), 3, 2, 1, ties=True
-    ),
-    "MaxPool2d 2 stride 1 (overlap, ties)": _layer(
-        scratch.MaxPool2d, nn.MaxPool2d, (1, 2, 6, 6), 2, 1, ties=True
-    ),
-    "Flatten": _layer(scratch.Flatten, nn.Flatten, (3, 2, 4, 4)),
-    "Dropout (eval)": _layer(scratch.Dropout, nn.Dropout, (3, 10), 0.5, train=False),
-    "BatchNorm2d (train)": _layer(scratch.BatchNorm2d, nn.BatchNorm2d, (4, 3, 5, 5), 3),
-    "BatchNorm2d (eval)": _layer(scratch.BatchNorm2d, nn.BatchNorm2d, (4, 3, 5, 5), 3, train=False),
-    "AdaptiveAvgPool2d(1)": _layer(
-        scratch.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, (2, 3, 5, 7), 1
-    ),
-    "CrossEntropyLoss": _logits(7, 10),
-    "CrossEntropyLoss logits 1e4": _logits(5, 10, scale=1e4),
-    "CrossEntropyLoss sum, smoothing 0.1": lambda dtype: _logits(7, 10)(
-        dtype, reduction="sum", label_smoothing=0.1
-    ),
-    "CrossEntropyLoss none": lambda dtype: _logits(7, 10)(dtype, reduction="none"),
-    "SGD": lambda dtype: compare_optimizer("SGD", dtype=dtype, lr=0.1),
-    "SGD momentum, nesterov, weight decay": lambda dtype: compare_optimizer(
-        "SGD", dtype=dtype, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3
-    ),
-    "Adam": lambda dtype: compare_optimizer("Adam", dtype=dtype, lr=1e-3),
-    "Adam betas, eps, weight decay": lambda dtype: compare_optimizer(
-        "Adam", dtype=dtype, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01
-    ),
-    "CNN (whole network)": lambda dtype: compare_model("cnn", (3, 1, 28, 28), dtype),
-    "FCN (whole network, 36x44 input)": lambda dtype: compare_model("fcn", (2, 1, 36, 44), dtype),
-    "Fast (whole network)": lambda dtype: compare_model("fast", (3, 1, 28, 28), dtype),
-    "Best (whole network, batch norm)": lambda dtype: compare_model("best", (4, 1, 28, 28), dtype),
-}
-
-
-def run_checks(dtype=torch.float64) -> dict:
-    """Every case in CASES: {"checks": [{"name", "max_abs_error", "ok"}], "ok"}."""
-    tolerance = TOLERANCE[dtype]
-    rows = []
-    for name, case in CASES.items():
-        error = max(case(dtype).values())
-        rows.append({"name": name, "max_abs_error": error, "ok": error <= tolerance})
-    return {"checks": rows, "ok": all(row["ok"] for row in rows)}

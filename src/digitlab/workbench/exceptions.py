@@ -1,0 +1,86 @@
+"""What an exception in the learner's code means: their own traceback frames, the likely cause
+(read from PyTorch's and Python's error texts), and a syntax error shown as Python shows it."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import traceback
+from pathlib import Path
+
+
+class LearnerError(Exception):
+    """The learner's code raised: args are (what was called, the exception)."""
+
+
+def their_traceback(error: BaseException, files) -> list[str]:
+    """The traceback's frames in the learner's own files (here a traceback is the help)."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename in files]
+    lines = []
+    for frame in frames[-4:]:
+        lines.append(f"{Path(frame.filename).name}, line {frame.lineno}, in {frame.name}")
+        if frame.line:
+            lines.append(f"    {frame.line}")
+    lines.append(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    return lines
+
+
+def syntax_error_lines(error: SyntaxError) -> list[str]:
+    """The error as Python prints it: the file and line, the line, a ^ under the column, the
+    message."""
+    return "".join(traceback.format_exception_only(error)).rstrip("\n").splitlines()
+
+
+def method_source(cls: type, what: str) -> str:
+    name = {"forward": "forward", "backward": "backward"}.get(what, "__init__")
+    try:
+        return inspect.getsource(getattr(cls, name))
+    except (TypeError, OSError, AttributeError):
+        return ""
+
+
+def exception_diagnosis(error: BaseException, what: str, source: str) -> str:
+    """The likely cause of an exception in the learner's method `what` (its source given)."""
+    text = str(error)
+    if isinstance(error, NotImplementedError):
+        return "not written yet"
+    if "TODO" in source:  # the template's unfinished body: say so, and why it fails as it is
+        reason = exception_diagnosis(error, what, "")
+        return "not written yet" + (f" (as it stands: {reason})" if reason else "")
+    if "CUDA" in text or "NVIDIA" in text or "cuda" in text:
+        return (
+            "a tensor is put on 'cuda' and this machine has no GPU: make new tensors on the "
+            "input's device (device=x.device) instead of a fixed device='cuda'"
+        )
+    if "gradient of size" in text or "assigned grad has data of a different size" in text:
+        return grad_shape_diagnosis(text)
+    if isinstance(error, AttributeError) and "has no attribute" in text:
+        name = text.rsplit("'", 2)[-2] if text.count("'") >= 2 else "?"
+        if what == "backward":
+            return (
+                f"backward reads self.{name}, which forward never saved: store it in forward "
+                f"(self.{name} = ...)"
+            )
+        return f"self.{name} is never set: set it in __init__ or forward"
+    if isinstance(error, TypeError) and "argument" in text:
+        return f"{what} does not take the arguments torch.nn's namesake takes: {text}"
+    return ""
+
+
+def grad_shape_diagnosis(text: str) -> str:
+    """PyTorch refused a .grad of the wrong shape: which wrong shape, from its error text."""
+    sizes = re.search(r"gradient of size '\[(.*?)\]' to a tensor of size '\[(.*?)\]'", text)
+    if sizes:
+        given, wanted = (tuple(int(v) for v in g.split(",") if v.strip()) for g in sizes.groups())
+        if [d for d in given if d != 1] == [d for d in wanted if d != 1]:
+            return (
+                f"a .grad of shape {given} for a parameter of shape {wanted}: the same "
+                "numbers with an extra dimension of 1, which only matches by broadcasting; "
+                "reshape it (sum over the batch without keepdim)"
+            )
+        if given == wanted[::-1]:
+            return f"a .grad of shape {given} for a parameter of shape {wanted}: transposed"
+    return (
+        "a .grad was assigned a tensor of another shape than its parameter's (transposed? "
+        "a batch dimension not summed away?)"
+    )
