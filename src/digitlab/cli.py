@@ -234,7 +234,14 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else settings.default_out(config)
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
     try:
-        result = fit(config, out, resume=bool(args.resume), progress=progress_of(args), log=log)
+        result = fit(
+            config,
+            out,
+            resume=bool(args.resume),
+            progress=progress_of(args),
+            log=log,
+            quiet=args.quiet,
+        )
     except KeyboardInterrupt:
         print(f"\ninterrupted; {interrupted_hint(out)}", file=sys.stderr)
         return 130

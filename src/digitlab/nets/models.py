@@ -138,20 +138,31 @@ def build(name: str = "cnn", backend="torch", args: dict | None = None) -> nn.Mo
     """A freshly initialised model `name` made of `backend`'s layers (a name or a
     digitlab.nets.backends.Backend): one of MODELS, or a learner's own class, "FILE.py[:Class]"
     made with `args` (torch's layers only: nets.own_model)."""
+    backend = backends.get(backend)
+    check_model(name, backend.name, backend.autograd)
     if own_model.is_file_spec(name):
-        backend = backends.get(backend)
-        if not backend.autograd:
-            raise DigitlabError(
-                f"--backend {backend.name}: your model ({name}) is made of torch.nn's layers, "
-                "whose backward is autograd's, so there is no hand-written backward to run; train "
-                "it with --backend torch (hand-written layers: digitlab exercise)"
-            )
         return own_model.build(name, args)
-    if name not in MODELS:
+    return MODELS[name](backend.layers)
+
+
+def check_model(name: str, backend: str, autograd: bool | None = None) -> None:
+    """One line for an unknown net, or a learner's own one on hand-written layers: their class is
+    made of torch.nn's layers, whose backward only autograd has."""
+    if not own_model.is_file_spec(name):
+        if name not in MODELS:
+            raise DigitlabError(
+                f"unknown model {name!r}; choose one of {', '.join(MODELS)}, or your own FILE.py"
+            )
+        return
+    if autograd is None:
+        autograd = backend in backends.BACKENDS and backends.get(backend).autograd
+    if not autograd:
         raise DigitlabError(
-            f"unknown model {name!r}; choose one of {', '.join(MODELS)}, or your own FILE.py"
+            f"--backend {backend}: your model ({own_model.split_spec(name)[0].name}) is made of "
+            "torch.nn's layers, whose backward is autograd's, so there is no hand-written "
+            "backward to run; train it with --backend torch (to write the layers yourself: "
+            "digitlab exercise)"
         )
-    return MODELS[name](backends.get(backend).layers)
 
 
 def blocks(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

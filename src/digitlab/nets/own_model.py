@@ -22,22 +22,10 @@ import torch
 from torch import nn
 
 from digitlab.errors import DigitlabError
+from digitlab.nets.model_spec import is_file_spec, split_spec
 
 NUM_CLASSES = 10
-
-
-def is_file_spec(model: str) -> bool:
-    """True for "my_cnn.py" or "my_cnn.py:CNN" (a learner's file), False for a built-in name."""
-    return model.endswith(".py") or ".py:" in model
-
-
-def split_spec(spec: str) -> tuple[Path, str | None]:
-    """("dir/my_cnn.py", "CNN") from "dir/my_cnn.py:CNN"; split from the right, so that a path
-    may hold slashes or a Windows drive's colon."""
-    if spec.endswith(".py"):
-        return Path(spec), None
-    path, _, name = spec.rpartition(":")
-    return Path(path), name
+__all__ = ["build", "describe", "is_file_spec", "split_spec", "walk", "summary"]
 
 
 def import_model_file(path: Path) -> types.ModuleType:
@@ -139,7 +127,8 @@ def walk(model: nn.Module, image_size=(28, 28), batch: int = 2) -> torch.Tensor:
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.rand(batch, 1, *image_size))
+            x = torch.rand(batch, 1, *image_size, generator=torch.Generator().manual_seed(0))
+            out = model(x)
     except Exception as e:
         raise DigitlabError(failure_line(steps, e)) from None
     finally:

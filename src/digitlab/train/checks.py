@@ -12,10 +12,7 @@ from digitlab.train.settings import OPTIMIZERS, TrainConfig
 
 
 def check_config(config: TrainConfig) -> None:
-    if config.model not in models.MODELS:
-        raise DigitlabError(
-            f"unknown model {config.model!r}; choose one of {', '.join(models.MODELS)}"
-        )
+    models.check_model(config.model, config.backend)
     if config.optimizer not in OPTIMIZERS:
         raise DigitlabError(
             f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
