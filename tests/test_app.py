@@ -148,7 +148,7 @@ def test_served_app_answers_gradio_client(server, tmp_path):
         handle_file(str(path)), PRETRAINED, api_name="/read_upload"
     )
     assert number == "7" and label["label"] == "7"
-    assert "Read 7" in message
+    assert message.startswith("7 (")
 
 
 @needs(CHROMIUM is not None, "chromium (apt-get install chromium)")
@@ -277,7 +277,7 @@ def test_a_busy_port_is_a_one_line_error(server, capsys):
 
 
 def test_feature_mosaic_keeps_white_gaps_between_maps():
-    from digitlab.app.server import GAP, feature_mosaic
+    from digitlab.study.plots import GAP, feature_mosaic
 
     # Two blocks of all-zero maps: every map is the colour of zero, the gaps must still be white.
     maps = {"conv1": torch.zeros(4, 14, 14), "conv2": torch.zeros(4, 7, 7)}
@@ -355,7 +355,7 @@ def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
                 )
             for y in (-0.12, 0.12):
                 stroke(page, [(cx - 0.35 * h, cy + y * h), (cx + 0.35 * h, cy + y * h)], 4)
-            wait_for_message(page, "Not sure")
+            wait_for_message(page, "not sure:")
             for k in range(5):
                 page.click("#clear")
                 wait_for_number(page, "")
@@ -437,4 +437,22 @@ SHAPES = {
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_letters_and_doodles_are_answered_not_sure(reader, shape):
     *_, number, message = on_draw(sketchpad_value(drawn_shape(SHAPES[shape])), PRETRAINED, reader)
-    assert message.startswith("Not sure:") and f"looks most like {number}" in message
+    assert message.startswith("not sure:") and f"looks most like {number}" in message
+
+
+def test_the_app_and_the_cli_say_a_reading_in_the_same_words(reader, tmp_path, capsys):
+    """One wording, from read.predictor.describe: the app's message for an upload is what
+    `digitlab predict --multi` (which reads the way the app does) prints for the same file."""
+    from conftest import run_cli
+
+    seven = tmp_path / "seven.png"
+    Image.fromarray(255 - load_split(None, False).images[0].numpy()).resize((200, 200)).save(seven)
+    doodle = tmp_path / "hash.png"
+    Image.fromarray(255 - drawn_shape(SHAPES["hash"])).save(doodle)
+    said = []
+    for path in (seven, doodle):
+        code, out, err = run_cli(capsys, "predict", path, "--multi")
+        assert code == 0, err
+        said.append(on_upload(str(path), PRETRAINED, reader)[-1])
+        assert out.strip() == f"{path}: {said[-1]}"
+    assert said[0].startswith("7 (") and said[1].startswith("not sure: looks most like ")

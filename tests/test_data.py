@@ -160,3 +160,41 @@ def test_as_input_normalises_bytes_and_floats_alike_and_leaves_its_input():
     kept = floats.clone()
     assert torch.equal(as_input(floats, 0.1307, 0.3081), x)
     assert torch.equal(floats, kept)
+
+
+def test_bytes_become_0_to_1_in_one_place():
+    """to_unit turns bytes into [0, 1] for tensors and arrays; floats pass through as float32;
+    no other module of the package divides pixels by 255 (corruptions work in 0..255 floats)."""
+    from digitlab.data.mnist import to_unit
+
+    raw = np.array([[0, 51, 255]], np.uint8)
+    assert to_unit(raw).dtype == np.float32
+    assert np.array_equal(to_unit(raw), np.array([[0, 0.2, 1]], np.float32))
+    tensor = to_unit(torch.from_numpy(raw))
+    assert tensor.dtype == torch.float32 and torch.equal(tensor, torch.tensor([[0.0, 0.2, 1.0]]))
+    half = torch.tensor([0.5], dtype=torch.float64)
+    assert to_unit(half).dtype == torch.float32 and to_unit(half).item() == 0.5
+    src = Path(__file__).resolve().parents[1] / "src" / "digitlab"
+    hits = [
+        f"{p.relative_to(src)}:{n}"
+        for p in src.rglob("*.py")
+        if p.name not in ("corruptions.py",) and "scratch" not in p.parts
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "/ 255" in line.split("#")[0]
+    ]
+    assert {h.split(":")[0] for h in hits} == {"data/mnist.py"}, hits
+
+
+def test_every_function_of_data_nets_read_study_and_app_fits_on_a_screen():
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "digitlab"
+    long = [
+        f"{path.relative_to(src)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for part in ("data", "nets", "read", "study", "app")
+        for path in sorted((src / part).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert long == []

@@ -158,3 +158,27 @@ def test_finetune_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
         code, _, err = run_cli(capsys, "finetune", "pretrained", "--images", folder, "--out", out)
         assert_one_line_error(code, err, 1, words)
         assert not out.exists() and not list(tmp_path.glob(".out-*"))
+
+
+def test_logits_features_and_maps_share_one_batched_eval_forward_that_restores_train_mode():
+    """A model in training (batch norm, dropout) is read in eval mode by logits_of, the
+    "not sure" features and the feature maps alike, and is left training afterwards."""
+    from digitlab.nets.evaluation import in_batches, logits_of
+    from digitlab.read import unsure
+
+    torch.manual_seed(0)
+    model = models.build("best", "torch").train()
+    images = load_split(None, False).images[:7]
+    x = torch.randn(7, 1, 28, 28)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    model.train()
+    assert torch.allclose(in_batches(model, lambda m, b: m(b), x, 3), expected, atol=1e-5)
+    assert model.training
+    maps = in_batches(model, lambda m, b: m.blocks(b)[1], x, batch_size=2)
+    assert list(maps) == list(model.blocks(x[:1])[1]) and len(next(iter(maps.values()))) == 7
+    assert model.training and logits_of(model, images, 0.1, 0.3).shape == (7, 10)
+    assert model.training and unsure.features(model, x, batch_size=4).shape[0] == 7
+    predictor = Predictor(model, {})
+    assert set(predictor.block_outputs(images[0].float() / 255)) == set(maps)
+    assert model.training

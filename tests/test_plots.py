@@ -11,14 +11,14 @@ from conftest import needs, run_cli, write_dataset
 from digitlab.study.compare_configs import DEFAULT_CONFIGS
 
 CHROMIUM = shutil.which("chromium")
-# name -> (width, height) in pixels, from each figure's size at 100 dpi.
+# name -> (width, height) in pixels, from each figure's size at 100 dpi (feature_maps: its own).
 RUN_PICTURES = {
     "learning_curves.png": (1100, 400),
     "confusion_matrix.png": (700, 600),
     "predictions.png": (1040, 810),
     "confident_mistakes.png": (1040, 510),
     "filters.png": (960, 320),
-    "feature_maps.png": (1440, 460),
+    "feature_maps.png": (872, 219),  # drawn at its own size: the input beside the mosaic
 }
 
 
@@ -141,3 +141,44 @@ def test_smoothed_loss_follows_a_short_run():
     smoothed = smooth(losses)
     assert abs(smoothed[45] - 0.5) < 0.01 and abs(smoothed[10] - 2.0) < 1e-9
     assert np.allclose(smooth([0.3] * 5000), 0.3)
+
+
+def test_a_learners_run_draws_its_pytorch_twins_loss_beside_its_own(tmp_path, capsys, monkeypatch):
+    """train --layers trains the same run on PyTorch's layers: the learner's learning curves
+    show both losses, named in the legend; a run of its own shows only its own."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from digitlab.study import plots
+    from digitlab.train.loop import read_metrics
+
+    drawn, real_save = {}, plots.save
+
+    def keep(fig, path):
+        drawn[Path(path).name] = fig.axes[0]
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save", keep)
+    solution = Path(__file__).parent / "learners" / "solution.py"
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--layers", solution, "--subset", "300", "--out", run)
+    assert code == 0, err
+    ax = drawn["learning_curves.png"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "your layers",
+        "PyTorch's layers",
+    ]
+    smoothed = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    twin = [v for r in read_metrics(run / "torch-reference") for v in r["step_loss"]]
+    own = [v for r in read_metrics(run) for v in r["step_loss"]]
+    assert np.allclose(smoothed[0].get_ydata(), plots.smooth(own))
+    assert np.allclose(smoothed[1].get_ydata(), plots.smooth(twin))
+    assert len(ax.get_lines()) == 4  # each run's loss per step, faint, and smoothed
+    assert smoothed[0].get_color() != smoothed[1].get_color()
+    alone = plots.learning_curves_figure(read_metrics(run))
+    assert [t.get_text() for t in alone.axes[0].get_legend().get_texts()] == [
+        "per step",
+        "smoothed",
+    ]
+    plt.close("all")

@@ -247,3 +247,45 @@ def test_rules_go_and_the_strokes_they_crossed_are_joined_but_a_lone_stroke_stay
     dusty[20:80, 60:64] = 1  # a second stroke, kept
     kept = without_specks(dusty)
     assert kept[5, 5] == 0 and kept[90, 10:12].max() == 0 and (kept[20:80, 60:64] == 1).all()
+
+
+def test_a_folder_means_its_images_sorted_by_name_the_rest_skipped_with_a_count(tmp_path, capsys):
+    test = load_split(None, train=False)
+    photos = tmp_path / "photos"
+    (photos / "more").mkdir(parents=True)
+    for k, name in ((1, "b.png"), (2, "a.JPG"), (3, "more/c.bmp")):
+        Image.fromarray(255 - test.images[k].numpy()).convert("RGB").save(photos / name)
+    (photos / "notes.txt").write_text("not an image")
+    (photos / "broken.png").write_bytes(b"\x89PNG not really")
+    Image.new("L", (64, 64), 255).save(photos / "blank.gif")  # an image, but no digit in it
+    code, out, err = run_cli(capsys, "predict", photos)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    assert lines[0].startswith(f"{photos / 'a.JPG'}: {int(test.labels[2])} (")
+    assert lines[1].startswith(f"{photos / 'b.png'}: {int(test.labels[1])} (")
+    assert err.strip() == (
+        "skipped 3 file(s) in the folder(s) given: 1 without an image extension, "
+        "2 unreadable as an image"
+    )
+    code, out, err = run_cli(capsys, "predict", photos, "--recursive", "--json")
+    assert code == 0, err
+    paths = [p["path"] for p in json.loads(out)["predictions"]]
+    assert paths == [str(photos / n) for n in ("a.JPG", "b.png", "more/c.bmp")]
+    assert json.loads(out)["predictions"][2]["digit"] == int(test.labels[3])
+
+
+def test_a_folder_without_images_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, "predict", empty)
+    assert_one_line_error(code, err, 1, f"{empty}: an empty folder", "PNG, JPEG")
+    (empty / "notes.txt").write_text("no digits here")
+    (empty / "deeper").mkdir()
+    code, _, err = run_cli(capsys, "predict", empty)
+    assert_one_line_error(code, err, 1, "no images among its 1 files", "--recursive")
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "cut.png").write_bytes(b"\x89PNG not really")
+    code, _, err = run_cli(capsys, "predict", unreadable)
+    assert code == 1 and "none of the images could be read" in err.splitlines()[-1]

@@ -146,3 +146,27 @@ def test_sturdy_training_reads_foggy_and_bright_digits_better(tmp_path, capsys):
     assert sturdy["clean_accuracy"] > plain["clean_accuracy"] - 0.02
     code, _, err = run_cli(capsys, "train", "--sturdy", "1.5")
     assert code == 2 and "between 0 and 1" in err
+
+
+def test_a_clean_error_of_0_leaves_the_ratio_undefined_not_huge(tmp_path, capsys):
+    """The shipped model reads the first 50 test digits all right: no error / clean error."""
+    args = ["robustness", "pretrained", "--corruptions", "stripe,fog", "--limit", "50"]
+    code, out, err = run_cli(capsys, *args, "--out", tmp_path, "--json")
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["clean_accuracy"] == 1.0
+    assert [r["relative_error"] for r in result["rows"]] == [None, None]
+    code, out, err = run_cli(capsys, *args, "--out", tmp_path)
+    assert code == 0, err
+    assert "clean error 0: ratio undefined" in out.splitlines()[0]
+    rows = out.splitlines()[1:3]
+    assert [len(r.split()) for r in rows] == [3, 3], out  # name, accuracy, error: no ratio
+
+
+def test_the_table_gives_the_ratio_where_the_clean_error_is_not_0():
+    from digitlab.study.robustness import table
+
+    row = {"corruption": "fog", "accuracy": 0.9, "error": 0.1, "relative_error": 10.0}
+    lines = table({"clean_accuracy": 0.99, "rows": [row]}).splitlines()
+    assert lines[0].split()[-4:] == ["error", "/", "clean", "error"]
+    assert lines[1].split() == ["fog", "0.9000", "0.1000", "10.0"]

@@ -80,8 +80,9 @@ def add_evaluate(sub) -> None:
 
 
 def add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="the digit in each image file")
-    p.add_argument("images", nargs="+", metavar="IMG")
+    p = sub.add_parser("predict", help="the digit in each image file or folder of images")
+    p.add_argument("images", nargs="+", metavar="IMG", help="an image file, or a folder of them")
+    p.add_argument("--recursive", action="store_true", help="also the images in subfolders")
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--multi", action="store_true", help="read a number of several digits")
@@ -247,10 +248,10 @@ def cmd_train(args) -> int:
         return 130
     if not result:  # a data-parallel rank other than 0: rank 0 reports
         return 0
-    if not args.no_pictures:
-        write_pictures(out, config.data_dir, log)
     if config.layers:  # a learner's layers: the same run on PyTorch's, to read beside it
         result["reference"] = torch_reference(config, out)
+    if not args.no_pictures:
+        draw_run_pictures(out, config.data_dir, log)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -287,11 +288,28 @@ def torch_reference(config, out: Path) -> dict:
 
     reference = fit(
         dataclasses.replace(config, backend="torch", layers=None),
-        out / "torch-reference",
+        out / REFERENCE,
         progress=False,
         log=lambda text: None,
     )
     return {k: reference[k] for k in ("test_accuracy", "train_seconds")}
+
+
+REFERENCE = "torch-reference"  # train --layers: the same run on PyTorch's layers, in RUN/this
+
+
+def draw_run_pictures(run: Path, data_dir, log) -> None:
+    """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps); a
+    learner's run's learning curves show its PyTorch twin's beside it."""
+    from digitlab.data.mnist import load_split
+    from digitlab.read.predictor import Predictor
+    from digitlab.study.plots import write_run_pictures
+    from digitlab.train.run_files import read_metrics
+
+    reference = read_metrics(run / REFERENCE) or None  # [] where there is no twin
+    test = load_split(data_dir, train=False)
+    paths = write_run_pictures(Predictor.load(run), read_metrics(run), test, run, reference)
+    log(f"pictures: {', '.join(p.name for p in paths)} in {run}")
 
 
 def cmd_compare(args) -> int:
@@ -323,19 +341,6 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def write_pictures(run: Path, data_dir, log) -> None:
-    """The run's PNGs (learning curves, confusion matrix, digits, filters, feature maps)."""
-    from digitlab.data.mnist import load_split
-    from digitlab.read.predictor import Predictor
-    from digitlab.study.plots import write_run_pictures
-    from digitlab.train.run_files import read_metrics
-
-    paths = write_run_pictures(
-        Predictor.load(run), read_metrics(run), load_split(data_dir, train=False), run
-    )
-    log(f"pictures: {', '.join(p.name for p in paths)} in {run}")
-
-
 def cmd_evaluate(args) -> int:
     from digitlab.data.mnist import load_split
     from digitlab.nets import checkpoint
@@ -350,7 +355,7 @@ def cmd_evaluate(args) -> int:
     report = evaluate(predictor.model, test, predictor.mean, predictor.std, tta=args.tta)
     run = checkpoint.resolve(args.checkpoint)[0].parent
     if not args.no_pictures and run.resolve() != checkpoint.PRETRAINED_DIR.resolve():
-        write_pictures(run, data_dir, lambda text: print(text, file=sys.stderr))
+        draw_run_pictures(run, data_dir, lambda text: print(text, file=sys.stderr))
     if args.json:
         print(json.dumps({k: report[k] for k in ("accuracy", "per_class", "confusion")}))
         return 0
@@ -376,10 +381,11 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    missing = [path for path in args.images if not Path(path).is_file()]
+    missing = [path for path in args.images if not Path(path).exists()]
     if missing:  # said before torch loads, in a fraction of a second
-        raise DigitlabError(f"{missing[0]}: no such file; check the path")
-    from digitlab.read.predictor import Predictor
+        raise DigitlabError(f"{missing[0]}: no such file or folder; check the path")
+    from digitlab.read.predictor import Predictor, describe, read_files
+    from digitlab.read.preprocess import image_files
     from digitlab.train.device import resolve_device
 
     if args.runtime == "onnx" and args.checkpoint is None:
@@ -390,49 +396,48 @@ def cmd_predict(args) -> int:
     device = "cpu" if args.runtime == "onnx" else str(resolve_device(args.device))
     if args.explain and args.runtime == "onnx":
         raise DigitlabError("--explain needs the model's backward: use it without --runtime onnx")
+    files, not_images = image_files(args.images, args.recursive)
     predictor = Predictor.load(args.checkpoint, runtime=args.runtime, device=device)
-    predictions = []
-    for path in args.images:
-        reading = predictor.read(path, multi=args.multi)
-        item = {
-            "path": path,
-            "digit": reading.digit,
-            "confidence": reading.confidence,
-            "unsure": reading.unsure[0],
-            "probabilities": [round(v, 6) for v in reading.probabilities[0].tolist()],
-        }
-        if args.multi:  # the first digit's fields, and the whole number
-            item["text"] = reading.text
-            item["digits"] = [
-                {"digit": int(q.argmax()), "confidence": q.max().item(), "unsure": u}
-                for q, u in zip(reading.probabilities, reading.unsure, strict=True)
-            ]
-        if args.explain:
-            from digitlab.read.explain import write_explanations
-
-            paths = write_explanations(predictor, reading, args.explain, Path(path).stem)
-            item["explanations"] = [str(p) for p in paths]
-        predictions.append(item)
+    readings, unreadable = read_files(predictor, files, args.multi)
+    if not_images + unreadable:
+        print(
+            f"skipped {not_images + unreadable} file(s) in the folder(s) given: {not_images} "
+            f"without an image extension, {unreadable} unreadable as an image",
+            file=sys.stderr,
+        )
+    if not readings:
+        raise DigitlabError(f"{', '.join(args.images)}: none of the images could be read")
+    predictions = [prediction(predictor, path, reading, args) for path, reading in readings]
     if args.json:
         print(json.dumps({"predictions": predictions}))
         return 0
-    for item in predictions:
-        print(f"{item['path']}: {answer_text(item, args.multi)}")
+    for path, reading in readings:
+        print(f"{path}: {describe(reading, predictor.classes)}")
     return 0
 
 
-def answer_text(item: dict, multi: bool) -> str:
-    """ "7 (99.1%)", "not sure: looks most like 4 (38%)", or a number with its unsure digits."""
-    if not multi:
-        if item["unsure"]:
-            return f"not sure: looks most like {item['digit']} ({item['confidence']:.0%})"
-        return f"{item['digit']} ({item['confidence']:.1%})"
-    doubtful = [
-        f"digit {k + 1} looks most like {d['digit']} ({d['confidence']:.0%})"
-        for k, d in enumerate(item["digits"])
-        if d["unsure"]
-    ]
-    return item["text"] + (f" (not sure: {'; '.join(doubtful)})" if doubtful else "")
+def prediction(predictor, path: Path, reading, args) -> dict:
+    """predict --json's item for one image: the first digit's fields (with --multi also the
+    number and every digit), and with --explain the paths of the maps written."""
+    item = {
+        "path": str(path),
+        "digit": reading.digit,
+        "confidence": reading.confidence,
+        "unsure": reading.unsure[0],
+        "probabilities": [round(v, 6) for v in reading.probabilities[0].tolist()],
+    }
+    if args.multi:
+        item["text"] = reading.text
+        item["digits"] = [
+            {"digit": int(q.argmax()), "confidence": q.max().item(), "unsure": u}
+            for q, u in zip(reading.probabilities, reading.unsure, strict=True)
+        ]
+    if args.explain:
+        from digitlab.read.explain import write_explanations
+
+        paths = write_explanations(predictor, reading, args.explain, path.stem)
+        item["explanations"] = [str(p) for p in paths]
+    return item
 
 
 def cmd_finetune(args) -> int:
@@ -458,32 +463,28 @@ def cmd_robustness(args) -> int:
 
     from digitlab.nets import checkpoint
     from digitlab.read.predictor import Predictor
-    from digitlab.study.robustness import evaluate_robustness, images_for, names_of, write_pictures
+    from digitlab.study import robustness
 
-    names = names_of(args.corruptions)
+    names = robustness.names_of(args.corruptions)
     predictor = Predictor.load(args.checkpoint)
     data_dir = args.data_dir if args.data_dir is not None else predictor.config.get("data_dir")
     start = time.perf_counter()
-    images = images_for(predictor.config, args.on, data_dir)
-    result = evaluate_robustness(predictor, images, names, args.limit, args.seed)
+    images = robustness.images_for(predictor.config, args.on, data_dir)
+    result = robustness.evaluate_robustness(predictor, images, names, args.limit, args.seed)
     seconds = time.perf_counter() - start
     run = checkpoint.resolve(args.checkpoint)[0].parent
     out = Path(args.out) if args.out else run
     if out.resolve() == checkpoint.PRETRAINED_DIR.resolve():
         out = Path("runs/robustness-pretrained")  # never write into the package
     title = predictor.config["model"] + (", held-out training images" * (args.on != "test"))
-    paths = write_pictures(result, out, title)
+    paths = robustness.write_robustness_pictures(result, out, title)
     keys = ("clean_accuracy", "mean_corruption_accuracy")
     if args.json:
-        rows = [{k: r[k] for k in ("corruption", "accuracy")} for r in result["rows"]]
+        fields = ("corruption", "accuracy", "error", "relative_error")
+        rows = [{k: r[k] for k in fields} for r in result["rows"]]
         print(json.dumps({**{k: result[k] for k in keys}, "rows": rows}))
         return 0
-    print(f"{'corruption':<14} {'accuracy':>9} {'error':>7} {'error / clean error':>20}")
-    for r in result["rows"]:
-        print(
-            f"{r['corruption']:<14} {r['accuracy']:>9.4f} {r['error']:>7.4f} "
-            f"{r['relative_error']:>20.1f}"
-        )
+    print(robustness.table(result))
     print(
         f"clean accuracy {result['clean_accuracy']:.4f}; mean corruption accuracy "
         f"{result['mean_corruption_accuracy']:.4f} (mean error "

@@ -13,17 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from digitlab.errors import DigitlabError
 from digitlab.files import atomic_write
-from digitlab.read.explain import explain, strip
-from digitlab.read.predictor import Predictor
+from digitlab.read.explain import explain, why_picture
+from digitlab.read.pictures import stack, white
+from digitlab.read.predictor import Predictor, describe
 from digitlab.read.preprocess import BlankImageError, load_image
+from digitlab.study.plots import feature_mosaic
 from digitlab.train.finetune import finetune
 
 PRETRAINED = "pretrained (shipped)"
-GAP = 3  # white pixels between feature maps in the mosaic
 LABEL_MARGIN = 28  # white pixels above the "why" maps, under Gradio's label
 CANVAS = 400
 HINT = "Draw a digit (or a number) in the box; the answer follows your strokes."
@@ -65,15 +66,15 @@ class Reader:
             return self._loaded[choice]
 
     def read(self, image: Image.Image, choice: str | None = None) -> dict:
-        """Digits of an image, left to right: their 28x28 images, probabilities, whether each is
-        too unlike a digit to be sure, why (saliency and occlusion) and the feature maps."""
+        """Digits of an image, left to right: their 28x28 images, probabilities, the answer in
+        words (predictor.describe), why (saliency and occlusion) and the feature maps."""
         predictor = self.predictor(choice)
         reading = predictor.read(image, multi=True)
         return {
             "digits": reading.digits,
             "probabilities": reading.probabilities,
-            "unsure": reading.unsure,
             "text": reading.text,
+            "said": describe(reading, predictor.classes),
             "classes": predictor.classes,
             "why": why_image(reading, explain(predictor, reading)),
             "maps": predictor.block_outputs(reading.digits[0]),
@@ -102,68 +103,17 @@ def canvas_image(value) -> Image.Image | None:
     return Image.fromarray(composite[..., :3] if composite.ndim == 3 else composite).convert("RGB")
 
 
-def why_image(reading, maps: dict, zoom: int = 6) -> np.ndarray:
-    """Saliency above occlusion, every digit side by side, each band captioned: (H, W, 3)."""
-    bands = []
-    for kind, caption in (
-        ("saliency", "saliency (red: more ink here says {t}; blue: says other)"),
-        ("occlusion", "occlusion (red: hiding this hurts {t}; blue: helps)"),
-    ):
-        picture = strip(reading, maps[kind], zoom)
-        band = Image.new("RGB", (max(picture.shape[1], 330), picture.shape[0] + 16), "white")
-        band.paste(Image.fromarray(picture), (0, 16))
-        ImageDraw.Draw(band).text((2, 2), caption.format(t=reading.text), fill="black")
-        bands.append(np.asarray(band))
-    width = max(b.shape[1] for b in bands)
-    # A white margin on top: Gradio lays the component's label over the image's top edge.
-    return np.concatenate(
-        [np.full((LABEL_MARGIN, width, 3), 255, np.uint8)]
-        + [np.pad(b, ((0, 4), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in bands]
-    )
+def why_image(reading, maps: dict) -> np.ndarray:
+    """read.explain's why_picture (saliency above occlusion, every digit side by side) under a
+    white margin, which Gradio's label covers: (H, W, 3) uint8."""
+    picture = why_picture(reading, maps)
+    return stack([white(LABEL_MARGIN, picture.shape[1]), picture])
 
 
 def seen_image(digits: torch.Tensor, zoom: int = 8) -> np.ndarray:
     """The 28x28 images the model saw, side by side and enlarged: (28*zoom, K*28*zoom) uint8."""
     strip = torch.cat([*digits], dim=1).numpy()
     return (255 * np.kron(strip, np.ones((zoom, zoom)))).astype(np.uint8)
-
-
-def feature_mosaic(
-    maps: dict[str, torch.Tensor], columns: int = 16, cell: int = 48, most: int = 32
-) -> np.ndarray:
-    """The channels of every conv block (the first `most` of each) as a tiled, coloured (H, W, 3)
-    uint8 image."""
-    import matplotlib
-
-    # viridis as a 256-entry lookup table: indexing it is far faster than calling the colormap.
-    lut = (255 * matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))[:, :3]).astype(np.uint8)
-    bands = []
-    for name, block in maps.items():
-        channels, h, w = block.shape
-        block = block[:most]
-        zoom = max(1, cell // max(h, w))
-        rows = -(-len(block) // columns)
-        # Maps are coloured through the lookup table; the gaps between them stay white, so
-        # neighbouring maps never run together (a gap in the colour of zero would).
-        tile = np.full((rows * (h * zoom + GAP), columns * (w * zoom + GAP), 3), 255, np.uint8)
-        for k, fmap in enumerate(block.numpy()):
-            fmap = fmap / fmap.max() if fmap.max() > 0 else fmap
-            r, c = divmod(k, columns)
-            y, x = r * (h * zoom + GAP), c * (w * zoom + GAP)
-            big = fmap.repeat(zoom, 0).repeat(zoom, 1)
-            tile[y : y + h * zoom, x : x + w * zoom] = lut[(255 * big).astype(np.uint8)]
-        image = Image.fromarray(tile)
-        caption = Image.new("RGB", (image.width, 18), "white")
-        shown = (
-            f"{channels} channels" if channels <= most else f"first {most} of {channels} channels"
-        )
-        ImageDraw.Draw(caption).text((2, 3), f"{name}: {shown}, {h}x{w}", fill="black")
-        bands += [np.asarray(caption), np.asarray(image)]
-    width = max(b.shape[1] for b in bands)
-    padded = [
-        np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in bands
-    ]
-    return np.concatenate(padded)
 
 
 def answer(image: Image.Image | None, choice: str | None, reader: Reader):
@@ -177,26 +127,13 @@ def answer(image: Image.Image | None, choice: str | None, reader: Reader):
         return empty
     except DigitlabError as e:
         return {}, None, None, None, "", f"Could not read that: {e}"
-    probabilities, doubts = result["probabilities"], result["unsure"]
-    number = result["text"]
+    probabilities, number, message = result["probabilities"], result["text"], result["said"]
     if len(probabilities) == 1:
         classes = result["classes"]  # "0".."9", or the names of another dataset's classes
         label = {classes[c]: float(p) for c, p in enumerate(probabilities[0])}
         number = classes[int(probabilities[0].argmax())]
-        share = 100 * probabilities[0].max()
-        message = (
-            f"Not sure: this does not look like the digits I learned. It looks most like "
-            f"{number} ({share:.0f}%)."
-            if doubts[0]
-            else f"Read {number} ({share:.1f}% sure)."
-        )
     else:
-        confidence = float(probabilities.max(1).values.prod())
-        label = {number: confidence}
-        message = f"Read the number {number}: {len(probabilities)} digits, left to right."
-        doubtful = [str(k + 1) for k, doubt in enumerate(doubts) if doubt]
-        if doubtful:
-            message += f" Not sure of digit {', '.join(doubtful)}."
+        label = {number: float(probabilities.max(1).values.prod())}
     if choice and choice != PRETRAINED:
         message += f" (model {Path(choice).name})"
     seen = seen_image(result["digits"])
@@ -266,91 +203,115 @@ def build_app(
         gr.Markdown("# digitlab: draw a digit\nWrite one digit, or a number left to right.")
         with gr.Row():
             with gr.Column(scale=3):
-                with gr.Tab("Draw"):
-                    pad = gr.Sketchpad(
-                        type="numpy",
-                        elem_id="sketchpad",
-                        label="draw here",
-                        canvas_size=(CANVAS, CANVAS),
-                        layers=False,
-                        transforms=(),
-                        brush=gr.Brush(colors=["#000000"], default_size=18, color_mode="fixed"),
-                    )
-                with gr.Tab("Upload"):
-                    # A plain file, handed over as a path: digitlab's own loading checks it
-                    # (not an image, empty, a decompression bomb) and says what is wrong, where
-                    # an image component would fail inside Gradio first.
-                    upload = gr.File(
-                        type="filepath", label="a photo or scan of a digit", elem_id="upload"
-                    )
-                choice = gr.Dropdown(
-                    reader.choices(), value=reader.choices()[0], label="model", elem_id="model"
-                )
+                pad, upload = drawing_tabs(gr)
+                choice = model_choice(gr, reader)
                 clear = gr.Button("Clear", elem_id="clear")
-                with gr.Accordion("Teach it your handwriting", open=True):
-                    with gr.Row():
-                        right = gr.Dropdown(
-                            [str(c) for c in range(10)],
-                            value=None,
-                            label="the right answer",
-                            elem_id="right",
-                        )
-                        save = gr.Button("Save this drawing", elem_id="save")
-                        learn_button = gr.Button("Learn my handwriting", elem_id="learn")
-                    teach = gr.Markdown(
-                        "Correct (or confirm) the answer and save the drawing; after five or "
-                        "more, press Learn.",
-                        elem_id="teach",
-                    )
+                teaching = teaching_panel(gr)
             with gr.Column(scale=2):
-                message = gr.Markdown(HINT, elem_id="message")
-                number = gr.Textbox(label="number read", elem_id="number", interactive=False)
-                label = gr.Label(num_top_classes=3, label="answer", elem_id="answer")
-                seen = gr.Image(
-                    label="what the model saw (28x28 each)", interactive=False, elem_id="seen"
-                )
-                why = gr.Image(
-                    label="why: the strokes for (red) and against (blue) the answer",
-                    interactive=False,
-                    elem_id="why",
-                )
+                message, number, label, seen, why = answer_panel(gr)
         maps = gr.Image(label="what each conv block sees", interactive=False, elem_id="maps")
         outputs = [label, seen, why, maps, number, message]
-        reading = pad.change(
-            lambda v, c: on_draw(v, c, reader),
-            [pad, choice],
-            outputs,
-            api_name="read_drawing",
-            show_progress="hidden",
-            trigger_mode="always_last",
-        )
-        upload.change(
-            lambda p, c: on_upload(p, c, reader), [upload, choice], outputs, api_name="read_upload"
-        )
-        # The sketchpad's own "Clear canvas" empties it in the browser (its change event then
-        # resets the answer); setting its value from the server would also drop the brush. A
-        # reading still running or waiting from the last strokes is cancelled: it would put
-        # their answer back beside the empty canvas.
-        clear.click(
-            lambda: (None, *answer(None, None, reader)),
-            None,
-            [upload, *outputs],
-            api_name=False,
-            js=CLEAR_CANVAS,
-            cancels=[reading],
-        )
-        save.click(
-            lambda v, r: save_drawing(v, r, folder), [pad, right], teach, api_name="save_drawing"
-        )
-
-        def on_learn(c, progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker)
-            progress(0, desc="learning your handwriting")
-            new, text = learn(c, reader, folder, lambda f: progress(f, desc="learning"))
-            return gr.Dropdown(choices=reader.choices(), value=new), text
-
-        learn_button.click(on_learn, [choice], [choice, teach], api_name="learn")
+        wire_reading(reader, pad, upload, choice, clear, outputs)
+        wire_teaching(gr, reader, folder, pad, choice, *teaching)
         demo.load(None, js=SELECT_BRUSH)
     return demo.queue(default_concurrency_limit=4)
+
+
+def drawing_tabs(gr):
+    """The Draw tab (the sketchpad) and the Upload tab (a file): (pad, upload)."""
+    with gr.Tab("Draw"):
+        pad = gr.Sketchpad(
+            type="numpy",
+            elem_id="sketchpad",
+            label="draw here",
+            canvas_size=(CANVAS, CANVAS),
+            layers=False,
+            transforms=(),
+            brush=gr.Brush(colors=["#000000"], default_size=18, color_mode="fixed"),
+        )
+    with gr.Tab("Upload"):
+        # A plain file, handed over as a path: digitlab's own loading checks it (not an image,
+        # empty, a decompression bomb) and says what is wrong, where an image component would
+        # fail inside Gradio first.
+        upload = gr.File(type="filepath", label="a photo or scan of a digit", elem_id="upload")
+    return pad, upload
+
+
+def model_choice(gr, reader: Reader):
+    """The models to read with: the shipped one, --checkpoint and every run under runs/."""
+    choices = reader.choices()
+    return gr.Dropdown(choices, value=choices[0], label="model", elem_id="model")
+
+
+def teaching_panel(gr):
+    """ "Teach it your handwriting": (the right answer, Save, Learn, the panel's message)."""
+    with gr.Accordion("Teach it your handwriting", open=True):
+        with gr.Row():
+            digits = [str(c) for c in range(10)]
+            right = gr.Dropdown(digits, value=None, label="the right answer", elem_id="right")
+            save = gr.Button("Save this drawing", elem_id="save")
+            learn_button = gr.Button("Learn my handwriting", elem_id="learn")
+        teach = gr.Markdown(
+            "Correct (or confirm) the answer and save the drawing; after five or more, press "
+            "Learn.",
+            elem_id="teach",
+        )
+    return right, save, learn_button, teach
+
+
+def answer_panel(gr):
+    """The answer: (message, number read, top three classes, what the model saw, why)."""
+    message = gr.Markdown(HINT, elem_id="message")
+    number = gr.Textbox(label="number read", elem_id="number", interactive=False)
+    label = gr.Label(num_top_classes=3, label="answer", elem_id="answer")
+    seen = gr.Image(label="what the model saw (28x28 each)", interactive=False, elem_id="seen")
+    why = gr.Image(
+        label="why: the strokes for (red) and against (blue) the answer",
+        interactive=False,
+        elem_id="why",
+    )
+    return message, number, label, seen, why
+
+
+def wire_reading(reader: Reader, pad, upload, choice, clear, outputs) -> None:
+    """Strokes and uploads are read as they come; Clear empties the canvas and the answer."""
+    reading = pad.change(
+        lambda v, c: on_draw(v, c, reader),
+        [pad, choice],
+        outputs,
+        api_name="read_drawing",
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )
+    upload.change(
+        lambda p, c: on_upload(p, c, reader), [upload, choice], outputs, api_name="read_upload"
+    )
+    # The sketchpad's own "Clear canvas" empties it in the browser (its change event then resets
+    # the answer); setting its value from the server would also drop the brush. A reading still
+    # running or waiting from the last strokes is cancelled: it would put their answer back
+    # beside the empty canvas.
+    clear.click(
+        lambda: (None, *answer(None, None, reader)),
+        None,
+        [upload, *outputs],
+        api_name=False,
+        js=CLEAR_CANVAS,
+        cancels=[reading],
+    )
+
+
+def wire_teaching(gr, reader: Reader, folder: Path, pad, choice, right, save, learn_button, teach):
+    """Save stores the drawing under its right answer; Learn fine-tunes and switches to it."""
+    save.click(
+        lambda v, r: save_drawing(v, r, folder), [pad, right], teach, api_name="save_drawing"
+    )
+
+    def on_learn(c, progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker)
+        progress(0, desc="learning your handwriting")
+        new, text = learn(c, reader, folder, lambda f: progress(f, desc="learning"))
+        return gr.Dropdown(choices=reader.choices(), value=new), text
+
+    learn_button.click(on_learn, [choice], [choice, teach], api_name="learn")
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, default_checkpoint: str | None = None):

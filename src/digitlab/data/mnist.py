@@ -223,10 +223,20 @@ def load_split(data_dir: str | Path | None = None, train: bool = True) -> Split:
     return _load_split(resolve_dir(data_dir), train)
 
 
+def to_unit(pixels):
+    """Pixels of any shape, a torch tensor or a numpy array, as float32 in [0, 1]: bytes
+    (uint8, 0..255) divided by 255; floats, already in [0, 1], only made float32. The one place
+    that turns bytes into [0, 1]."""
+    if isinstance(pixels, np.ndarray):
+        x = pixels.astype(np.float32)
+        return x / 255 if pixels.dtype == np.uint8 else x
+    return pixels.float() / 255 if pixels.dtype == torch.uint8 else pixels.float()
+
+
 def as_input(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """Model input from images: (N, H, W) uint8 in 0..255 or float in [0, 1] -> (N, 1, H, W)
     float32, normalised with the training set's `mean` and `std` (of pixels scaled to [0, 1])."""
-    x = images / 255.0 if images.dtype == torch.uint8 else images.float()
+    x = to_unit(images)
     return ((x - mean) / std).unsqueeze(1)
 
 
@@ -262,7 +272,7 @@ class MNIST(torch.utils.data.Dataset):
         return len(self.targets)
 
     def __getitem__(self, index: int):
-        image = self.data[index].unsqueeze(0).float() / 255.0
+        image = to_unit(self.data[index].unsqueeze(0))
         label = int(self.targets[index])
         if self.transform is not None:
             image = self.transform(image)

@@ -9,17 +9,28 @@ from digitlab.data.mnist import NUM_CLASSES, Split, as_input
 
 
 @torch.no_grad()
-def logits_of(model, images: torch.Tensor, mean: float, std: float, batch_size: int = 250):
-    """Logits (N, C) on the CPU for (N, H, W) images, computed in eval mode in batches."""
+def in_batches(model, forward, x: torch.Tensor, batch_size: int = 250):
+    """forward(model, batch) over x (N, ...) in batches on the model's device, in eval mode and
+    without gradients, the model's train/eval mode restored after; the results concatenated on
+    the CPU: a tensor (N, ...), or for a forward returning a dict, a dict of them. The one
+    batched eval-mode forward: logits, the "not sure" features and the feature maps use it."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = [
-        model(as_input(images[i : i + batch_size].to(device), mean, std)).float().cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    model.train(was_training)
-    return torch.cat(out)
+    try:
+        parts = [
+            forward(model, x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    if isinstance(parts[0], dict):
+        return {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
+    return torch.cat([p.cpu() for p in parts])
+
+
+def logits_of(model, images: torch.Tensor, mean: float, std: float, batch_size: int = 250):
+    """Logits (N, C) float32 on the CPU for (N, H, W) images, in eval mode, in batches."""
+    return in_batches(model, lambda m, b: m(as_input(b, mean, std)).float(), images, batch_size)
 
 
 # Test-time augmentation: the image and its four copies moved one pixel down, up, right, left.

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from digitlab.read.pictures import caption, stack
+
 PATCH, STRIDE = 6, 3  # 8x8 patch positions: 64 forward passes in one batch
+CAPTIONS = {  # {} is the answer read
+    "saliency": "saliency: red = more ink here raises the score of {}, blue = lowers it",
+    "occlusion": "occlusion: red = covering this lowers p({}), blue = raises it",
+}
 
 
 def saliency(predictor, digits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -84,24 +90,25 @@ def strip(reading, maps: torch.Tensor, zoom: int = 8) -> np.ndarray:
     )
 
 
+def captioned(reading, maps: dict, kind: str, zoom: int = 8) -> np.ndarray:
+    """One kind of map ("saliency" or "occlusion") of every digit, side by side under its
+    caption: (18 + H*zoom, W', 3) uint8."""
+    return stack([caption(CAPTIONS[kind].format(reading.text)), strip(reading, maps[kind], zoom)])
+
+
+def why_picture(reading, maps: dict, zoom: int = 6) -> np.ndarray:
+    """Saliency above occlusion, each captioned: the app's "why" picture, (H, W, 3) uint8."""
+    return stack([captioned(reading, maps, kind, zoom) for kind in CAPTIONS], gap=4)
+
+
 def write_explanations(predictor, reading, folder: str | Path, stem: str) -> list[Path]:
     """FOLDER/STEM-saliency.png and FOLDER/STEM-occlusion.png, captioned."""
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     maps = explain(predictor, reading)
-    captions = {
-        "saliency": "saliency: red = more ink here raises the score of {}, blue = lowers it",
-        "occlusion": "occlusion: red = covering this lowers p({}), blue = raises it",
-    }
-    paths = []
-    for kind, caption in captions.items():
-        picture = Image.fromarray(strip(reading, maps[kind]))
-        canvas = Image.new("RGB", (max(picture.width, 420), picture.height + 18), "white")
-        canvas.paste(picture, (0, 18))
-        ImageDraw.Draw(canvas).text((2, 3), caption.format(reading.text), fill="black")
-        path = folder / f"{stem}-{kind}.png"
-        canvas.save(path)
-        paths.append(path)
+    paths = [folder / f"{stem}-{kind}.png" for kind in CAPTIONS]
+    for kind, path in zip(CAPTIONS, paths, strict=True):
+        Image.fromarray(captioned(reading, maps, kind)).save(path)
     return paths

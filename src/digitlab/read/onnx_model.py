@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from digitlab.data.mnist import to_unit
 from digitlab.errors import DigitlabError
 
 INPUT, OUTPUT = "image", "logits"
@@ -41,8 +42,6 @@ class OnnxModel:
             ) from None
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float()
-        if images.dtype == torch.uint8:
-            x = x / 255.0
-        x = np.ascontiguousarray(x[:, None].numpy(), dtype=np.float32)
+        """(N, H, W) images, uint8 or float in [0, 1] -> (N, C) logits."""
+        x = np.ascontiguousarray(to_unit(images)[:, None].numpy())
         return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from digitlab.data.mnist import as_input
+from digitlab.errors import DigitlabError
 from digitlab.nets import backends, checkpoint, models
-from digitlab.nets.evaluation import logits_of
+from digitlab.nets.evaluation import in_batches, logits_of
 from digitlab.read import unsure
 from digitlab.read.preprocess import preprocess, preprocess_multi
 
@@ -48,6 +49,25 @@ class Reading:
     def text(self) -> str:
         """The number read, one character per digit, left to right."""
         return "".join(str(int(p.argmax())) for p in self.probabilities)
+
+
+def describe(reading: Reading, classes: list[str] | None = None) -> str:
+    """A reading in words, the one wording of the CLI and the app: "7 (99.1%)", "not sure: looks
+    most like 4 (38%)", or for several digits the number with its doubtful ones, "1234 (not
+    sure: digit 2 looks most like 2 (41%))". classes name the classes (default "0".."9")."""
+    name = (lambda c: classes[c]) if classes else str
+    share, best = reading.probabilities.max(1)
+    doubts = reading.unsure or [False] * len(best)
+    if len(best) == 1:
+        if doubts[0]:
+            return f"not sure: looks most like {name(int(best[0]))} ({share[0]:.0%})"
+        return f"{name(int(best[0]))} ({share[0]:.1%})"
+    doubtful = [
+        f"digit {k + 1} looks most like {name(int(best[k]))} ({share[k]:.0%})"
+        for k, doubt in enumerate(doubts)
+        if doubt
+    ]
+    return reading.text + (f" (not sure: {'; '.join(doubtful)})" if doubtful else "")
 
 
 class Predictor:
@@ -111,10 +131,22 @@ class Predictor:
         doubts = unsure.is_unsure(self.model, self.inputs(digits), self.distance, self.calibration)
         return Reading(digits, probabilities, doubts)
 
-    @torch.no_grad()
     def block_outputs(self, image: torch.Tensor) -> dict:
         """{block name: (C, H, W) output} of each conv block for one (H, W) image."""
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        _, outputs = models.blocks(self.model, self.inputs(image[None]).to(device))
-        return {name: x[0].float().cpu() for name, x in outputs.items()}
+        outputs = in_batches(self.model, lambda m, x: models.blocks(m, x)[1], self.inputs(image[None]))
+        return {name: x[0].float() for name, x in outputs.items()}
+
+
+def read_files(predictor: Predictor, files, multi: bool = False):
+    """Each (path, from a folder) of preprocess.image_files read: ([(path, Reading)], how many
+    were skipped). An image from a folder that cannot be read (corrupt, no ink) is skipped and
+    counted; one named on its own is an error."""
+    readings, skipped = [], 0
+    for path, from_folder in files:
+        try:
+            readings.append((path, predictor.read(path, multi=multi)))
+        except DigitlabError:
+            if not from_folder:
+                raise
+            skipped += 1
+    return readings, skipped

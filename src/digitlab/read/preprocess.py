@@ -18,6 +18,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.transform import hough_line, hough_line_peaks
 
+from digitlab.data.mnist import to_unit
 from digitlab.errors import DigitlabError
 
 MAX_PIXELS = 25_000_000  # refuse larger images before decoding them (decompression bombs)
@@ -62,6 +63,30 @@ def load_image(path: str | Path) -> Image.Image:
     return image
 
 
+def image_files(paths, recursive: bool = False) -> tuple[list[tuple[Path, bool]], int]:
+    """The images a command line names: a file as it is (checked when it is read), a folder as
+    its files whose extension Pillow opens, sorted by name (recursive: its subfolders' too).
+    ([(path, whether it came from a folder)], how many of the folders' files were not images)."""
+    opens = {ext for ext, kind in Image.registered_extensions().items() if kind in Image.OPEN}
+    files, skipped = [], 0
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append((path, False))
+            continue
+        found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file())
+        images = [p for p in found if p.suffix.lower() in opens]
+        if not images:
+            what = f"no images among its {len(found)} files" if found else "an empty folder"
+            deeper = not recursive and any(p.is_dir() for p in path.iterdir())
+            raise DigitlabError(
+                f"{path}: {what}; give a folder of PNG, JPEG, BMP or GIF files"
+                + ("; --recursive reads its subfolders too" if deeper else "")
+            )
+        skipped += len(found) - len(images)
+        files += [(p, True) for p in images]
+    return files, skipped
+
+
 def gray_of(image: Image.Image) -> np.ndarray:
     """(H, W) float32 brightness in [0, 1] of any image mode, 16-bit included."""
     if image.mode.startswith("I"):  # 16- or 32-bit integer grey
@@ -70,13 +95,13 @@ def gray_of(image: Image.Image) -> np.ndarray:
         return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
     if image.mode != "L":
         image = image.convert("RGBA").convert("RGB").convert("L")
-    return np.asarray(image, dtype=np.float32) / 255.0
+    return to_unit(np.asarray(image))
 
 
 def alpha_of(image: Image.Image) -> np.ndarray | None:
     """(H, W) float32 opacity in [0, 1], or None when the image has no transparency."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        alpha = np.asarray(image.convert("RGBA"), dtype=np.float32)[..., 3] / 255.0
+        alpha = to_unit(np.asarray(image.convert("RGBA"))[..., 3])
         if alpha.min() < 1.0:
             return alpha
     return None

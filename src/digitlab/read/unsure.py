@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from digitlab.nets import models
+from digitlab.nets.evaluation import in_batches
 
 RATE = 0.01  # the share of real digits that may be called unsure
 FILE = "unsure.safetensors"  # class means and shared precision, beside model.safetensors
@@ -33,18 +34,14 @@ LOGIT_SCORES = {
 }
 
 
-@torch.no_grad()
 def features(model, inputs: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """(N, 1, H, W) normalised inputs -> (N, D) float64: the last conv block's output averaged
     over height and width (D = its channels)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(inputs), batch_size):
-        _, blocks = models.blocks(model, inputs[i : i + batch_size].to(device))
-        last = list(blocks.values())[-1]
-        out.append(last.double().mean((2, 3)).cpu())
-    return torch.cat(out)
+
+    def last_block(m, batch):
+        return list(models.blocks(m, batch)[1].values())[-1].double().mean((2, 3))
+
+    return in_batches(model, last_block, inputs, batch_size)
 
 
 class Distance:

@@ -16,7 +16,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from digitlab.read.pictures import beside, caption, stack  # noqa: E402
+
 DPI = 100
+GAP = 3  # white pixels between feature maps in the mosaic
 MISTAKE = "#d62728"
 RIGHT = "#2a7f3f"
 
@@ -52,20 +55,59 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
-    """Training loss per step (raw and smoothed) and test accuracy per epoch, side by side."""
+def learning_curves(
+    metrics: list[dict], path: Path, title: str = "", reference: list[dict] | None = None
+) -> Path:
+    """learning_curves_figure written as a PNG."""
+    return save(learning_curves_figure(metrics, title, reference), path)
+
+
+def learning_curves_figure(metrics: list[dict], title: str = "", reference=None):
+    """Training loss per step (raw and smoothed) and accuracy per epoch, side by side; with a
+    `reference` run's metrics (a learner's layers trained again on PyTorch's) both runs, the
+    learner's as "your layers" and the reference as "PyTorch's layers". The figure."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    losses = [v for record in metrics for v in record["step_loss"]]
-    steps = np.arange(1, len(losses) + 1)
-    ax_loss.plot(steps, losses, color="#1f77b4", alpha=0.25, linewidth=0.8, label="per step")
-    ax_loss.plot(steps, smooth(losses), color="#1f77b4", linewidth=2, label="smoothed")
+    # The reference dashed, drawn over the learner's: where the two agree, both still show.
+    runs = [(metrics, "#1f77b4", "your layers", "-")]
+    if reference:
+        runs.append((reference, "#ff7f0e", "PyTorch's layers", "--"))
+    for k, (run, colour, name, dash) in enumerate(runs):
+        loss_curve(ax_loss, run, colour, name if reference else "", dash)
+        accuracy_points(ax_acc, run, colour, f"{name}, " if reference else "", -24 * k)
     plain_log_axis(ax_loss)
     ax_loss.set(
         xlabel="training step", ylabel="cross-entropy loss (log scale)", title="training loss"
     )
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)
-    # Runs with a validation split read the test set only after the last epoch: one point.
+    every = [r for run, *_ in runs for r in run]
+    lowest = min(100 * r.get(k, 1.0) for r in every for k in ("test_accuracy", "val_accuracy"))
+    ax_acc.set_ylim(max(0, lowest - 2), 100)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy after each epoch")
+    # Epochs are whole numbers; a one-epoch run gets an axis around its one point, not 0.945..1.05.
+    ax_acc.set_xlim(0.5, max(r["epoch"] for r in every) + 0.5)
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax_acc.legend(loc="lower right")
+    ax_acc.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def loss_curve(ax, metrics: list[dict], colour: str, name: str = "", dash: str = "-") -> None:
+    """A run's loss per step, faint, and smoothed; labelled "per step" and "smoothed", or with
+    a name, the smoothed curve only, by the name."""
+    losses = [v for record in metrics for v in record["step_loss"]]
+    steps = np.arange(1, len(losses) + 1)
+    raw = "_nolegend_" if name else "per step"
+    ax.plot(steps, losses, color=colour, alpha=0.25, linewidth=0.8, label=raw)
+    ax.plot(steps, smooth(losses), dash, color=colour, linewidth=2, label=name or "smoothed")
+
+
+def accuracy_points(ax, metrics: list[dict], colour: str, prefix: str = "", nudge: int = 0):
+    """A run's test and validation accuracy per epoch, the last value written beside its point
+    (`nudge` points lower). Runs with a validation split read the test set only after the last
+    epoch: one point."""
     for key, label, style in (
         ("test_accuracy", "test", "o-"),
         ("val_accuracy", "validation", "s--"),
@@ -73,26 +115,15 @@ def learning_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
         points = [(r["epoch"], 100 * r[key]) for r in metrics if key in r]
         if not points:
             continue
-        ax_acc.plot(*zip(*points, strict=True), style, label=label)
-        ax_acc.annotate(
+        ax.plot(*zip(*points, strict=True), style, color=colour, label=prefix + label)
+        ax.annotate(
             f"{points[-1][1]:.2f}%",
             points[-1],
             textcoords="offset points",
-            xytext=(0, 8 if key == "test_accuracy" else -14),
+            xytext=(0, (8 if key == "test_accuracy" else -14) + nudge),
             ha="center",
+            color=colour,
         )
-    lowest = min(100 * r.get(k, 1.0) for r in metrics for k in ("test_accuracy", "val_accuracy"))
-    ax_acc.set_ylim(max(0, lowest - 2), 100)
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy after each epoch")
-    # Epochs are whole numbers; a one-epoch run gets an axis around its one point, not 0.945..1.05.
-    last = max(r["epoch"] for r in metrics)
-    ax_acc.set_xlim(0.5, last + 0.5)
-    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax_acc.legend(loc="lower right")
-    ax_acc.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    return save(fig, path)
 
 
 def confusion_heatmap(confusion, path: Path, title: str = "", names=None) -> Path:
@@ -216,32 +247,65 @@ def filters(weight: torch.Tensor, path: Path) -> Path:
     return save(fig, path)
 
 
+def feature_mosaic(
+    maps: dict[str, torch.Tensor], columns: int = 16, cell: int = 48, most: int = 32
+) -> np.ndarray:
+    """The channels of every conv block ({name: (C, H, W)}, the first `most` of each), tiled and
+    coloured with viridis, each block under a caption: an (H, W, 3) uint8 image. The app shows
+    it as it is; feature_maps.png puts the input beside it."""
+    # viridis as a 256-entry lookup table: indexing it is far faster than calling the colormap.
+    lut = (255 * matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))[:, :3]).astype(np.uint8)
+    bands = []
+    for name, block in maps.items():
+        channels, h, w = block.shape
+        shown = (
+            f"{channels} channels" if channels <= most else f"first {most} of {channels} channels"
+        )
+        bands += [caption(f"{name}: {shown}, {h}x{w}"), tiles(block[:most], lut, columns, cell)]
+    return stack(bands)
+
+
+def tiles(block: torch.Tensor, lut: np.ndarray, columns: int, cell: int) -> np.ndarray:
+    """Maps (C, H, W), each scaled to its own maximum, in rows of `columns`, enlarged to about
+    `cell` pixels: (rows * (H*zoom + GAP), columns * (W*zoom + GAP), 3) uint8."""
+    _, h, w = block.shape
+    zoom = max(1, cell // max(h, w))
+    rows = -(-len(block) // columns)
+    # The gaps between maps stay white, so neighbouring maps never run together (a gap in the
+    # colour of zero would).
+    tile = np.full((rows * (h * zoom + GAP), columns * (w * zoom + GAP), 3), 255, np.uint8)
+    for k, fmap in enumerate(block.numpy()):
+        fmap = fmap / fmap.max() if fmap.max() > 0 else fmap
+        r, c = divmod(k, columns)
+        y, x = r * (h * zoom + GAP), c * (w * zoom + GAP)
+        big = fmap.repeat(zoom, 0).repeat(zoom, 1)
+        tile[y : y + h * zoom, x : x + w * zoom] = lut[(255 * big).astype(np.uint8)]
+    return tile
+
+
 def feature_maps(predictor, image: torch.Tensor, path: Path, label: str = "") -> Path:
-    """One image (H, W) and the output of every conv block for it, one row of maps per block."""
-    outputs = predictor.block_outputs(image)
-    columns = 16
-    rows = 1 + sum(-(-len(maps) // columns) for maps in outputs.values())
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(columns * 0.9, rows * 1.0 + 0.6), constrained_layout=True
-    )
-    for ax in axes.ravel():
-        ax.axis("off")
-    axes[0, 0].imshow(np.asarray(image), cmap="gray_r")
-    axes[0, 0].set_title(f"input {label}".strip(), fontsize=8)
-    row = 1
-    for name, maps in outputs.items():
-        for k, fmap in enumerate(maps):
-            ax = axes[row + k // columns, k % columns]
-            ax.imshow(fmap.numpy(), cmap="viridis")
-            if k == 0:
-                ax.set_title(f"{name}: {tuple(maps.shape)}", fontsize=8, loc="left")
-        row += -(-len(maps) // columns)
-    fig.suptitle("what each conv block sees: its output channels for this image")
-    return save(fig, path)
+    """One image (H, W), uint8 or in [0, 1], enlarged, beside the output of every conv block for
+    it (feature_mosaic), under a title."""
+    from PIL import Image
+
+    from digitlab.data.mnist import to_unit
+
+    mosaic = feature_mosaic(predictor.block_outputs(image))
+    zoom = max(1, min(4, (mosaic.shape[0] - 18) // image.shape[0]))
+    ink = (255 * (1 - to_unit(image).numpy())).astype(np.uint8)  # dark ink on white
+    digit = np.repeat(np.kron(ink, np.ones((zoom, zoom), np.uint8))[..., None], 3, axis=2)
+    left = stack([caption(f"input {label}".strip()), digit])
+    title = caption("what each conv block sees: its output channels for this image", 28, 14)
+    picture = stack([title, beside([left, mosaic], gap=12)], gap=6)
+    Image.fromarray(np.pad(picture, ((4, 4), (8, 8), (0, 0)), constant_values=255)).save(path)
+    return path
 
 
-def write_run_pictures(predictor, metrics: list[dict], test, out: Path) -> list[Path]:
-    """All pictures of a trained run (a read.predictor.Predictor) into `out`; their paths."""
+def write_run_pictures(
+    predictor, metrics: list[dict], test, out: Path, reference: list[dict] | None = None
+) -> list[Path]:
+    """All pictures of a trained run (a read.predictor.Predictor) into `out`; their paths. With
+    `reference`, the metrics of the same run on PyTorch's layers, the learning curves show both."""
     from digitlab.nets.evaluation import classification_report
 
     config, model = predictor.config, predictor.model
@@ -254,7 +318,7 @@ def write_run_pictures(predictor, metrics: list[dict], test, out: Path) -> list[
     images = test.images.numpy()
     paths = []
     if metrics:
-        paths.append(learning_curves(metrics, out / "learning_curves.png", name))
+        paths.append(learning_curves(metrics, out / "learning_curves.png", name, reference))
     paths.append(
         confusion_heatmap(
             report["confusion"],

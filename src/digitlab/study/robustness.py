@@ -89,7 +89,8 @@ def corrupted(
 
 def evaluate_robustness(predictor, test, names, limit=None, seed=0, cache=None) -> dict:
     """{"clean_accuracy", "mean_corruption_accuracy", "mean_corruption_error", "rows":
-    [{"corruption", "accuracy", "error", "relative_error"}], "samples": {name: (image, answer)}}."""
+    [{"corruption", "accuracy", "error", "relative_error"}], "samples": {name: (image, answer)}}.
+    relative_error is the error over the clean error, None where the clean error is 0."""
     images, labels = test.images[:limit], test.labels[:limit]
     clean_answers = predictor.logits(images).argmax(1)
     clean = (clean_answers == labels).double().mean().item()
@@ -104,7 +105,7 @@ def evaluate_robustness(predictor, test, names, limit=None, seed=0, cache=None) 
                 "corruption": name,
                 "accuracy": accuracy,
                 "error": error,
-                "relative_error": error / max(1 - clean, 1e-12),
+                "relative_error": error / (1 - clean) if clean < 1 else None,
             }
         )
         samples[name] = (bad[0], int(answers[0]))
@@ -120,7 +121,23 @@ def evaluate_robustness(predictor, test, names, limit=None, seed=0, cache=None) 
     }
 
 
-def write_pictures(result: dict, out: Path, title: str) -> list[Path]:
+def table(result: dict) -> str:
+    """evaluate_robustness's rows as a table: accuracy, error and error over the clean error;
+    where the clean error is 0 that ratio is undefined, and the table says so instead."""
+    ratio = result["clean_accuracy"] < 1
+    lines = [
+        f"{'corruption':<14} {'accuracy':>9} {'error':>7}"
+        + (f" {'error / clean error':>20}" if ratio else "   (clean error 0: ratio undefined)")
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['corruption']:<14} {r['accuracy']:>9.4f} {r['error']:>7.4f}"
+            + (f" {r['relative_error']:>20.1f}" if ratio else "")
+        )
+    return "\n".join(lines)
+
+
+def write_robustness_pictures(result: dict, out: Path, title: str) -> list[Path]:
     """robustness.png (the first test digit under every corruption, with the model's answer) and
     robustness_bars.png (accuracy per corruption against the clean accuracy)."""
     import matplotlib

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from digitlab.data.augment import RandomAffine
-from digitlab.data.mnist import load_split
+from digitlab.data.mnist import load_split, to_unit
 from digitlab.errors import DigitlabError
 from digitlab.nets import checkpoint
 from digitlab.nets.evaluation import classification_report
@@ -157,7 +157,7 @@ def train_steps(predictor, model, images, labels, seed: int, progress) -> None:
     for step in range(STEPS):
         mine = torch.randint(len(images), (BATCH // 2,), generator=g)
         theirs = torch.randint(len(mnist), (BATCH // 2,), generator=g)
-        batch = torch.cat([augment(images[mine], g), mnist.images[theirs].float() / 255])
+        batch = torch.cat([augment(images[mine], g), to_unit(mnist.images[theirs])])
         target = torch.cat([labels[mine], mnist.labels[theirs]])
         optimizer.zero_grad()
         loss_fn(model(predictor.inputs(batch)), target).backward()

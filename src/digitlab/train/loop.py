@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from digitlab.data.mnist import as_input
+from digitlab.data.mnist import as_input, to_unit
 from digitlab.errors import DigitlabError
 from digitlab.nets import checkpoint
 from digitlab.nets.evaluation import evaluate
@@ -65,7 +65,7 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> tuple[list[float], floa
         idx = order[i : i + local_batch]
         batch = run.images[idx]
         if run.augment:
-            batch = batch.float() / 255
+            batch = to_unit(batch)
             for transform in run.augment:
                 batch = transform(batch, distort)
         x = run.backend.memory_format(as_input(batch, run.mean, run.std))
