@@ -133,7 +133,9 @@ class Predictor:
 
     def block_outputs(self, image: torch.Tensor) -> dict:
         """{block name: (C, H, W) output} of each conv block for one (H, W) image."""
-        outputs = in_batches(self.model, lambda m, x: models.blocks(m, x)[1], self.inputs(image[None]))
+        outputs = in_batches(
+            self.model, lambda m, x: models.blocks(m, x)[1], self.inputs(image[None])
+        )
         return {name: x[0].float() for name, x in outputs.items()}
 
 
