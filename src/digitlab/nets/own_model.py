@@ -273,7 +273,7 @@ def summary(model: nn.Module, image_size=(28, 28)) -> dict:
                 "name": ".".join(path),
                 "type": type(layer.module).__name__,
                 "output_shape": list(layer.output_size),
-                "parameters": layer.trainable_params if layer.is_leaf_layer else 0,
+                "parameters": layer.num_params,  # a container: its children's together
             }
         )
     return {"layers": rows, "parameters": stats.total_params, "text": str(stats)}
