@@ -1,10 +1,15 @@
 """A learner's own nn.Module (`--model FILE.py[:Class]`): loaded, walked and described."""
 
+import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from torch import nn
 
+from conftest import assert_one_line_error, run_cli
+from digitlab.cli import main
+from digitlab.data.mnist import load_split
 from digitlab.errors import DigitlabError
 from digitlab.nets import own_model
 
@@ -112,3 +117,138 @@ def test_the_summary_lists_every_child_with_shape_and_parameters():
     assert rows["conv2.2"]["output_shape"] == [1, 32, 7, 7]
     assert rows["out"]["parameters"] == 32 * 7 * 7 * 10 + 10
     assert table["parameters"] == 28938 and "Conv2d" in table["text"]
+
+
+# Through the lab: the commands on a learner's own class, from their file.
+
+
+@pytest.fixture(scope="module")
+def study_log_run(tmp_path_factory):
+    """The study log's level-1 class trained by `digitlab train --model FILE.py`: one epoch of
+    the full MNIST, as its author ran it (batch 50, Adam at 0.001)."""
+    folder = tmp_path_factory.mktemp("own")
+    model = folder / "my_cnn.py"
+    model.write_text(SOURCE, encoding="utf-8")
+    out = folder / "run"
+    assert main(["train", "--model", str(model), "--out", str(out), "--quiet"]) == 0
+    return model, out
+
+
+@pytest.mark.slow
+def test_the_study_logs_class_trains_to_98_percent_and_goes_through_the_lab(
+    study_log_run, tmp_path, capsys
+):
+    model, run = study_log_run
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert config["metrics"]["test_accuracy"] >= 0.98
+    assert config["model_file"]["class"] == "CNN" and config["model_file"]["sha256"]
+    assert (run / "feature_maps.png").is_file() and (run / "filters.png").is_file()
+    code, out, err = run_cli(capsys, "evaluate", run, "--json")
+    assert code == 0 and json.loads(out)["accuracy"] == config["metrics"]["test_accuracy"]
+    seven = tmp_path / "seven.png"
+    Image.fromarray(255 - load_split(None, False).images[0].numpy()).save(seven)
+    code, out, err = run_cli(capsys, "predict", seven, "--checkpoint", run, "--explain", tmp_path)
+    assert code == 0 and out.startswith(f"{seven}: 7 ("), err
+    assert list(tmp_path.glob("*why*.png")) or list(tmp_path.glob("*.png"))
+    code, out, err = run_cli(capsys, "robustness", run, "--limit", "50", "--corruptions", "fog")
+    assert code == 0 and "fog" in out, err
+
+
+@pytest.mark.slow
+def test_the_study_logs_class_exports_to_onnx(study_log_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    model, run = study_log_run
+    onnx = tmp_path / "cnn.onnx"
+    assert run_cli(capsys, "export", run, "--onnx", onnx)[0] == 0
+    seven = tmp_path / "seven.png"
+    Image.fromarray(255 - load_split(None, False).images[0].numpy()).save(seven)
+    code, out, err = run_cli(capsys, "predict", seven, "--runtime", "onnx", "--checkpoint", onnx)
+    assert code == 0 and ": 7 (" in out, err
+
+
+@pytest.mark.slow
+def test_compare_puts_a_learners_class_beside_the_built_in_cnn(tmp_path, capsys):
+    model = tmp_path / "models" / "my_cnn.py"
+    model.parent.mkdir()
+    model.write_text(SOURCE, encoding="utf-8")
+    configs = f"{model}:CNN/torch/adam,cnn/torch/adam"
+    code, out, err = run_cli(
+        capsys,
+        "compare",
+        "--configs",
+        configs,
+        "--subset",
+        "2000",
+        "--no-robustness",
+        "--out",
+        tmp_path / "report",
+        "--json",
+        "--quiet",
+    )
+    assert code == 0, err
+    rows = json.loads(out.strip().splitlines()[-1])["rows"]
+    assert [r["model"] for r in rows] == ["CNN", "cnn"]
+    assert rows[0]["parameters"] == rows[1]["parameters"] == 28938
+    report = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "CNN" in report and "cnn" in report
+
+
+def test_a_wrong_linear_and_a_softmax_are_said_before_any_epoch(tmp_path, capsys):
+    wrong = variant(tmp_path, "nn.Linear(32 * 7 * 7, 10)", "nn.Linear(32 * 6 * 6, 10)")
+    code, out, err = run_cli(capsys, "train", "--model", wrong, "--out", tmp_path / "a")
+    assert_one_line_error(code, err, 1, "self.out = Linear(1152 -> 10) gets 1568 features")
+    assert "epoch" not in out and not (tmp_path / "a" / "metrics.jsonl").exists()
+    soft = variant(
+        tmp_path, "        return output\n", "        return output.softmax(1)\n", "s.py"
+    )
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--model",
+        soft,
+        "--out",
+        tmp_path / "b",
+        "--subset",
+        "200",
+        "--no-pictures",
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    warned = next(i for i, line in enumerate(lines) if "look like probabilities" in line)
+    assert "remove the softmax" in lines[warned]
+    assert warned < next(i for i, line in enumerate(lines) if line.startswith("epoch 1"))
+    config = json.loads((tmp_path / "b" / "config.json").read_text(encoding="utf-8"))
+    assert any("remove the softmax" in w for w in config["model_warnings"])
+
+
+def test_scratch_is_refused_for_a_learners_model(tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys, "train", "--model", STUDY_LOG_CNN, "--backend", "scratch", "--out", tmp_path
+    )
+    assert_one_line_error(code, err, 1, "--backend scratch", "--backend torch")
+
+
+def test_a_changed_and_a_missing_model_file_are_said(tmp_path, capsys):
+    path = Path(variant(tmp_path, "x.size(0)", "x.size(0)"))  # the file as it is
+    run = tmp_path / "run"
+    args = ["--subset", "200", "--no-pictures", "--quiet", "--out", run]
+    assert run_cli(capsys, "train", "--model", path, *args)[0] == 0
+    path.write_text(SOURCE + "\n# a comment added later\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "evaluate", run)
+    assert code == 0 and f"warning: {path} changed since {run} was trained" in err
+    path.write_text(SOURCE.replace("10)  # 输出是10个类", "10, bias=False)"), encoding="utf-8")
+    code, _, err = run_cli(capsys, "evaluate", run)
+    assert_one_line_error(code, err.split("\n", 1)[1], 1, "no longer fit the class")
+    path.unlink()
+    code, _, err = run_cli(capsys, "evaluate", run)
+    assert_one_line_error(code, err, 1, f"trained on CNN from {path}, which is gone")
+
+
+def test_summary_prints_the_layer_table_and_says_a_wrong_size(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "summary", STUDY_LOG_CNN, "--json")
+    table = json.loads(out)
+    assert code == 0 and table["parameters"] == 28938
+    assert {"name": "out", "output_shape": [1, 10], "parameters": 15690} in table["layers"]
+    wrong = variant(tmp_path, "nn.Linear(32 * 7 * 7, 10)", "nn.Linear(32 * 6 * 6, 10)")
+    code, _, err = run_cli(capsys, "summary", wrong)
+    assert_one_line_error(code, err, 1, "use nn.Linear(32 * 7 * 7, 10)")

@@ -13,6 +13,11 @@ from digitlab.train.settings import OPTIMIZERS, TrainConfig
 
 def check_config(config: TrainConfig) -> None:
     models.check_model(config.model, config.backend)
+    if config.model_args and config.model in models.MODELS:
+        raise DigitlabError(
+            f"--model-args: the built-in {config.model} takes none; they are for your own model "
+            "(--model FILE.py[:Class])"
+        )
     if config.optimizer not in OPTIMIZERS:
         raise DigitlabError(
             f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
