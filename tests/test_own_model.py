@@ -1,13 +1,14 @@
 """A learner's own nn.Module (`--model FILE.py[:Class]`): loaded, walked and described."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from torch import nn
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, needs, run_cli
 from digitlab.cli import main
 from digitlab.data.mnist import load_split
 from digitlab.errors import DigitlabError
@@ -252,3 +253,29 @@ def test_summary_prints_the_layer_table_and_says_a_wrong_size(tmp_path, capsys):
     wrong = variant(tmp_path, "nn.Linear(32 * 7 * 7, 10)", "nn.Linear(32 * 6 * 6, 10)")
     code, _, err = run_cli(capsys, "summary", wrong)
     assert_one_line_error(code, err, 1, "use nn.Linear(32 * 7 * 7, 10)")
+
+
+@pytest.mark.slow
+@needs(shutil.which("chromium") is not None, "chromium (apt-get install chromium)")
+def test_the_app_reads_with_a_learners_run_through_the_real_server(study_log_run):
+    """The learner's run in the app's menu (it lists runs/), chosen, and a drawn 7 read by it."""
+    pytest.importorskip("gradio")
+    from playwright.sync_api import sync_playwright
+
+    from test_app import open_canvas, serve, stroke, wait_for_message, wait_for_number
+
+    _, run = study_log_run
+    demo, url = serve(run.parent)
+    try:
+        with sync_playwright() as p:
+            browser, page, (cx, cy, h) = open_canvas(p, url, height=1000)
+            page.locator("#model input").click()
+            page.locator("[role=option]", has_text=str(run)).first.click()
+            assert page.locator("#model input").input_value() == str(run)
+            top, bottom = (cy - 0.35 * h, cy + 0.38 * h)
+            stroke(page, [(cx - 0.25 * h, top), (cx + 0.25 * h, top), (cx - 0.05 * h, bottom)], 4)
+            wait_for_number(page, "7")
+            wait_for_message(page, f"(model {run.name})")
+            browser.close()
+    finally:
+        demo.close()
