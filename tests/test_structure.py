@@ -262,35 +262,67 @@ TINY = {
     "data_dir": None,  # the tiny dataset, written by the test
     "layers": None,  # a learner's file, written by the test
 }
+# The settings of a learner's own model: a second run, on torch's layers.
+OWN = {"model": None, "model_args": {"width": 4}, "backend": "torch", "layers": None}
+OWN_NET = """import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 5)
+        self.out = nn.Linear(width * 24 * 24, 10)
+
+    def forward(self, x):
+        return self.out(self.conv(x).flatten(1))
+"""
+
+
+def compare_one(tmp_path, capsys, values: dict) -> dict:
+    """`digitlab compare` of one configuration with every setting in `values` given; the
+    trained run's config.json."""
+    from digitlab.study.compare_configs import CONFIG_PARTS
+
+    configs = "/".join(str(values[name]) for name in CONFIG_PARTS)
+    flags = [
+        part
+        for s in settings.FLAGS
+        if s.name in values and s.name not in CONFIG_PARTS and values[s.name] is not None
+        for part in (
+            s.flag,
+            json.dumps(values[s.name]) if s.name == "model_args" else values[s.name],
+        )
+    ]
+    code, _, err = run_cli(
+        capsys,
+        "compare",
+        "--configs",
+        configs,
+        *flags,
+        "--out",
+        tmp_path,
+        "--no-robustness",
+        "--quiet",
+    )
+    assert code == 0, err
+    (run,) = (tmp_path / "runs").iterdir()
+    return json.loads((run / "config.json").read_text(encoding="utf-8"))
 
 
 def test_compare_passes_every_run_setting_to_the_run(tmp_path, capsys):
     """compare's train command is written from the table: every run setting reaches the trained
     run's config.json (compare once dropped six of them)."""
-    from digitlab.study.compare_configs import CONFIG_PARTS
-
-    layers = tmp_path / "layers.py"
+    layers, net = tmp_path / "layers.py", tmp_path / "net.py"
     layers.write_text("from digitlab.scratch import *  # noqa: F403\n", encoding="utf-8")
-    values = {
-        **TINY,
-        "data_dir": str(write_dataset(tmp_path / "data", 200, 50)),
-        "layers": str(layers),
-    }
-    assert set(values) == set(settings.RUN_SETTINGS)
+    net.write_text(OWN_NET, encoding="utf-8")
+    data = str(write_dataset(tmp_path / "data", 200, 50))
+    values = {**TINY, "data_dir": data, "layers": str(layers)}
+    own = {**TINY, "data_dir": data, **OWN, "model": f"{net}:Net"}
+    assert set(values) | set(own) == set(settings.RUN_SETTINGS)
     defaults = {s.name: s.default for s in settings.SETTINGS}
-    assert all(values[name] != defaults[name] for name in values)
-    configs = "/".join(str(values[name]) for name in CONFIG_PARTS)
-    flags = [
-        part
-        for s in settings.FLAGS
-        if s.name in values and s.name not in CONFIG_PARTS
-        for part in (s.flag, values[s.name])
-    ]
-    out = tmp_path / "compare"
-    code, _, err = run_cli(
-        capsys, "compare", "--configs", configs, *flags, "--out", out, "--no-robustness", "--quiet"
-    )
-    assert code == 0, err
-    (run,) = (out / "runs").iterdir()
-    recorded = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert all(values[n] != defaults[n] for n in values)
+    assert all(own[n] != defaults[n] for n in ("model", "model_args"))
+    recorded = compare_one(tmp_path / "layers", capsys, values)
     assert {name: recorded[name] for name in values} == values
+    recorded = compare_one(tmp_path / "own", capsys, own)
+    assert {name: recorded[name] for name in own} == own

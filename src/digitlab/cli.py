@@ -168,6 +168,16 @@ def add_export(sub) -> None:
     p.add_argument("--json", action="store_true")
 
 
+def add_summary(sub) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="the layer table of a net: output shape and parameters of each child",
+    )
+    p.add_argument("model", type=settings.model_name, metavar="NAME|FILE.py[:Class]")
+    p.add_argument("--model-args", type=settings.json_object, metavar="JSON")
+    p.add_argument("--json", action="store_true")
+
+
 def add_check(sub) -> None:
     p = sub.add_parser(
         "check",
@@ -235,7 +245,14 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else settings.default_out(config)
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
     try:
-        result = fit(config, out, resume=bool(args.resume), progress=progress_of(args), log=log)
+        result = fit(
+            config,
+            out,
+            resume=bool(args.resume),
+            progress=progress_of(args),
+            log=log,
+            quiet=args.quiet,
+        )
     except KeyboardInterrupt:
         print(f"\ninterrupted; {interrupted_hint(out)}", file=sys.stderr)
         return 130
@@ -501,6 +518,23 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_summary(args) -> int:
+    """digitlab summary NAME|FILE.py[:Class]: a learner's class is walked first, so that a
+    wrong size is its one line, not a table."""
+    from digitlab.nets import models, own_model
+
+    model = models.build(args.model, "torch", args.model_args)
+    if own_model.is_file_spec(args.model):
+        own_model.walk(model)
+    table = own_model.summary(model)
+    if args.json:
+        rows = [{k: r[k] for k in ("name", "output_shape", "parameters")} for r in table["layers"]]
+        print(json.dumps({"layers": rows, "parameters": table["parameters"]}))
+    else:
+        print(table["text"])
+    return 0
+
+
 def cmd_app(args) -> int:
     import importlib.util
 
@@ -579,6 +613,7 @@ COMMANDS = {
     "check": (add_check, cmd_check),
     "bench": (add_bench, cmd_bench),
     "export": (add_export, cmd_export),
+    "summary": (add_summary, cmd_summary),
     "exercise": (add_exercise, cmd_exercise),
     "finetune": (add_finetune, cmd_finetune),
     "robustness": (add_robustness, cmd_robustness),

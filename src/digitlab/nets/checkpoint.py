@@ -11,6 +11,7 @@ A run folder holds:
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from safetensors.torch import save as save_safetensors
 
 from digitlab.errors import DigitlabError
 from digitlab.files import atomic_write
-from digitlab.nets import models
+from digitlab.nets import models, own_model
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -107,9 +108,46 @@ def load(ckpt: str | Path | None = None, backend: str = "torch", device: str = "
     weights_path, config_path = resolve(ckpt)
     config = read_config(config_path)
     state, _ = _read_safetensors(weights_path)
-    model = models.build(config["model"], backend)
-    load_weights(model, state, weights_path, config["model"])
+    model = build_recorded(config, weights_path.parent, backend)
+    try:
+        load_weights(model, state, weights_path, config["model"])
+    except DigitlabError as e:
+        if changed_model_file(config):
+            raise DigitlabError(
+                f"{config['model_file']['file']} changed since {weights_path.parent} was "
+                "trained and its weights no longer fit the class as it is now; put the file "
+                f"back as it was, or train again ({e})"
+            ) from None
+        raise
     return model.to(device).eval(), config
+
+
+def build_recorded(config: dict, run: Path, backend: str = "torch"):
+    """A fresh model as config.json records it: a built-in net by name, or a learner's class
+    loaded again from its file (a line if the file is gone, a warning if it changed)."""
+    recorded = config.get("model_file")
+    if recorded is None:
+        return models.build(config["model"], backend)
+    if not Path(recorded["file"]).is_file():
+        raise DigitlabError(
+            f"{run} was trained on {recorded['class']} from {recorded['file']}, which is gone; "
+            "put the file back there to load this run"
+        )
+    if changed_model_file(config):
+        print(
+            f"warning: {recorded['file']} changed since {run} was trained (its SHA-256 "
+            "differs); loading the weights into the class as it is now",
+            file=sys.stderr,
+        )
+    spec = f"{recorded['file']}:{recorded['class']}"
+    return models.build(spec, backend, recorded.get("args"))
+
+
+def changed_model_file(config: dict) -> bool:
+    recorded = config.get("model_file")
+    if recorded is None or not Path(recorded["file"]).is_file():
+        return False
+    return own_model.file_sha256(recorded["file"]) != recorded["sha256"]
 
 
 def load_weights(model: torch.nn.Module, state: dict, path: Path, name: str) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from digitlab.errors import DigitlabError
-from digitlab.nets import backends
+from digitlab.nets import backends, own_model
 
 
 class Stack(nn.Module):
@@ -134,12 +134,55 @@ class Best(Stack):
 MODELS = {"cnn": CNN, "fcn": FCN, "fast": Fast, "best": Best}
 
 
-def build(name: str = "cnn", backend="torch") -> Stack:
-    """A freshly initialised model `name` (one of MODELS) made of `backend`'s layers (a name or a
-    digitlab.nets.backends.Backend)."""
-    if name not in MODELS:
-        raise DigitlabError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](backends.get(backend).layers)
+def build(name: str = "cnn", backend="torch", args: dict | None = None) -> nn.Module:
+    """A freshly initialised model `name` made of `backend`'s layers (a name or a
+    digitlab.nets.backends.Backend): one of MODELS, or a learner's own class, "FILE.py[:Class]"
+    made with `args` (torch's layers only: nets.own_model)."""
+    backend = backends.get(backend)
+    check_model(name, backend.name, backend.autograd)
+    if own_model.is_file_spec(name):
+        return own_model.build(name, args)
+    return MODELS[name](backend.layers)
+
+
+def check_model(name: str, backend: str, autograd: bool | None = None) -> None:
+    """One line for an unknown net, or a learner's own one on hand-written layers: their class is
+    made of torch.nn's layers, whose backward only autograd has."""
+    if not own_model.is_file_spec(name):
+        if name not in MODELS:
+            raise DigitlabError(
+                f"unknown model {name!r}; choose one of {', '.join(MODELS)}, or your own FILE.py"
+            )
+        return
+    if autograd is None:
+        autograd = backend in backends.BACKENDS and backends.get(backend).autograd
+    if not autograd:
+        raise DigitlabError(
+            f"--backend {backend}: your model ({own_model.split_spec(name)[0].name}) is made of "
+            "torch.nn's layers, whose backward is autograd's, so there is no hand-written "
+            "backward to run; train it with --backend torch (to write the layers yourself: "
+            "digitlab exercise)"
+        )
+
+
+def blocks(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(output, {name: (N, C, H, W) map}) of each conv block, as Stack.blocks gives; for a
+    learner's own net, every top-level child whose output is a map (read through hooks)."""
+    if isinstance(model, Stack):
+        return model.blocks(x)
+    outputs, hooks = {}, []
+    for name, child in model.named_children():
+
+        def keep(module, inputs, output, name=name):
+            if torch.is_tensor(output) and output.dim() == 4:
+                outputs[name] = output
+
+        hooks.append(child.register_forward_hook(keep))
+    try:
+        return model(x), outputs
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -20,7 +20,7 @@ import torch
 
 from digitlab.data.mnist import as_input
 from digitlab.errors import DigitlabError
-from digitlab.nets import backends, checkpoint
+from digitlab.nets import backends, checkpoint, models
 from digitlab.nets.evaluation import in_batches, logits_of
 from digitlab.read import unsure
 from digitlab.read.preprocess import preprocess, preprocess_multi
@@ -133,7 +133,9 @@ class Predictor:
 
     def block_outputs(self, image: torch.Tensor) -> dict:
         """{block name: (C, H, W) output} of each conv block for one (H, W) image."""
-        outputs = in_batches(self.model, lambda m, x: m.blocks(x)[1], self.inputs(image[None]))
+        outputs = in_batches(
+            self.model, lambda m, x: models.blocks(m, x)[1], self.inputs(image[None])
+        )
         return {name: x[0].float() for name, x in outputs.items()}
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
+from digitlab.nets import models
 from digitlab.nets.evaluation import in_batches
 
 RATE = 0.01  # the share of real digits that may be called unsure
@@ -38,7 +39,7 @@ def features(model, inputs: torch.Tensor, batch_size: int = 500) -> torch.Tensor
     over height and width (D = its channels)."""
 
     def last_block(m, batch):
-        return list(m.blocks(batch)[1].values())[-1].double().mean((2, 3))
+        return list(models.blocks(m, batch)[1].values())[-1].double().mean((2, 3))
 
     return in_batches(model, last_block, inputs, batch_size)
 

@@ -20,10 +20,11 @@ import torch
 from digitlab.data.mnist import load_split
 from digitlab.errors import DigitlabError
 from digitlab.files import atomic_write
-from digitlab.nets import backends, checkpoint, models
+from digitlab.nets import backends, checkpoint, models, own_model
+from digitlab.nets.model_spec import is_file_spec
 from digitlab.read.predictor import Predictor
 from digitlab.study import plots
-from digitlab.study.compare_configs import cache_key, parse_config, train_command
+from digitlab.study.compare_configs import cache_key, parse_config, run_name, train_command
 from digitlab.train.run import make_backend
 from digitlab.train.run_files import read_metrics
 from digitlab.train.settings import TrainConfig, load_resume_config
@@ -59,6 +60,13 @@ def run_training(command: list[str], name: str) -> dict:
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
+def model_label(config: TrainConfig) -> str:
+    """A built-in net's name, or a learner's model named after their class."""
+    if not is_file_spec(config.model):
+        return config.model
+    return own_model.describe(config.model, config.model_args)["class"]
+
+
 def measure(name: str, config: TrainConfig, run: Path, progress: bool, log) -> dict:
     """Train (or resume) one configuration and return its row; cached in run/row.json."""
     settings = cache_key(config)
@@ -81,7 +89,7 @@ def measure(name: str, config: TrainConfig, run: Path, progress: bool, log) -> d
     metrics = read_metrics(run)
     row = {
         "config": name,
-        "model": config.model,
+        "model": model_label(config),
         "backend": config.backend,
         "autograd": backend.autograd,  # False: hand-written backward (scratch's or a learner's)
         "optimizer": config.optimizer,
@@ -280,7 +288,7 @@ def compare(
     parsed = {name: parse_config(name, base) for name in configs}
     rows = []
     for name, config in parsed.items():
-        run = out / "runs" / name.replace("/", "-")
+        run = out / "runs" / run_name(name)
         row = measure(name, config, run, progress, log)
         if robustness:
             row = add_robustness(row, run, config, robustness)

@@ -12,9 +12,11 @@ from digitlab.train.settings import OPTIMIZERS, TrainConfig
 
 
 def check_config(config: TrainConfig) -> None:
-    if config.model not in models.MODELS:
+    models.check_model(config.model, config.backend)
+    if config.model_args and config.model in models.MODELS:
         raise DigitlabError(
-            f"unknown model {config.model!r}; choose one of {', '.join(models.MODELS)}"
+            f"--model-args: the built-in {config.model} takes none; they are for your own model "
+            "(--model FILE.py[:Class])"
         )
     if config.optimizer not in OPTIMIZERS:
         raise DigitlabError(

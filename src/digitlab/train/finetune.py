@@ -12,6 +12,7 @@ is never touched.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import time
@@ -140,11 +141,8 @@ def save_run(predictor, model, out: Path, images_dir, labels, held, after) -> No
 
 
 def copy_of(predictor):
-    from digitlab.nets import models
-
-    model = models.build(predictor.config["model"], "torch")
-    model.load_state_dict(predictor.model.state_dict())
-    return model
+    """A copy of the predictor's model to train (the original keeps answering meanwhile)."""
+    return copy.deepcopy(predictor.model)
 
 
 def train_steps(predictor, model, images, labels, seed: int, progress) -> None:

@@ -139,6 +139,7 @@ def fit(
     resume: bool = False,
     progress: bool | None = None,
     log=print,
+    quiet: bool = False,
 ) -> dict:
     """Train `config` into the run folder `out`; with resume=True, continue the run found there.
 
@@ -146,8 +147,8 @@ def fit(
     (with a validation split, the test set only after the last epoch), then an atomic checkpoint.
     Under torchrun every rank trains its shard and rank 0 alone evaluates and writes. A progress
     bar shows on a terminal (progress=None), always (True) or never (False); the log gets one
-    line per epoch. Returns {"test_accuracy", "train_seconds", "epochs", "checkpoint", "backend",
-    "model"}.
+    line per epoch, and a learner's model's layer table first unless `quiet`. Returns
+    {"test_accuracy", "train_seconds", "epochs", "checkpoint", "backend", "model"}.
     """
     check_config(config)
     device = resolve_device(config.device)
@@ -158,6 +159,8 @@ def fit(
         progress, log = False, lambda text: None
     try:
         run = prepare(config, Path(out), resume, device, ranks, log)
+        if "summary" in run.notes and not quiet:
+            log(run.notes["summary"])
         while run.epoch < config.epochs:
             losses, seconds, peak_mib = train_epoch(run, run.epoch + 1, progress)
             run.epoch += 1

@@ -3,15 +3,17 @@ state is saved after an epoch and restored to resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from digitlab.data.augment import RandomAffine, Sturdy
 from digitlab.data.mnist import Split, load_split, pixel_stats
-from digitlab.nets import backends, checkpoint, models
+from digitlab.nets import backends, checkpoint, models, own_model
+from digitlab.nets.model_spec import is_file_spec
 from digitlab.train import distributed
 from digitlab.train.averaging import WeightAverage
 from digitlab.train.calibration import calibration
@@ -46,6 +48,7 @@ class Run:
     average: WeightAverage | None
     augment: tuple  # RandomAffine and/or Sturdy, applied in that order; () for none
     shuffle: torch.Generator  # the epochs' order: the same on every rank, restored on resume
+    notes: dict = field(default_factory=dict)  # a learner's model: its layer table, warnings
     epoch: int = 0  # epochs finished
     train_seconds: float = 0.0
 
@@ -77,7 +80,24 @@ def make_backend(config: TrainConfig) -> backends.Backend:
 
         backends.validate(config.backend, config.layers)
         return learner_backend(config.layers, config.optimizer)
-    return backends.get(config.backend)
+    backend = backends.get(config.backend)
+    if is_file_spec(config.model):  # a learner's forward may .view() its maps, which
+        return dataclasses.replace(backend, channels_last=False)  # channels-last does not allow
+    return backend
+
+
+def build_model(config: TrainConfig, backend, log) -> tuple[torch.nn.Module, dict]:
+    """The run's fresh model, and for a learner's own class what was found walking it before any
+    training: {"summary": its layer table, "warnings": [...]}. A wrong size stops here, in one
+    line (nets.own_model.walk)."""
+    model = models.build(config.model, backend, config.model_args)
+    if not is_file_spec(config.model):
+        return model, {}
+    out = own_model.walk(model)
+    warnings = [own_model.SOFTMAX_WARNING] if own_model.looks_like_probabilities(out) else []
+    for warning in warnings:
+        log(f"warning: {warning}")
+    return model, {"summary": own_model.summary(model)["text"], "warnings": warnings}
 
 
 def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, log) -> Run:
@@ -92,7 +112,8 @@ def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, 
     images, labels = train_all.images[train_idx], train_all.labels[train_idx]
     mean, std = pixel_stats(images)
     torch.manual_seed(config.seed)
-    model = backend.memory_format(models.build(config.model, backend).to(device))
+    model, notes = build_model(config, backend, log)
+    model = backend.memory_format(model.to(device))
     run = Run(
         config=config,
         out=out,
@@ -113,6 +134,7 @@ def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, 
         average=WeightAverage(model, config.average) if config.average else None,
         augment=augmentations(config),
         shuffle=torch.Generator().manual_seed(config.seed + 1),
+        notes=notes,
     )
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -151,6 +173,8 @@ def save(run: Run, scores: dict) -> None:
         record = run_config(run.config, run.epoch, run.mean, run.std, run.sizes)
         record["processes"] = run.ranks.world
         record["metrics"] = scores
+        if "warnings" in run.notes:
+            record["model_warnings"] = run.notes["warnings"]
         if last is not None:
             record["unsure"] = last
         checkpoint.save(run.out, run.final, record)

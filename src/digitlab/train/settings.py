@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
+from digitlab.nets.model_spec import is_file_spec, resolved, split_spec
 from digitlab.train.recipes import RECIPES
 from digitlab.train.recipes import settings as recipe_settings
 
@@ -46,6 +48,26 @@ count = number(int, "whole number", lambda v: v >= 0, "0 or more")
 fraction = number(float, "number", lambda v: 0 <= v <= 1, "between 0 and 1")
 
 
+def model_name(text: str) -> str:
+    """An argparse type: a built-in net's name, or a learner's FILE.py[:Class]."""
+    if text in MODEL_NAMES or is_file_spec(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: choose one of {', '.join(MODEL_NAMES)}, or your own FILE.py[:Class]"
+    )
+
+
+def json_object(text: str) -> dict:
+    """An argparse type: a JSON object, e.g. '{"width": 32}'."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a JSON object, e.g. '{{\"width\": 32}}'")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row: a TrainConfig field, and its `digitlab train` flag when `help` is given."""
@@ -74,7 +96,23 @@ SETTINGS = (
         "given still win",
         choices=tuple(RECIPES),
     ),
-    Setting("model", str, "cnn", "network (default {default})", choices=MODEL_NAMES),
+    Setting(
+        "model",
+        str,
+        "cnn",
+        "network: " + ", ".join(MODEL_NAMES) + ", or your own nn.Module: FILE.py[:Class] "
+        "(default {default})",
+        parse=model_name,
+        metavar="NAME|FILE.py[:Class]",
+    ),
+    Setting(
+        "model_args",
+        dict | None,
+        None,
+        "your model's constructor arguments, as a JSON object (with --model FILE.py)",
+        parse=json_object,
+        metavar="JSON",
+    ),
     Setting(
         "backend",
         str,
@@ -190,6 +228,8 @@ def configure(given: dict, resume: str | Path | None = None, **extra) -> TrainCo
             given = {**given, key: str(Path(given[key]).expanduser().resolve())}
     if given.get("layers") is not None:
         given.setdefault("backend", "learner")
+    if given.get("model") is not None and is_file_spec(given["model"]):
+        given = {**given, "model": resolved(given["model"])}
     if resume is None:
         if given.get("recipe") is not None:
             given = {**recipe_settings(given["recipe"]), **given}
@@ -238,5 +278,6 @@ def config_of(recorded: dict) -> TrainConfig:
 
 
 def default_out(config: TrainConfig) -> Path:
-    """runs/RECIPE-BACKEND or runs/MODEL-BACKEND."""
-    return Path(f"runs/{config.recipe or config.model}-{config.backend}")
+    """runs/RECIPE-BACKEND or runs/MODEL-BACKEND (a learner's model: its file's name)."""
+    model = split_spec(config.model)[0].stem if is_file_spec(config.model) else config.model
+    return Path(f"runs/{config.recipe or model}-{config.backend}")
