@@ -74,7 +74,10 @@ def test_python_dash_m_runs():
         (["train", "--lr", "abc"], "argument --lr: 'abc' is not a number"),
         (["train", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
         (["train", "--epochs", "0"], "argument --epochs: must be at least 1"),
-        (["train", "--model", "resnet"], "argument --model: 'resnet': choose one of cnn, fcn, fast, best, or your own FILE.py"),
+        (
+            ["train", "--model", "resnet"],
+            "argument --model: 'resnet': choose one of cnn, fcn, fast, best, or your own FILE.py",
+        ),
         (["train", "--backend", "jax"], "argument --backend: invalid choice"),
         (["train", "--optimizer", "lion"], "argument --optimizer: invalid choice"),
         (["frobnicate"], "invalid choice"),
