@@ -31,7 +31,33 @@ def test_forward_flops_counts_the_multiply_adds_of_convs_and_linears():
     assert bench.forward_flops(net, x) == conv + linear
 
 
-def test_a_row_states_the_ratio_of_its_own_times():
-    r = bench.row("x", {"torch": 2.0, "scratch": 5.0})
-    assert r["torch_ms"] == 2.0 and r["scratch_ms"] == 5.0
-    assert r["ratio"] == 2.5
+def test_a_row_states_the_ratio_of_its_rounds_and_their_range():
+    r = bench.row("x", {"torch": [2.0, 2.0, 4.0], "scratch": [6.0, 4.0, 8.0]})
+    assert r["torch_ms"] == 2.0 and r["scratch_ms"] == 6.0
+    assert (r["ratio"], r["ratio_min"], r["ratio_max"], r["rounds"]) == (2.0, 2.0, 3.0, 3)
+    assert r["wide"]  # 2.0 to 3.0 around 2.0: more than WIDE
+    steady = bench.row("x", {"torch": [2.0, 2.0], "scratch": [2.2, 2.3]})
+    assert not steady["wide"] and steady["ratio_min"] == 1.1
+
+
+def test_the_backends_alternate_who_goes_first():
+    calls = []
+    runs = {"torch": lambda: calls.append("t"), "scratch": lambda: calls.append("s")}
+    samples = bench.alternated(runs, number=1, rounds=3)
+    assert calls == ["t", "s", "t", "s", "s", "t", "t", "s"]  # warm-up, then t-s, s-t, t-s
+    assert [len(v) for v in samples.values()] == [3, 3]
+
+
+def test_a_share_of_the_peak_above_one_is_never_printed():
+    rows = [{"torch_gflops": 50.0, "scratch_gflops": 120.0}]
+    bench.add_shares(rows, peak=100.0)
+    assert rows[0]["torch_peak_share"] == 0.5 and rows[0]["scratch_peak_share"] is None
+
+
+def test_repeats_merge_into_medians_and_the_whole_range():
+    a = bench.row("x", {"torch": [1.0, 1.0], "scratch": [1.0, 1.1]})
+    b = bench.row("x", {"torch": [1.0, 1.0], "scratch": [1.3, 1.2]})
+    c = bench.row("x", {"torch": [1.0, 1.0], "scratch": [1.1, 1.1]})
+    merged = bench.merge((a, b, c))
+    assert merged["ratio"] == 1.1 and merged["ratio_min"] == 1.0 and merged["ratio_max"] == 1.3
+    assert merged["rounds"] == 6 and merged["wide"]

@@ -221,6 +221,13 @@ def add_bench(sub) -> None:
         action="store_true",
         help="also train the speedrun recipe with both backends over 5 seeds (1 with --quick)",
     )
+    p.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run the whole bench N times; each row gives the median over them (default 1)",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -591,16 +598,34 @@ def cmd_exercise(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from digitlab.study.bench import run_all
+    from digitlab.study.bench import WIDE, run_all
 
-    result = run_all(quick=args.quick, records=args.records)
+    result = run_all(quick=args.quick, records=args.records, repeat=args.repeat)
     if args.json:
         print(json.dumps(result))
         return 0
     for row in result["rows"]:
-        values = "  ".join(f"{k} {v}" for k, v in row.items() if k != "name")
-        print(f"{row['name']:<58} {values}")
+        print(f"{row['name']:<58} {bench_values(row)}")
+    wide = [row["name"] for row in result["rows"] if row.get("wide")]
+    if wide:
+        print(
+            f"warning: the rounds of {len(wide)} row(s) spread more than {WIDE:.0%} around their "
+            "median (the machine was busy): run again when it is quiet, or with --repeat 3",
+            file=sys.stderr,
+        )
     return 0
+
+
+def bench_values(row: dict) -> str:
+    """A bench row's numbers as text: the ratio with its range over the rounds."""
+    shown = {k: v for k, v in row.items() if k not in ("name", "ratio_min", "ratio_max", "wide")}
+    text = "  ".join(f"{k} {v}" for k, v in shown.items() if k not in ("ratio", "rounds"))
+    if "ratio_min" in row:
+        text += f"  ratio {row['ratio']} ({row['ratio_min']}-{row['ratio_max']} over "
+        text += f"{row['rounds']} rounds{', WIDE' if row['wide'] else ''})"
+    elif "ratio" in row:
+        text += f"  ratio {row['ratio']}"
+    return text
 
 
 # name: (the function that adds its flags, the function that runs it)

@@ -1,8 +1,11 @@
 """Speed of the hand-written layers against PyTorch's, measured in one run, reported as ratios.
 
-Every row times the same work for both backends, alternating them over several rounds and keeping
-each one's median, so a busy machine slows both alike. Ratios are scratch time / torch time:
-below 1 the hand-written code is faster.
+Every row times the same work for both backends in alternated rounds (torch then scratch, then
+scratch then torch, ...), so a busy moment slows both alike; a row gives the median ratio over its
+rounds and their range, and is marked wide when the range is. Ratios are scratch time / torch
+time: below 1 the hand-written code is faster. The machine's matmul peak is read again between
+the rows and the best reading is the peak (a busy moment reads low, never high); a share of it
+above 1 would say the peak was read in a busy moment, and is not printed.
 """
 
 from __future__ import annotations
@@ -28,16 +31,36 @@ from digitlab.train.step import make_loss, train_step
 BATCH = 50
 
 
+WIDE = 0.25  # a row whose rounds' ratios spread more than this around their median is wide
+
+
 def median_ms(fn, number: int) -> float:
     """Median over 5 rounds of the mean time of `number` calls, in milliseconds."""
     fn()  # warm up
     rounds = []
     for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        rounds.append((time.perf_counter() - start) / number * 1000)
+        rounds.append(mean_ms(fn, number))
     return statistics.median(rounds)
+
+
+def mean_ms(fn, number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number * 1000
+
+
+def alternated(runs: dict, number: int, rounds: int) -> dict[str, list[float]]:
+    """{backend: [mean ms of `number` calls, one per round]}: the backends take turns within a
+    round, and the first of a round alternates, so that a busy moment slows both alike."""
+    for fn in runs.values():
+        fn()  # warm up
+    samples = {name: [] for name in runs}
+    order = list(runs)
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:
+            samples[name].append(mean_ms(runs[name], number))
+    return samples
 
 
 def forward_backward(layer, x: torch.Tensor, backend: backends.Backend):
@@ -72,9 +95,9 @@ LAYERS = [
 ]
 
 
-def matmul_peak_gflops(n: int = 2048, number: int = 5) -> float:
-    """This machine's matrix-multiply speed, GFLOP/s: one large float32 torch.matmul, the best
-    of `number` runs (the ceiling any convolution or Linear written as products can reach)."""
+def matmul_peak_gflops(n: int = 2048, number: int = 3) -> float:
+    """This machine's matrix-multiply speed now, GFLOP/s: one large float32 torch.matmul, the
+    best of `number` runs (the ceiling any convolution or Linear written as products can reach)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm up
     best = float("inf")
@@ -83,6 +106,24 @@ def matmul_peak_gflops(n: int = 2048, number: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+class Peak:
+    """The matmul peak read again between the rows of a bench: the best reading is the peak."""
+
+    def __init__(self):
+        self.readings: list[float] = []
+
+    def read(self) -> None:
+        self.readings.append(matmul_peak_gflops())
+
+    def row(self) -> dict:
+        return {
+            "name": f"matmul peak: 2048x2048 float32, {torch.get_num_threads()} threads, best of "
+            f"{len(self.readings)} readings between the rows",
+            "gflops": round(max(self.readings), 1),
+            "gflops_min": round(min(self.readings), 1),
+        }
 
 
 def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -106,37 +147,53 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def layer_rows(number: int = 20, peak: float | None = None) -> list[dict]:
+def layer_rows(number: int = 20, peak: Peak | None = None, rounds: int = 5) -> list[dict]:
     rows = []
     for name, make, shape in LAYERS:
         x = torch.randn(shape)
-        times = {}
+        runs = {}
         for backend_name in ("torch", "scratch"):
             backend = backends.get(backend_name)
-            run = forward_backward(make(backend.layers), x, backend)
-            times[backend_name] = median_ms(run, number)
+            runs[backend_name] = forward_backward(make(backend.layers), x, backend)
         # forward, dL/dW and dL/dx: three products of the forward's size
         flops = 3 * forward_flops(make(torch.nn), x)
-        rows.append(row(f"forward+backward {name}", times, flops, peak))
+        rows.append(row(f"forward+backward {name}", alternated(runs, number, rounds), flops))
+        if peak is not None:
+            peak.read()
     return rows
 
 
-def row(name: str, times: dict, flops: int = 0, peak: float | None = None) -> dict:
-    """Times, their ratio, and where there is arithmetic to count, each backend's GFLOP/s and
-    its share of the machine's matmul peak."""
+def row(name: str, samples: dict, flops: int = 0) -> dict:
+    """Median times, the median ratio over the rounds and its range (wide: True when the range
+    is more than WIDE around the median), and where there is arithmetic to count, each backend's
+    GFLOP/s (their shares of the peak are added at the end: add_shares)."""
+    ratios = [s / t for s, t in zip(samples["scratch"], samples["torch"], strict=True)]
+    times = {b: statistics.median(v) for b, v in samples.items()}
+    ratio = statistics.median(ratios)
     out = {
         "name": name,
         "torch_ms": round(times["torch"], 3),
         "scratch_ms": round(times["scratch"], 3),
-        "ratio": round(times["scratch"] / times["torch"], 3),
+        "ratio": round(ratio, 3),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "rounds": len(ratios),
+        "wide": (max(ratios) - min(ratios)) / ratio > WIDE,
     }
     if flops:
         for backend in ("torch", "scratch"):
-            gflops = flops / (times[backend] / 1000) / 1e9
-            out[f"{backend}_gflops"] = round(gflops, 1)
-            if peak:
-                out[f"{backend}_peak_share"] = round(gflops / peak, 3)
+            out[f"{backend}_gflops"] = round(flops / (times[backend] / 1000) / 1e9, 1)
     return out
+
+
+def add_shares(rows: list[dict], peak: float) -> None:
+    """Each backend's share of the peak; none where it would be above 1 (the peak was read in a
+    busy moment: such a share is impossible)."""
+    for r in rows:
+        for backend in ("torch", "scratch"):
+            if f"{backend}_gflops" in r:
+                share = r[f"{backend}_gflops"] / peak
+                r[f"{backend}_peak_share"] = round(share, 3) if share <= 1 else None
 
 
 def step_function(model_name: str, backend: str, batch: int = BATCH, device: str = "cpu"):
@@ -164,21 +221,18 @@ STEPS = (("cnn", BATCH), ("fcn", BATCH), ("fast", settings("speedrun")["batch_si
 
 
 def step_rows(
-    number: int = 20, device: str = "cpu", peak: float | None = None, rounds: int = 5
+    number: int = 20, device: str = "cpu", peak: Peak | None = None, rounds: int = 5
 ) -> list[dict]:
     rows = []
     for model_name, batch in STEPS:
-        # Alternate the backends round by round so both see the same machine load.
         runs = {b: step_function(model_name, b, batch, device) for b in ("torch", "scratch")}
-        samples = {b: [] for b in runs}
-        for _ in range(rounds):
-            for backend, fn in runs.items():
-                samples[backend].append(median_ms(fn, number))
-        times = {b: statistics.median(v) for b, v in samples.items()}
+        samples = alternated(runs, number, rounds)
         # About three forwards' arithmetic: forward, dL/dW, dL/dx (the first layer's is skipped)
         flops = 3 * forward_flops(models.build(model_name), torch.randn(batch, 1, 28, 28))
         name = f"training step {model_name} (batch {batch}, Adam, {device})"
-        rows.append(row(name, times, flops, peak if device == "cpu" else None))
+        rows.append(row(name, samples, flops if device == "cpu" else 0))
+        if peak is not None:
+            peak.read()
     return rows
 
 
@@ -308,18 +362,35 @@ def record_rows(
     return rows
 
 
-def run_all(quick: bool = False, records: bool = False) -> dict:
-    number = 5 if quick else 20
-    peak = matmul_peak_gflops()
-    rows = [
-        {
-            "name": f"matmul peak: 2048x2048 float32, {torch.get_num_threads()} threads",
-            "gflops": round(peak, 1),
-        }
-    ]
-    rows += layer_rows(number, peak) + step_rows(number, peak=peak, rounds=1 if quick else 5)
-    rows.append(study_log_row(1 if quick else 2))
-    rows.append(memory_row(5 if quick else 20))
+def run_all(quick: bool = False, records: bool = False, repeat: int = 1) -> dict:
+    """Every row; `repeat` times the whole bench and gives each row's median over the repeats
+    (the range over every round of every repeat)."""
+    number, rounds = (5, 2) if quick else (20, 5)
+    peak = Peak()
+    peak.read()
+    repeats = [layer_rows(number, peak, rounds) + step_rows(number, peak=peak, rounds=rounds)]
+    for _ in range(repeat - 1):
+        repeats.append(
+            layer_rows(number, peak, rounds) + step_rows(number, peak=peak, rounds=rounds)
+        )
+    timed = [merge(same) for same in zip(*repeats, strict=True)]
+    add_shares(timed, max(peak.readings))
+    rows = [peak.row(), *timed, study_log_row(1 if quick else 2), memory_row(5 if quick else 20)]
     if records:
         rows += record_rows(seeds=1 if quick else 5, log=lambda text: print(text, file=sys.stderr))
-    return {"rows": rows}
+    return {"rows": rows, "repeat": repeat}
+
+
+def merge(rows: tuple[dict, ...]) -> dict:
+    """One row from the same row of several repeats: median times and ratio, the whole range."""
+    if len(rows) == 1:
+        return rows[0]
+    out = dict(rows[0])
+    for key in ("torch_ms", "scratch_ms", "ratio", "torch_gflops", "scratch_gflops"):
+        if key in out:
+            out[key] = round(statistics.median(r[key] for r in rows), 3)
+    out["ratio_min"] = min(r["ratio_min"] for r in rows)
+    out["ratio_max"] = max(r["ratio_max"] for r in rows)
+    out["rounds"] = sum(r["rounds"] for r in rows)
+    out["wide"] = (out["ratio_max"] - out["ratio_min"]) / out["ratio"] > WIDE
+    return out
