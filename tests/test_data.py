@@ -183,18 +183,3 @@ def test_bytes_become_0_to_1_in_one_place():
         if "/ 255" in line.split("#")[0]
     ]
     assert {h.split(":")[0] for h in hits} == {"data/mnist.py"}, hits
-
-
-def test_every_function_of_data_nets_read_study_and_app_fits_on_a_screen():
-    import ast
-
-    src = Path(__file__).resolve().parents[1] / "src" / "digitlab"
-    long = [
-        f"{path.relative_to(src)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
-        for part in ("data", "nets", "read", "study", "app")
-        for path in sorted((src / part).rglob("*.py"))
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.end_lineno - node.lineno + 1 > 60
-    ]
-    assert long == []

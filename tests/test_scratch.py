@@ -470,17 +470,6 @@ def test_scratch_source_uses_only_generic_tensor_operations():
         assert forbidden_calls(path.read_text(encoding="utf-8")) == [], path.name
 
 
-def test_every_function_in_scratch_fits_on_a_screen():
-    long = [
-        (path.name, node.name, node.end_lineno - node.lineno + 1)
-        for path in SCRATCH_FILES
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.end_lineno - node.lineno + 1 > 60
-    ]
-    assert long == []
-
-
 def test_the_public_layers_are_the_fast_ones_over_the_plain_ones():
     """What the nets build (models.build(name, "scratch")) is the fast layer; it stands in for the
     plain one (a subclass, same constructor, parameters and buffers)."""
