@@ -170,7 +170,12 @@ def test_check_command_reports_every_case_ok(capsys):
     assert set(layers) == {
         *("Conv2d", "Linear", "ReLU", "MaxPool2d", "Flatten", "CrossEntropyLoss", "SGD", "Adam"),
         *("BatchNorm2d", "Dropout", "AdaptiveAvgPool2d", "Sequential"),
+        *("PlainConv2d", "PlainMaxPool2d", "PlainBatchNorm2d"),  # the lessons, beside the fast
     }
+    # each plain layer goes through the cases of its fast twin
+    for plain in ("Conv2d", "MaxPool2d", "BatchNorm2d"):
+        fast_cases = [c["case"] for c in layers[plain]["cases"]]
+        assert [c["case"] for c in layers["Plain" + plain]["cases"]] == fast_cases
     for layer in layers.values():
         assert set(layer) >= {"name", "interface", "ok", "cases"} and layer["ok"], layer
         for case in layer["cases"]:
@@ -180,7 +185,7 @@ def test_check_command_reports_every_case_ok(capsys):
     for expected in ("eval: running statistics", "the CNN (whole network)", "float64", "batch 1"):
         assert any(expected in case for case in cases), expected
     code, out, _ = run_cli(capsys, "check")
-    assert code == 0 and "all ok: 64 cases of 12 classes match PyTorch" in out
+    assert code == 0 and "all ok: 89 cases of 15 classes match PyTorch" in out
 
 
 @pytest.mark.slow

@@ -43,12 +43,25 @@ def check_classes(classes: dict[str, type], own: bool = False, source: str = "")
     return result_of(source or ", ".join(classes), interfaces, rows, printed.getvalue())
 
 
+# The plain version of each layer that has a fast path (scratch/fast/): checked as well, by the
+# same cases, so that the lesson and the speed both match PyTorch.
+PLAIN = {"Conv2d": "PlainConv2d", "MaxPool2d": "PlainMaxPool2d", "BatchNorm2d": "PlainBatchNorm2d"}
+
+
 def check_scratch() -> dict:
-    """`digitlab check`: digitlab.scratch's classes, through the same cases plus its own."""
+    """`digitlab check`: digitlab.scratch's classes, through the same cases plus its own; then
+    the plain versions of the layers whose public class is a fast path, through theirs."""
     from digitlab import scratch
 
     classes = {name: getattr(scratch, name) for name in SCRATCH_NAMES}
-    return check_classes(classes, own=True, source="digitlab.scratch")
+    result = check_classes(classes, own=True, source="digitlab.scratch")
+    plain = {**classes, **{name: getattr(scratch, p) for name, p in PLAIN.items()}}
+    checked = check_classes({n: plain[n] for n in PLAIN}, own=True)
+    for name, plain_name in PLAIN.items():
+        result["found"][plain_name] = checked["found"][name]
+    result["rows"] += [{**r, "layer": PLAIN[r["layer"]]} for r in checked["rows"]]
+    result["ok"] = all(r["ok"] for r in result["rows"])
+    return result
 
 
 def result_of(source: str, interfaces: dict, rows: list[dict], printed: str) -> dict:
