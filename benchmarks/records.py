@@ -27,7 +27,11 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{torch.get_num_threads()} torch threads; per recipe and backend: mean, min and max")
+    print(
+        f"{torch.get_num_threads()} torch threads; per recipe and backend: mean, min and max; "
+        "the arithmetic's share of the matmul peak read between the runs (peak_share), and the "
+        "seconds it would take at that peak (seconds_at_peak)"
+    )
     backends = tuple(args.backends.split(","))
     rows = record_rows(args.recipes.split(","), args.seeds, names=backends, tta=args.tta)
     for row in rows:

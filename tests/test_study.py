@@ -1,9 +1,11 @@
 """study/ in seconds: what the benchmark compares computes the same thing, and its rows' numbers
 agree with each other (how fast anything is, is the benchmarks' business, not a test's)."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from digitlab.nets import models
 from digitlab.study import bench
 
 
@@ -61,3 +63,18 @@ def test_repeats_merge_into_medians_and_the_whole_range():
     merged = bench.merge((a, b, c))
     assert merged["ratio"] == 1.1 and merged["ratio_min"] == 1.0 and merged["ratio_max"] == 1.3
     assert merged["rounds"] == 6 and merged["wide"]
+
+
+def test_a_records_limit_is_its_arithmetic_over_the_peak():
+    """A recipe's row: its arithmetic, the rate it reached and the seconds it would take at the
+    machine's peak, consistent with each other (add_limit)."""
+    peak = bench.Peak()
+    peak.readings = [80.0, 100.0]  # the best reading is the peak
+    row = {"seconds_mean": 2.0}
+    bench.add_limit(row, "fast", 60000, peak)
+    per_image = bench.forward_flops(models.build("fast"), torch.randn(1, 1, 28, 28))
+    assert row["gflop"] == round(3 * 60000 * per_image / 1e9, 1)
+    assert row["peak_gflops"] == 100.0
+    assert row["gflops"] == pytest.approx(row["gflop"] / 2.0, abs=0.1)
+    assert row["peak_share"] == pytest.approx(row["gflops"] / 100.0, abs=1e-3)
+    assert row["seconds_at_peak"] == pytest.approx(row["gflop"] / 100.0, abs=0.01)

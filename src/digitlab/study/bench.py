@@ -10,11 +10,13 @@ above 1 would say the peak was read in a busy moment, and is not printed.
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -321,14 +323,17 @@ def record_rows(
     seed, so a busy machine slows both alike; with both, the scratch row's ratio is its mean
     seconds over torch's. tta=True adds the test accuracy with test-time augmentation, measured
     after training (not in its seconds)."""
-    rows = []
+    rows, peak = [], Peak()
     for recipe in recipes:
         runs = {backend: [] for backend in names}
         for seed in range(seeds):
+            peak.read()  # between the runs: the peak of the hour the runs trained in
             for backend in names:
                 config = TrainConfig(**{**settings(recipe), "backend": backend, "seed": seed})
                 with tempfile.TemporaryDirectory() as out:
                     result = fit(config, out, progress=False, log=lambda text: None)
+                    recorded = json.loads((Path(out) / "config.json").read_text("utf-8"))
+                    result["images"] = recorded["dataset"]["train_images"] * config.epochs
                     if tta:
                         result["tta_accuracy"] = shifted_accuracy(out)
                 runs[backend].append(result)
@@ -353,6 +358,7 @@ def record_rows(
                     "threads": torch.get_num_threads(),
                 }
             )
+            add_limit(rows[-1], settings(recipe)["model"], results[0]["images"], peak)
             if tta:
                 shifted = [r["tta_accuracy"] for r in results]
                 rows[-1]["tta_accuracy_mean"] = round(statistics.mean(shifted), 5)
@@ -360,6 +366,20 @@ def record_rows(
         if len(names) == 2:
             rows[-1]["ratio"] = round(rows[-1]["seconds_mean"] / rows[-2]["seconds_mean"], 3)
     return rows
+
+
+def add_limit(row: dict, model: str, images: int, peak: Peak) -> None:
+    """The physical limit of a run: its arithmetic (about three forwards' multiply-adds per
+    training image: forward, dL/dW, dL/dx; the first layer's dL/dx is not needed but counted)
+    over its mean seconds, as a share of the matmul peak read between the runs, and the seconds
+    the arithmetic alone would take at that peak."""
+    flops = 3 * images * forward_flops(models.build(model), torch.randn(1, 1, 28, 28))
+    best = max(peak.readings)
+    row["gflop"] = round(flops / 1e9, 1)
+    row["gflops"] = round(flops / row["seconds_mean"] / 1e9, 1)
+    row["peak_gflops"] = round(best, 1)
+    row["peak_share"] = round(flops / row["seconds_mean"] / 1e9 / best, 3)
+    row["seconds_at_peak"] = round(flops / best / 1e9, 2)
 
 
 def run_all(quick: bool = False, records: bool = False, repeat: int = 1) -> dict:
