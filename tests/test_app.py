@@ -493,12 +493,14 @@ def drawing_value(digit: int, seed: int, folder: Path) -> dict:
 def test_each_session_learns_only_its_own_drawings_one_fine_tune_at_a_time(tmp_path, monkeypatch):
     """Two gradio_client sessions save drawings of different digits; each Learn trains on its
     own session's drawings only (the run's config.json says which) and adds its run to its own
-    menu only, fine-tunes never overlap, and Learns stamped with the same second get own runs."""
+    menu only, fine-tunes never overlap (a waiting one is shown its place in their queue), and
+    Learns stamped with the same second get their own runs."""
     import json
     import threading
-    from concurrent.futures import ThreadPoolExecutor
+    import time
 
     from gradio_client import Client
+    from gradio_client.utils import Status
 
     from digitlab.app import server as app_server
 
@@ -528,9 +530,12 @@ def test_each_session_learns_only_its_own_drawings_one_fine_tune_at_a_time(tmp_p
             assert b.predict(
                 drawing_value(5, k, tmp_path), "5", api_name="/save_drawing"
             ).startswith("Saved")
-        with ThreadPoolExecutor(3) as pool:
-            jobs = [pool.submit(c.predict, PRETRAINED, api_name="/learn") for c in (a, b, a)]
-            learned = [job.result() for job in jobs]
+        jobs = [c.submit(PRETRAINED, api_name="/learn") for c in (a, b, a)]
+        places = set()  # the places in the fine-tunes' queue that waiting sessions were shown
+        while not all(job.done() for job in jobs):
+            places |= {(s.code, s.rank) for s in (job.status() for job in jobs)}
+            time.sleep(0.05)
+        learned = [job.result() for job in jobs]
     finally:
         demo.close()
     assert all(text.startswith("Learned your handwriting") for _, text in learned), learned
@@ -538,6 +543,7 @@ def test_each_session_learns_only_its_own_drawings_one_fine_tune_at_a_time(tmp_p
     assert len(set(made)) == 3 and all((run / "model.safetensors").exists() for run in made)
     assert all("-20260101-000000-" in run.name for run in made)
     assert most[0] == 1
+    assert {rank for code, rank in places if code == Status.IN_QUEUE} & {0, 1}, places
     # Each session's menu: the shipped model and its own runs, never the other session's.
     menus = [[value for value, _ in menu["choices"]] for menu, _ in learned]
     assert menus[1] == [PRETRAINED, str(made[1])]
@@ -678,3 +684,32 @@ def test_a_forged_session_never_becomes_a_path(tmp_path):
     said = save_drawing(value, "1", room, SimpleNamespace(session_hash="../../etc"))
     assert said == "Could not save: this page has no session; reload it"
     assert not (tmp_path / "hw").exists()
+
+
+@pytest.mark.slow
+def test_the_app_says_where_it_listens_and_whether_sign_in_is_on(tmp_path):
+    """`digitlab app` for real (on 127.0.0.1, in its own process): its start line."""
+    import subprocess
+    import sys
+    import threading
+
+    port = free_port()
+    command = [sys.executable, "-m", "digitlab", "app", "--port", str(port), "--auth", "t:pw"]
+    src = str(Path(__import__("digitlab").__file__).parents[1])  # this checkout, from any cwd
+    env = {**__import__("os").environ, "PYTHONPATH": src}
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    watchdog = threading.Timer(180, proc.kill)  # never hang the suite on a silent server
+    watchdog.start()
+    try:
+        said = ""
+        for line in proc.stdout:
+            said = line.strip()
+            if said.startswith("digitlab app:"):
+                break
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert said == f"digitlab app: listening on http://127.0.0.1:{port}/, sign-in on (1 account(s))"
