@@ -11,7 +11,15 @@ import torch
 from PIL import Image
 
 from conftest import needs
-from digitlab.app.server import HINT, PRETRAINED, Reader, build_app, on_draw, on_upload
+from digitlab.app.server import (
+    HINT,
+    PRETRAINED,
+    Reader,
+    build_app,
+    on_draw,
+    on_upload,
+    serve_options,
+)
 from digitlab.data.mnist import load_split
 
 gr = pytest.importorskip("gradio", reason="the app's tests need gradio: pip install -e '.[dev]'")
@@ -118,16 +126,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(runs) -> tuple:
-    """The app served for real on 127.0.0.1 with runs/ at `runs`: (demo, its URL)."""
-    demo = build_app(runs_dir=runs)
+def serve(runs, accounts=None, **limits) -> tuple:
+    """The app served for real on 127.0.0.1 with runs/ at `runs`, with the options
+    `digitlab app` launches it with (sign-in, the upload cap): (demo, its URL)."""
+    demo = build_app(runs_dir=runs, **limits)
     port = free_port()
     demo.launch(
         server_name="127.0.0.1",
         server_port=port,
         prevent_thread_lock=True,
-        show_error=False,
         quiet=True,
+        **serve_options(accounts),
     )
     return demo, f"http://127.0.0.1:{port}/"
 
@@ -394,7 +403,7 @@ def test_browser_explains_doubts_and_learns_a_hand(tmp_path):
             browser.close()
     finally:
         demo.close()
-    saved = list((runs / "handwriting" / "3").glob("*.png"))
+    saved = list((runs / "handwriting").glob("*/3/*.png"))  # one session's folder
     assert len(saved) == 5 and all(p.stat().st_size > 0 for p in saved)
 
 
@@ -463,3 +472,244 @@ def test_the_app_and_the_cli_say_a_reading_in_the_same_words(reader, tmp_path, c
         said.append(on_upload(str(path), PRETRAINED, reader)[-1])
         assert out.strip() == f"{path}: {said[-1]}"
     assert said[0].startswith("7 (") and said[1].startswith("not sure: looks most like ")
+
+
+# Serving a class: each session its own handwriting, fine-tunes one at a time, sign-in off the
+# loopback, and caps on what visitors can store.
+
+
+def drawing_value(digit: int, seed: int, folder: Path) -> dict:
+    """A drawing in tests/handwriting.py's hand as gradio_client sends a sketchpad value."""
+    from gradio_client import handle_file
+
+    from handwriting import draw_hand
+
+    path = folder / f"{digit}-{seed}.png"
+    draw_hand(digit, np.random.default_rng(seed)).save(path)
+    return {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
+
+
+@pytest.mark.slow
+def test_each_session_learns_only_its_own_drawings_one_fine_tune_at_a_time(tmp_path, monkeypatch):
+    """Two gradio_client sessions save drawings of different digits; each Learn trains on its
+    own session's drawings only (the run's config.json says which) and adds its run to its own
+    menu only, fine-tunes never overlap (a waiting one is shown its place in their queue), and
+    Learns stamped with the same second get their own runs."""
+    import json
+    import threading
+    import time
+
+    from gradio_client import Client
+    from gradio_client.utils import Status
+
+    from digitlab.app import server as app_server
+
+    monkeypatch.setattr(app_server, "stamp", lambda: "20260101-000000")  # one second for all
+    running, most, lock, real = [0], [0], threading.Lock(), app_server.finetune
+
+    def counted(*args, **kwargs):  # how many fine-tunes run at once
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(app_server, "finetune", counted)
+    runs = tmp_path / "runs"
+    demo, url = serve(runs, steps=3)
+    try:
+        a, b = Client(url, verbose=False), Client(url, verbose=False)
+        for k in range(5):
+            assert a.predict(
+                drawing_value(3, k, tmp_path), "3", api_name="/save_drawing"
+            ).startswith("Saved")
+        for k in range(6):
+            assert b.predict(
+                drawing_value(5, k, tmp_path), "5", api_name="/save_drawing"
+            ).startswith("Saved")
+        jobs = [c.submit(PRETRAINED, api_name="/learn") for c in (a, b, a)]
+        places = set()  # the places in the fine-tunes' queue that waiting sessions were shown
+        while not all(job.done() for job in jobs):
+            places |= {(s.code, s.rank) for s in (job.status() for job in jobs)}
+            time.sleep(0.05)
+        learned = [job.result() for job in jobs]
+    finally:
+        demo.close()
+    assert all(text.startswith("Learned your handwriting") for _, text in learned), learned
+    made = [Path(menu["value"]) for menu, _ in learned]
+    assert len(set(made)) == 3 and all((run / "model.safetensors").exists() for run in made)
+    assert all("-20260101-000000-" in run.name for run in made)
+    assert most[0] == 1
+    assert {rank for code, rank in places if code == Status.IN_QUEUE} & {0, 1}, places
+    # Each session's menu: the shipped model and its own runs, never the other session's.
+    menus = [[value for value, _ in menu["choices"]] for menu, _ in learned]
+    assert menus[1] == [PRETRAINED, str(made[1])]
+    first, second = sorted([menus[0], menus[2]], key=len)  # session a's two Learns, either order
+    assert len(first) == 2 and set(second) == {PRETRAINED, str(made[0]), str(made[2])}
+    assert first[0] == PRETRAINED and first[1] in second
+    hands = [
+        json.loads((run / "config.json").read_text(encoding="utf-8"))["handwriting"] for run in made
+    ]
+    assert [h["per_label"] for h in hands] == [{"3": 5}, {"5": 6}, {"3": 5}]
+    assert hands[0]["dir"] == hands[2]["dir"] != hands[1]["dir"]
+
+
+def test_the_model_menu_shows_a_sessions_own_runs_not_others(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "model.safetensors").write_bytes(b"")
+    reader = Reader(runs_dir=tmp_path)
+    (tmp_path / "later").mkdir()  # another visitor's run, made after the start
+    (tmp_path / "later" / "model.safetensors").write_bytes(b"")
+    assert reader.choices() == [PRETRAINED, str(tmp_path / "old")]
+    assert reader.choices([str(tmp_path / "mine")]) == [
+        PRETRAINED,
+        str(tmp_path / "old"),
+        str(tmp_path / "mine"),
+    ]
+
+
+def test_sign_in_refuses_anonymous_requests_and_answers_signed_in_ones(tmp_path):
+    import httpx
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AuthenticationError
+
+    demo, url = serve(tmp_path / "runs", accounts=[("teacher", "s3cret")])
+    try:
+        with pytest.raises(AuthenticationError):
+            Client(url, verbose=False)
+        with pytest.raises((AuthenticationError, ValueError), match="Could not login"):
+            Client(url, verbose=False, auth=("teacher", "wrong"))
+        # Past the client: the server itself refuses a request without the sign-in cookie.
+        anonymous = httpx.post(f"{url}gradio_api/upload", files={"files": ("a.png", b"x")})
+        assert anonymous.status_code in (401, 403), anonymous.status_code
+        path = tmp_path / "seven.png"
+        Image.fromarray(255 - load_split(None, False).images[0].numpy()).save(path)
+        client = Client(url, verbose=False, auth=("teacher", "s3cret"))
+        number = client.predict(handle_file(str(path)), PRETRAINED, api_name="/read_upload")[-2]
+        assert number == "7"
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--host", "0.0.0.0"], "--host 0.0.0.0 lets anyone on the network"),
+        (["--host", "192.168.1.20"], "add --auth USER:PASSWORD"),
+        (["--host", "0.0.0.0", "--auth", "teacher"], "--auth: expected USER:PASSWORD"),
+        (["--auth", "a:b", "--no-auth"], "--no-auth contradicts"),
+        (["--host", "0.0.0.0", "--auth-file", "missing.txt"], "cannot read it"),
+    ],
+)
+def test_serving_off_the_loopback_needs_sign_in_or_no_auth(flags, words, capsys, monkeypatch):
+    """Refused before any server starts (launch would fail the test if reached)."""
+    from conftest import assert_one_line_error, run_cli
+    from digitlab.app import server as app_server
+
+    monkeypatch.setattr(app_server, "launch", lambda *a: pytest.fail("a server was started"))
+    code, _, err = run_cli(capsys, "app", *flags)
+    assert_one_line_error(code, err, 1, words)
+
+
+def test_auth_file_holds_one_pair_a_line(tmp_path):
+    from digitlab.app.server import sign_in
+    from digitlab.errors import DigitlabError
+
+    accounts = tmp_path / "class.txt"
+    accounts.write_text("ana:pw1\n\nben:pw:2\n", encoding="utf-8")
+    assert sign_in("0.0.0.0", None, str(accounts), False) == [("ana", "pw1"), ("ben", "pw:2")]
+    assert sign_in("127.0.0.1", None, None, False) is None
+    assert sign_in("0.0.0.0", None, None, True) is None
+    accounts.write_text("ana\n", encoding="utf-8")
+    with pytest.raises(DigitlabError, match="expected USER:PASSWORD"):
+        sign_in("0.0.0.0", None, str(accounts), False)
+
+
+def test_an_oversized_upload_is_refused_in_one_line(server, tmp_path):
+    import httpx
+    from gradio_client import Client, handle_file
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (11 * 1024 * 1024))  # over MAX_UPLOAD (10 MB)
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 10485760 bytes") as e:
+        Client(server, verbose=False).predict(
+            handle_file(str(big)), PRETRAINED, api_name="/read_upload"
+        )
+    assert len(str(e.value).splitlines()) == 1
+    # Past the client's own check: the server refuses it before storing it.
+    with big.open("rb") as f:
+        reply = httpx.post(f"{server}gradio_api/upload", files={"files": ("big.png", f)})
+    assert reply.status_code == 413 and "maximum allowed size" in reply.text, reply.text
+
+
+def test_saved_drawings_are_capped_per_session_and_on_disk(tmp_path):
+    from gradio_client import Client
+
+    demo, url = serve(tmp_path / "a", max_drawings=2)
+    try:
+        client = Client(url, verbose=False)
+        said = [
+            client.predict(drawing_value(1, k, tmp_path), "1", api_name="/save_drawing")
+            for k in range(3)
+        ]
+        other = Client(url, verbose=False).predict(
+            drawing_value(1, 9, tmp_path), "1", api_name="/save_drawing"
+        )
+    finally:
+        demo.close()
+    assert said[1].startswith("Saved as a 1. 2 drawing(s)") and other.startswith("Saved")
+    assert said[2] == "Not saved: 2 drawings is this session's limit; press Learn with them."
+    demo, url = serve(tmp_path / "b", max_disk_mb=0.000_001)  # one drawing fills it
+    try:
+        client = Client(url, verbose=False)
+        said = [
+            client.predict(drawing_value(1, k, tmp_path), "1", api_name="/save_drawing")
+            for k in range(2)
+        ]
+    finally:
+        demo.close()
+    assert said[0].startswith("Saved") and said[1].startswith("Not saved: the saved drawings use")
+
+
+def test_a_forged_session_never_becomes_a_path(tmp_path):
+    from types import SimpleNamespace
+
+    from digitlab.app.server import Classroom, save_drawing
+
+    room = Classroom(tmp_path / "hw")
+    value = sketchpad_value(255 * np.eye(SIZE, dtype=np.uint8))  # a stroke: something to save
+    said = save_drawing(value, "1", room, SimpleNamespace(session_hash="../../etc"))
+    assert said == "Could not save: this page has no session; reload it"
+    assert not (tmp_path / "hw").exists()
+
+
+@pytest.mark.slow
+def test_the_app_says_where_it_listens_and_whether_sign_in_is_on(tmp_path):
+    """`digitlab app` for real (on 127.0.0.1, in its own process): its start line."""
+    import subprocess
+    import sys
+    import threading
+
+    port = free_port()
+    command = [sys.executable, "-m", "digitlab", "app", "--port", str(port), "--auth", "t:pw"]
+    src = str(Path(__import__("digitlab").__file__).parents[1])  # this checkout, from any cwd
+    env = {**__import__("os").environ, "PYTHONPATH": src}
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    watchdog = threading.Timer(180, proc.kill)  # never hang the suite on a silent server
+    watchdog.start()
+    try:
+        said = ""
+        for line in proc.stdout:
+            said = line.strip()
+            if said.startswith("digitlab app:"):
+                break
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert said == f"digitlab app: listening on http://127.0.0.1:{port}/, sign-in on (1 account(s))"

@@ -105,6 +105,13 @@ def add_app(sub) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=positive_int, default=7860)
     p.add_argument("--checkpoint", help="run folder (default: the shipped pretrained model)")
+    p.add_argument("--auth", metavar="USER:PASSWORD", help="sign-in (Gradio's auth)")
+    p.add_argument("--auth-file", metavar="FILE", help="sign-in: one USER:PASSWORD a line")
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve off the loopback without sign-in (anyone on the network can train)",
+    )
 
 
 def add_compare(sub) -> None:
@@ -545,13 +552,15 @@ def cmd_summary(args) -> int:
 def cmd_app(args) -> int:
     import importlib.util
 
+    from digitlab.app.server import launch, sign_in
+
+    accounts = sign_in(args.host, args.auth, args.auth_file, args.no_auth)
+
     if importlib.util.find_spec("gradio") is None:
         raise DigitlabError(
             "the app needs Gradio, which is not installed; pip install 'digitlab[app]'"
         )
-    from digitlab.app.server import launch
-
-    launch(args.host, args.port, args.checkpoint)
+    launch(args.host, args.port, args.checkpoint, accounts)
     return 0
 
 

@@ -2,13 +2,20 @@
 block sees. Gradio serves it; the reading itself is predict's own preprocessing and model.
 
     digitlab app [--host 127.0.0.1] [--port 7860] [--checkpoint RUN]
+                 [--auth USER:PASSWORD | --auth-file FILE | --no-auth]
+
+Served to a class, each browser session (Gradio's session hash) has its own handwriting folder
+and its own fine-tuned runs; fine-tunes wait in their own queue, one at a time, while readings
+keep theirs.
 """
 
-from __future__ import annotations
-
 import io
+import ipaddress
+import re
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +29,14 @@ from digitlab.read.pictures import stack, white
 from digitlab.read.predictor import Predictor, describe
 from digitlab.read.preprocess import BlankImageError, load_image
 from digitlab.study.plots import feature_mosaic
-from digitlab.train.finetune import finetune
+from digitlab.train.finetune import STEPS, finetune
 
 PRETRAINED = "pretrained (shipped)"
 LABEL_MARGIN = 28  # white pixels above the "why" maps, under Gradio's label
 CANVAS = 400
+MAX_UPLOAD = "10mb"  # Gradio's max_file_size: a larger upload is refused before it is stored
+READ_CONCURRENCY = 4  # readings at once; fine-tunes have their own queue, one at a time
+SESSION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # Gradio's session hashes; never a path
 HINT = "Draw a digit (or a number) in the box; the answer follows your strokes."
 # Gradio's sketchpad opens with no tool chosen; choosing the brush on load makes it ready to draw.
 SELECT_BRUSH = """() => {
@@ -51,12 +61,14 @@ class Reader:
         self.default, self.runs_dir = default, Path(runs_dir)
         self._loaded: dict[str, tuple] = {}
         self._lock = threading.Lock()
+        self.at_start = sorted(str(p.parent) for p in self.runs_dir.glob("**/model.safetensors"))
 
-    def choices(self) -> list[str]:
-        """The shipped model, the --checkpoint given, and every run found under runs/."""
-        found = sorted(str(p.parent) for p in self.runs_dir.glob("**/model.safetensors"))
+    def choices(self, own: list[str] | tuple = ()) -> list[str]:
+        """The shipped model, the --checkpoint given, the runs under runs/ when the app started,
+        and `own`: one session's fine-tuned runs (never other visitors')."""
         given = [self.default] if self.default else []
-        return [*given, PRETRAINED, *[f for f in found if f not in given]]
+        found = [f for f in [*self.at_start, *own] if f not in given]
+        return [*given, PRETRAINED, *dict.fromkeys(found)]
 
     def predictor(self, choice: str | None) -> Predictor:
         choice = choice or self.choices()[0]
@@ -155,29 +167,72 @@ def on_upload(path, choice, reader: Reader):
     return answer(image, choice, reader)
 
 
-def save_drawing(value, label: str | None, folder: Path) -> str:
-    """The drawing on the canvas saved as FOLDER/<label>/<time>.png (atomic); a message."""
+@dataclass(frozen=True)
+class Classroom:
+    """Where visitors' drawings go (one folder per session under `folder`), how long a
+    fine-tune trains, and the caps on what visitors may store."""
+
+    folder: Path
+    steps: int = STEPS
+    max_drawings: int = 500  # per session
+    max_disk_mb: float = 200.0  # all sessions' drawings together
+
+
+def session_folder(room: Classroom, request) -> Path:
+    """This browser session's own handwriting folder, named by Gradio's session hash."""
+    session = getattr(request, "session_hash", None) or ""
+    if not SESSION.match(session):
+        raise DigitlabError("this page has no session; reload it")
+    return room.folder / session
+
+
+def save_drawing(value, label: str | None, room: Classroom, request) -> str:
+    """The drawing on the canvas saved as SESSION_FOLDER/<label>/<time>.png (atomic); a message."""
     image = canvas_image(value)
     if image is None:
         return "Draw a digit first, then say which digit it is."
     if label is None or label == "":
         return "Choose the right answer first (0-9), then save."
+    try:
+        folder = session_folder(room, request)
+    except DigitlabError as e:
+        return f"Could not save: {e}"
+    count = sum(1 for _ in folder.rglob("*.png"))
+    if count >= room.max_drawings:
+        return f"Not saved: {count} drawings is this session's limit; press Learn with them."
+    used = sum(p.stat().st_size for p in room.folder.rglob("*.png")) / 1e6
+    if used >= room.max_disk_mb:
+        return f"Not saved: the saved drawings use {used:.0f} MB, the app's limit; ask the teacher."
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     (folder / label).mkdir(parents=True, exist_ok=True)
-    path = folder / label / f"{time.time_ns()}.png"
-    atomic_write(path, buffer.getvalue())
-    count = sum(1 for _ in folder.rglob("*.png"))
-    return f"Saved as a {label}. {count} drawing(s) of yours so far in {folder}."
+    atomic_write(folder / label / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}.png", buffer.getvalue())
+    return f"Saved as a {label}. {count + 1} drawing(s) of yours so far."
 
 
-def learn(choice: str | None, reader: Reader, folder: Path, progress=None):
-    """Fine-tune a copy of the chosen model on the saved drawings: (new choice, message)."""
-    out = reader.runs_dir / f"handwriting-{time.strftime('%Y%m%d-%H%M%S')}"
+def stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def run_name(session: str) -> str:
+    """handwriting-<session>-<time>-<unique>: two Learns in the same second never share it."""
+    return f"handwriting-{session[:8]}-{stamp()}-{uuid.uuid4().hex[:8]}"
+
+
+def learn(choice: str | None, reader: Reader, room: Classroom, request, progress=None):
+    """Fine-tune a copy of the chosen model on this session's drawings only: (new run or None,
+    message). The run is written whole or not at all (finetune.save_run)."""
     try:
-        result = finetune(reader.predictor(choice), folder, out, progress=progress)
+        folder = session_folder(room, request)
     except DigitlabError as e:
-        return choice, f"Could not learn yet: {e}"
+        return None, f"Could not learn: {e}"
+    out = reader.runs_dir / run_name(folder.name)
+    try:
+        result = finetune(
+            reader.predictor(choice), folder, out, progress=progress, steps=room.steps
+        )
+    except DigitlabError as e:  # the folder's path means nothing to the visitor
+        return None, f"Could not learn yet: {e}".replace(str(folder), "your drawings")
     b, a = result["before"], result["after"]
     message = (
         f"Learned your handwriting in {result['seconds']:.1f} s: your held-out drawings "
@@ -191,13 +246,17 @@ def build_app(
     default_checkpoint: str | None = None,
     runs_dir: str | Path = "runs",
     handwriting: str | Path | None = None,
+    **limits,
 ):
-    """The gr.Blocks app, not yet launched. The person's drawings go to `handwriting` (default
-    RUNS/handwriting), fine-tuned models to RUNS/handwriting-<time>."""
+    """The gr.Blocks app, not yet launched. Each session's drawings go to
+    `handwriting`/<session> (default RUNS/handwriting), its fine-tuned models to
+    RUNS/handwriting-<session>-<time>-<unique>. `limits`: Classroom's steps, max_drawings,
+    max_disk_mb."""
     import gradio as gr
 
     reader = Reader(default_checkpoint, runs_dir)
     folder = Path(handwriting) if handwriting else reader.runs_dir / "handwriting"
+    room = Classroom(folder, **limits)
     reader.predictor(None)  # load (and check) the default model before the first visitor
     with gr.Blocks(title="digitlab", analytics_enabled=False) as demo:
         gr.Markdown("# digitlab: draw a digit\nWrite one digit, or a number left to right.")
@@ -212,9 +271,9 @@ def build_app(
         maps = gr.Image(label="what each conv block sees", interactive=False, elem_id="maps")
         outputs = [label, seen, why, maps, number, message]
         wire_reading(reader, pad, upload, choice, clear, outputs)
-        wire_teaching(gr, reader, folder, pad, choice, *teaching)
+        wire_teaching(gr, reader, room, pad, choice, *teaching)
         demo.load(None, js=SELECT_BRUSH)
-    return demo.queue(default_concurrency_limit=4)
+    return demo.queue(default_concurrency_limit=READ_CONCURRENCY)
 
 
 def drawing_tabs(gr):
@@ -282,9 +341,14 @@ def wire_reading(reader: Reader, pad, upload, choice, clear, outputs) -> None:
         api_name="read_drawing",
         show_progress="hidden",
         trigger_mode="always_last",
+        concurrency_id="read",
     )
     upload.change(
-        lambda p, c: on_upload(p, c, reader), [upload, choice], outputs, api_name="read_upload"
+        lambda p, c: on_upload(p, c, reader),
+        [upload, choice],
+        outputs,
+        api_name="read_upload",
+        concurrency_id="read",
     )
     # The sketchpad's own "Clear canvas" empties it in the browser (its change event then resets
     # the answer); setting its value from the server would also drop the brush. A reading still
@@ -300,23 +364,93 @@ def wire_reading(reader: Reader, pad, upload, choice, clear, outputs) -> None:
     )
 
 
-def wire_teaching(gr, reader: Reader, folder: Path, pad, choice, right, save, learn_button, teach):
-    """Save stores the drawing under its right answer; Learn fine-tunes and switches to it."""
-    save.click(
-        lambda v, r: save_drawing(v, r, folder), [pad, right], teach, api_name="save_drawing"
+def wire_teaching(
+    gr, reader: Reader, room: Classroom, pad, choice, right, save, learn_button, teach
+):
+    """Save stores the drawing under its right answer in this session's folder; Learn
+    fine-tunes on them, one fine-tune at a time in the whole app (the others wait and see their
+    place in the queue), and switches this session to its new run."""
+    mine = gr.State([])  # this session's fine-tuned runs, for its model menu
+
+    def on_save(value, label, request: gr.Request):
+        return save_drawing(value, label, room, request)
+
+    save.click(on_save, [pad, right], teach, api_name="save_drawing")
+
+    def on_learn(c, own, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        progress(0, desc="learning your handwriting")
+        new, text = learn(c, reader, room, request, lambda f: progress(f, desc="learning"))
+        own = [*own, new] if new else own
+        return gr.Dropdown(choices=reader.choices(own), value=new or c), text, own
+
+    learn_button.click(
+        on_learn,
+        [choice, mine],
+        [choice, teach, mine],
+        api_name="learn",
+        concurrency_limit=1,
+        concurrency_id="learn",
     )
 
-    def on_learn(c, progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker)
-        progress(0, desc="learning your handwriting")
-        new, text = learn(c, reader, folder, lambda f: progress(f, desc="learning"))
-        return gr.Dropdown(choices=reader.choices(), value=new), text
 
-    learn_button.click(on_learn, [choice], [choice, teach], api_name="learn")
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may be reachable from the network
+        return False
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, default_checkpoint: str | None = None):
+def sign_in(host: str, auth: str | None, auth_file: str | None, no_auth: bool):
+    """The accounts for Gradio's auth= (a list of (user, password)), or None for no sign-in.
+    Off the loopback, sign-in (or an explicit --no-auth) is required."""
+    if no_auth and (auth or auth_file):
+        raise DigitlabError("--no-auth contradicts --auth/--auth-file; choose one")
+    pairs = [auth] if auth else []
+    if auth_file:
+        try:
+            text = Path(auth_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DigitlabError(f"--auth-file {auth_file}: cannot read it ({e})") from None
+        pairs += [line.strip() for line in text.splitlines() if line.strip()]
+    accounts = []
+    for pair in pairs:
+        user, colon, password = pair.partition(":")
+        if not (user and colon and password):
+            where = f"--auth-file {auth_file}" if pair != auth else "--auth"
+            raise DigitlabError(f"{where}: expected USER:PASSWORD (one pair a line), got {pair!r}")
+        accounts.append((user, password))
+    if (auth or auth_file) and not accounts:
+        raise DigitlabError(f"--auth-file {auth_file}: no USER:PASSWORD line in it")
+    if not accounts and not no_auth and not is_loopback(host):
+        raise DigitlabError(
+            f"--host {host} lets anyone on the network save files and start training: add "
+            "--auth USER:PASSWORD (or --auth-file FILE), or --no-auth to serve without sign-in"
+        )
+    return accounts or None
+
+
+def serve_options(accounts) -> dict:
+    """demo.launch's options besides the address: sign-in and the upload cap."""
+    return {"auth": accounts, "max_file_size": MAX_UPLOAD, "show_error": False}
+
+
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    default_checkpoint: str | None = None,
+    accounts: list | None = None,
+):
     demo = build_app(default_checkpoint)
     try:
-        demo.launch(server_name=host, server_port=port, show_error=False)
+        demo.launch(
+            server_name=host, server_port=port, prevent_thread_lock=True, **serve_options(accounts)
+        )
     except OSError as e:
         raise DigitlabError(f"cannot serve on {host}:{port} ({e}); choose another --port") from None
+    signed = f"sign-in on ({len(accounts)} account(s))" if accounts else "sign-in off"
+    if not accounts and not is_loopback(host):
+        signed += ": anyone who can reach it can save drawings and start training"
+    print(f"digitlab app: listening on http://{host}:{port}/, {signed}", flush=True)
+    demo.block_thread()

@@ -16,6 +16,7 @@ import copy
 import re
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -82,9 +83,9 @@ def scores(predictor, images, labels, mnist) -> dict:
     return {"mnist": mnist_report["accuracy"], "yours": yours}
 
 
-def finetune(predictor, images_dir, out, seed: int = 0, progress=None) -> dict:
-    """Fine-tune a copy of `predictor`'s model; returns {"before", "after", "checkpoint",
-    "seconds", "drawings"}. progress(fraction) is called as it goes."""
+def finetune(predictor, images_dir, out, seed: int = 0, progress=None, steps: int = STEPS) -> dict:
+    """Fine-tune a copy of `predictor`'s model for `steps` steps; returns {"before", "after",
+    "checkpoint", "seconds", "drawings"}. progress(fraction) is called as it goes."""
     if Path(out).exists():
         raise DigitlabError(f"{out}: exists already; choose a new run folder")
     images, labels, _ = read_drawings(images_dir)
@@ -93,7 +94,7 @@ def finetune(predictor, images_dir, out, seed: int = 0, progress=None) -> dict:
     before = scores(predictor, images[held], labels[held], mnist_test)
     model = copy_of(predictor)
     start = time.perf_counter()
-    train_steps(predictor, model, images[~held], labels[~held], seed, progress)
+    train_steps(predictor, model, images[~held], labels[~held], seed, progress, steps)
     seconds = time.perf_counter() - start
     tuned = type(predictor)(model.eval(), predictor.config)
     after = scores(tuned, images[held], labels[held], mnist_test)
@@ -131,6 +132,7 @@ def save_run(predictor, model, out: Path, images_dir, labels, held, after) -> No
         "handwriting": {
             "drawings": len(labels),
             "held_out": int(held.sum()),
+            "per_label": {str(k): n for k, n in sorted(Counter(labels.tolist()).items())},
             "dir": str(images_dir),
         },
         "metrics": {"test_accuracy": after["mnist"]},
@@ -145,8 +147,8 @@ def copy_of(predictor):
     return copy.deepcopy(predictor.model)
 
 
-def train_steps(predictor, model, images, labels, seed: int, progress) -> None:
-    """STEPS steps of Adam: each batch half the person's drawings (randomly distorted, so a few
+def train_steps(predictor, model, images, labels, seed: int, progress, steps=STEPS) -> None:
+    """`steps` steps of Adam: each batch half the person's drawings (randomly distorted, so a few
     drawings go a long way) and half MNIST training digits."""
     g = torch.Generator().manual_seed(seed)
     mnist = load_split(None, train=True)
@@ -154,7 +156,7 @@ def train_steps(predictor, model, images, labels, seed: int, progress) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
-    for step in range(STEPS):
+    for step in range(steps):
         mine = torch.randint(len(images), (BATCH // 2,), generator=g)
         theirs = torch.randint(len(mnist), (BATCH // 2,), generator=g)
         batch = torch.cat([augment(images[mine], g), to_unit(mnist.images[theirs])])
@@ -163,4 +165,4 @@ def train_steps(predictor, model, images, labels, seed: int, progress) -> None:
         loss_fn(model(predictor.inputs(batch)), target).backward()
         optimizer.step()
         if progress is not None:
-            progress((step + 1) / STEPS)
+            progress((step + 1) / steps)
