@@ -332,7 +332,7 @@ def record_rows(
                 config = TrainConfig(**{**settings(recipe), "backend": backend, "seed": seed})
                 with tempfile.TemporaryDirectory() as out:
                     result = fit(config, out, progress=False, log=lambda text: None)
-                    recorded = json.loads((Path(out) / "config.json").read_text("utf-8"))
+                    recorded = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
                     result["images"] = recorded["dataset"]["train_images"] * config.epochs
                     if tta:
                         result["tta_accuracy"] = shifted_accuracy(out)
