@@ -12,18 +12,20 @@ import torch
 
 from conftest import assert_one_line_error, run_cli
 from digitlab.workbench import report
+from digitlab.workbench.cases import INIT
 from digitlab.workbench.layercheck import check_file
 
 LEARNERS = Path(__file__).parent / "learners"
 SOLUTION = (LEARNERS / "solution.py").read_text(encoding="utf-8")
 # The study log's level-2 file as its author left it, kept verbatim in the repository.
 SEED = LEARNERS / "level2_template.py"
+TEMPLATE = (LEARNERS / "template_solution.py").read_text(encoding="utf-8")
 
 
-def variant(tmp_path, old: str, new: str, name: str = "mine.py") -> Path:
-    assert SOLUTION.count(old) == 1, old
+def variant(tmp_path, old: str, new: str, name: str = "mine.py", source: str = SOLUTION) -> Path:
+    assert source.count(old) == 1, old
     path = tmp_path / name
-    path.write_text(SOLUTION.replace(old, new), encoding="utf-8")
+    path.write_text(source.replace(old, new), encoding="utf-8")
     return path
 
 
@@ -72,7 +74,7 @@ def test_digitlab_scratch_reexported_passes_everything(tmp_path, capsys):
 def test_the_suites_solution_passes(capsys):
     code, out, err = run_cli(capsys, "check", "--layers", LEARNERS / "solution.py")
     assert code == 0, out
-    assert "all ok: 29 cases of 8 classes match PyTorch" in out
+    assert "all ok: 31 cases of 8 classes match PyTorch" in out
 
 
 # (what to break, the class and tensor that must be flagged, words of the diagnosis)
@@ -195,6 +197,33 @@ BUGS = {
         "Linear",
         "backward",
         "only matches by broadcasting",
+    ),
+    "weights left as torch.empty": (
+        (
+            "nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+            "nn.Parameter(torch.empty(out_features, in_features))",
+        ),
+        "Linear",
+        "weight (as constructed)",
+        "not initialised: torch.empty",
+    ),
+    "weights all zeros": (
+        (
+            "nn.Parameter(torch.empty(shape).uniform_(-bound, bound))",
+            "nn.Parameter(torch.zeros(shape))",
+        ),
+        "Conv2d",
+        "weight (as constructed)",
+        "every unit starts the same",
+    ),
+    "weights from randn, unscaled": (
+        (
+            "nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+            "nn.Parameter(torch.randn(out_features, in_features))",
+        ),
+        "Linear",
+        "weight (as constructed)",
+        "too large",
     ),
     "weight decay ignored": (
         (
@@ -355,7 +384,9 @@ def test_exercise_then_check_says_not_written_yet_for_every_class(tmp_path, caps
     if style == "digitlab":
         expected |= {"ReLU", "MaxPool2d", "Flatten", "SGD", "Adam"}
     assert set(result["found"]) == expected
-    assert result["rows"] and all(row.get("not_written") for row in result["rows"])
+    rows = [row for row in result["rows"] if row["case"] != INIT]  # the constructors are done
+    assert rows and all(row.get("not_written") for row in rows)
+    assert all(row["ok"] for row in result["rows"] if row["case"] == INIT)
     # A second exercise into the same folder would overwrite the learner's work: refused.
     code, out, err = run_cli(capsys, "exercise", tmp_path / "ex")
     assert_one_line_error(code, err, 1, "exists already")
@@ -366,6 +397,8 @@ def test_train_refuses_layers_that_fail_the_check(capsys, tmp_path):
         capsys, "train", "--layers", SEED, "--subset", "500", "--out", tmp_path / "run"
     )
     assert_one_line_error(code, err, 1, "Conv2d, CrossEntropyLoss, Linear do not match PyTorch")
+    # the study log's Linear leaves its weight as torch.empty: the refusal names that
+    assert "Linear's initialisation: weight holds NaN" in err
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
@@ -524,3 +557,56 @@ def test_digitlabs_own_cases_catch_a_fresh_dropout_mask_and_batch_norm_stuck_in_
     dropout = next(row for row in result["rows"] if row["case"].startswith("p 0.25"))
     assert dropout["failures"][0]["tensor"] == "dL/dx"
     assert "the mask forward used" in dropout["failures"][0]["diagnosis"]
+
+
+def init_rows(result):
+    return {row["layer"]: row for row in result["rows"] if row["case"] == INIT}
+
+
+@pytest.mark.slow
+def test_template_weights_left_as_torch_empty_fail_and_fair_inits_pass(tmp_path):
+    """torch.empty in the template's Linear is 'not initialised'; He's normal init and a zero
+    bias are fair starts, and the init case does not flag them."""
+    empty = variant(
+        tmp_path,
+        "Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+        "Parameter(torch.empty(out_features, in_features))",
+        source=TEMPLATE,
+    )
+    result = check_file(empty)
+    only_layer_failing(result, "Linear")
+    failure = init_rows(result)["Linear"]["failures"][0]
+    assert failure["tensor"] == "weight (as constructed)"
+    assert "not initialised" in failure["diagnosis"]
+    fair = variant(
+        tmp_path,
+        "nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+        "nn.Parameter(torch.randn(out_features, in_features) * math.sqrt(2 / in_features))",
+        "fair.py",
+    )
+    fair = variant(
+        tmp_path,
+        "nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))",
+        "nn.Parameter(torch.zeros(out_features))",
+        "fair.py",
+        source=fair.read_text(encoding="utf-8"),
+    )
+    assert check_file(fair)["ok"]
+
+
+def test_a_blow_up_in_the_first_steps_on_own_layers_points_at_init_and_backward():
+    from types import SimpleNamespace
+
+    from digitlab.errors import DigitlabError
+    from digitlab.train.loop import check_loss
+
+    def run(backend):
+        return SimpleNamespace(
+            backend=SimpleNamespace(name=backend), config=SimpleNamespace(lr=0.01), out="o"
+        )
+
+    with pytest.raises(DigitlabError, match="initial weights .* or from a backward"):
+        check_loss(run("learner"), float("nan"), 1, 1)
+    with pytest.raises(DigitlabError, match="learning rate is likely too high") as e:
+        check_loss(run("torch"), float("nan"), 1, 1)
+    assert "initial weights" not in str(e.value)

@@ -33,8 +33,8 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
         from digitlab.workbench.report import summary
 
         raise DigitlabError(
-            f"{path}: {', '.join(failing)} do not match PyTorch yet ({summary(result)}); not "
-            f"training on them: see digitlab check --layers {path}"
+            f"{path}: {', '.join(failing)} do not match PyTorch yet ({summary(result)}"
+            f"{initialisation(result)}); not training on them: see digitlab check --layers {path}"
         )
     found = find_classes(import_file(path))
     own = {name: adapt(name, cls, interface_of(name, cls)) for name, cls in found.items()}
@@ -57,6 +57,18 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
     )
     loss = loss or scratch.CrossEntropyLoss
     return backends.Backend("learner", layers, optim, loss, autograd=False, note=note)
+
+
+def initialisation(result: dict) -> str:
+    """'; X's initial parameters: ...' for each class whose constructor's parameters fail."""
+    from digitlab.workbench.cases import INIT
+
+    said = [
+        f"; {row['layer']}'s initialisation: {row['failures'][0]['message']}"
+        for row in result["rows"]
+        if row["case"] == INIT and not row["ok"]
+    ]
+    return "".join(said)
 
 
 def smoothing_checked(loss: type):

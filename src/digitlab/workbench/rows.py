@@ -16,6 +16,7 @@ from digitlab.workbench.exceptions import (
     method_source,
     their_traceback,
 )
+from digitlab.workbench.initial import run_init_case
 from digitlab.workbench.loss_and_optimizers import run_loss_case, run_optim_case
 from digitlab.workbench.references import build, make_input, namespace, torch_layer
 from digitlab.workbench.runners import (
@@ -30,6 +31,7 @@ from digitlab.workbench.runners import (
 RUNNERS = {
     "layer": run_layer_case,
     "accumulate": run_accumulate_case,
+    "init": run_init_case,
     "dropout": run_dropout_case,
     "network": run_network_case,
     "loss": run_loss_case,
