@@ -195,8 +195,8 @@ BUGS = {
     "bias gradient (1, out)": (
         ("db = grad_out.sum(0)", "db = grad_out.sum(0, keepdim=True)"),
         "Linear",
-        "backward",
-        "only matches by broadcasting",
+        "dL/db (self.bias.grad)",
+        "by broadcasting, which hides bugs",
     ),
     "weights left as torch.empty": (
         (
@@ -610,3 +610,60 @@ def test_a_blow_up_in_the_first_steps_on_own_layers_points_at_init_and_backward(
     with pytest.raises(DigitlabError, match="learning rate is likely too high") as e:
         check_loss(run("torch"), float("nan"), 1, 1)
     assert "initial weights" not in str(e.value)
+
+
+# A template file's backward sets a .grad of the wrong shape and PyTorch refuses it: the report
+# reads both shapes from the failed line. (what to break, class, tensor, message, diagnosis)
+TEMPLATE_SHAPES = {
+    "padding not cropped": (
+        (
+            "self.input.grad = dx[:, :, p : dx.shape[2] - p, p : dx.shape[3] - p]",
+            "self.input.grad = dx",
+        ),
+        "Conv2d",
+        "dL/dx (self.input.grad)",
+        "set self.input.grad to a (2, 2, 7, 7) tensor; self.input is (2, 2, 5, 5)",
+        "crop the padding off (1 pixel on each side",
+    ),
+    "bias not summed over the batch": (
+        ("self.bias.grad = ones.sum(0)", "self.bias.grad = ones"),
+        "Linear",
+        "dL/db (self.bias.grad)",
+        "set self.bias.grad to a (4, 3) tensor; self.bias is (3,)",
+        "not summed over the batch",
+    ),
+    "bias summed over the wrong axis": (
+        ("self.bias.grad = ones.sum(0)", "self.bias.grad = ones.sum(1)"),
+        "Linear",
+        "dL/db (self.bias.grad)",
+        "set self.bias.grad to a (4,) tensor; self.bias is (3,)",
+        "summed over the wrong axes",
+    ),
+    "weight gradient transposed": (
+        ("self.weight.grad = ones.t() @ self.input", "self.weight.grad = self.input.t() @ ones"),
+        "Linear",
+        "dL/dW (self.weight.grad)",
+        "set self.weight.grad to a (5, 3) tensor; self.weight is (3, 5)",
+        "transposed",
+    ),
+    "a shape no pattern explains": (
+        ('"nohw,nchwij->ocij", ones, self.windows', '"nohw,nchwij->oc", ones, self.windows'),
+        "Conv2d",
+        "dL/dW (self.weight.grad)",
+        "set self.weight.grad to a (1, 1) tensor; self.weight is (1, 1, 3, 3)",
+        "check the shape each step produces",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", list(TEMPLATE_SHAPES))
+def test_a_template_grad_of_the_wrong_shape_is_named_with_both_shapes(tmp_path, bug):
+    (old, new), layer, tensor, message, words = TEMPLATE_SHAPES[bug]
+    result = check_file(variant(tmp_path, old, new, source=TEMPLATE))
+    only_layer_failing(result, layer)
+    failure = next(row for row in result["rows"] if not row["ok"])["failures"][0]
+    assert failure["tensor"] == tensor and message in failure["message"], failure
+    assert words in failure["diagnosis"], failure
+    if bug == "a shape no pattern explains":  # no guess where none fits
+        assert not any(w in failure["diagnosis"] for w in ("padding", "transposed", "batch"))

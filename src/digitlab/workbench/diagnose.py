@@ -155,7 +155,11 @@ def shape_diagnosis(mine, ref, tensor: str, ctx: dict) -> str:
             return "; ".join(hints)
         return "the height and width differ: check how padding and stride size the output"
     if tensor == "dL/dx" and ctx.get("padding") and len(ms) == 4 and ms[2:] == ctx.get("padded"):
-        return f"the padded input's gradient: crop the {ctx['padding']} pixels of padding off"
+        p = ctx["padding"]
+        return (
+            f"the padded input's gradient: crop the padding off ({p} pixel{'s' * (p > 1)} on "
+            f"each side: dxp[:, :, {p}:-{p}, {p}:-{p}])"
+        )
     return "check the shape each step produces against the docstring's shapes"
 
 

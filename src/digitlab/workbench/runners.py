@@ -115,7 +115,11 @@ def run_layer_case(case, cls: type, interface: str, classes: dict) -> list[Failu
         return [failure]  # backward is checked once the output is right
     buffers = dict(mine.named_buffers()) if isinstance(mine, nn.Module) else {}
     checks = [(name, buffers.get(name), want, {}) for name, want in buffers_ref.items()]
-    dx = input_grad(mine, call("backward", mine.backward, g.clone()))
+    try:
+        dx = input_grad(mine, call("backward", mine.backward, g.clone()))
+    except LearnerError as e:
+        e.ctx = ctx  # the shapes a refused .grad is read against
+        raise
     alternatives = {IGNORES_GRAD_OUT: dx_ones}
     if case.layer == "MaxPool2d" and not ref.padding:
         alternatives[ALL_MAXIMA] = max_pool_all_maxima(x, g, ref.kernel_size, ref.stride)
