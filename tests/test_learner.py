@@ -667,3 +667,99 @@ def test_a_template_grad_of_the_wrong_shape_is_named_with_both_shapes(tmp_path, 
     assert words in failure["diagnosis"], failure
     if bug == "a shape no pattern explains":  # no guess where none fits
         assert not any(w in failure["diagnosis"] for w in ("padding", "transposed", "batch"))
+
+
+def planted(tmp_path, source: str, *pairs) -> Path:
+    """`source` with each (old, new) substituted (each old found once), as mine.py."""
+    for old, new in pairs:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    path = tmp_path / "mine.py"
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
+FLIP = ('->nchwij", grad_out, self.weight)', '->nchwij", grad_out, self.weight.flip(2, 3))')
+STRIDED = "dxp[:, :, i : i + s * oh : s, j : j + s * ow : s] += dwin[..., i, j]"
+OVERLAP = "only pixels that several windows share are wrong"
+# Conv2d's backward broken one way, in either interface: (source, substitutions, tensor, words)
+CONV_BACKWARD = {
+    "kernel flipped once too often": (SOLUTION, [FLIP], "dL/dx", "rotated by 180 degrees"),
+    "kernel flipped once too often (template)": (
+        TEMPLATE,
+        [('->nchwij", ones, self.weight)', '->nchwij", ones, self.weight.flip(2, 3))')],
+        "dL/dx",
+        "rotated by 180 degrees",
+    ),
+    "padding cropped at the wrong offset": (
+        SOLUTION,
+        [("return dxp[:, :, p : shape[2] - p", "return dxp[:, :, : shape[2] - 2 * p")],
+        "dL/dx",
+        "the padding is cropped at the wrong offset (dxp[:, :, 0:",  # 0:H
+    ),
+    "padding cropped at the wrong offset (template)": (
+        TEMPLATE,
+        [("dx[:, :, p : dx.shape[2] - p, p : dx.shape[3] - p]", "dx[:, :, 2 * p :, 2 * p :]")],
+        "dL/dx",
+        "the padding is cropped at the wrong offset",
+    ),
+    "stride ignored in backward (dL/dx)": (
+        SOLUTION,
+        [(STRIDED, "dxp[:, :, i : i + oh, j : j + ow] += dwin[..., i, j]")],
+        "dL/dx",
+        "stride 2 is ignored in backward",
+    ),
+    "stride ignored in backward (dL/dW)": (
+        SOLUTION,
+        [
+            ("self.saved = (xp.shape, win)", "self.saved = (xp.shape, win, xp)"),
+            ("shape, win = self.saved", "shape, win, xp = self.saved"),
+            (
+                'dw = torch.einsum("nohw,nchwij->ocij", grad_out, win)',
+                "dense = xp.unfold(2, self.k, 1).unfold(3, self.k, 1)\n"
+                "        dense = dense[:, :, : grad_out.shape[2], : grad_out.shape[3]]\n"
+                '        dw = torch.einsum("nohw,nchwij->ocij", grad_out, dense)',
+            ),
+        ],
+        "dL/dW (weight.grad)",
+        "stride 2 is ignored in backward",
+    ),
+    "overlapping windows overwritten": (
+        SOLUTION,
+        [(STRIDED, STRIDED.replace("+=", "="))],
+        "dL/dx",
+        OVERLAP,
+    ),
+    "kernel transposed: no pattern fits, no guess": (
+        SOLUTION,
+        [(FLIP[0], FLIP[0].replace("self.weight", "self.weight.transpose(2, 3)"))],
+        "dL/dx",
+        "",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", list(CONV_BACKWARD))
+def test_conv_backward_bugs_are_named_from_the_numbers_and_only_where_they_fit(tmp_path, bug):
+    """Each failing case names the bug on the right tensor; the overlap hint comes only for
+    an overwrite, and a bug no pattern fits gets the counts and the map but no guess."""
+    source, pairs, tensor, words = CONV_BACKWARD[bug]
+    result = check_file(planted(tmp_path, source, *pairs))
+    only_layer_failing(result, "Conv2d")
+    failing = [row["failures"][0] for row in result["rows"] if not row["ok"]]
+    assert failing
+    for failure in failing:
+        assert failure["tensor"] == tensor, failure
+        if words:
+            assert words in failure["diagnosis"], failure
+        else:
+            assert failure["diagnosis"] == "" and failure["where"], failure
+        if words != OVERLAP:
+            assert OVERLAP not in failure["diagnosis"], failure
+
+
+def test_all_zeros_is_said_in_plain_words(tmp_path):
+    result = check_file(variant(tmp_path, "return grad_out * self.mask", "return 0 * grad_out"))
+    found = failures_of(result, "ReLU")
+    assert found and all(d == "it is all zeros" for _, _, d in found), found

@@ -19,6 +19,7 @@ from digitlab.workbench.references import (
     ALL_MAXIMA,
     IGNORES_GRAD_OUT,
     build,
+    conv_backward_alternatives,
     geometry,
     make_input,
     max_pool_all_maxima,
@@ -27,6 +28,7 @@ from digitlab.workbench.references import (
     output_shape,
     reference,
     torch_layer,
+    window_contributions,
 )
 
 GRAD_NAMES = {"weight": "dL/dW (weight.grad)", "bias": "dL/db (bias.grad)"}
@@ -120,14 +122,16 @@ def run_layer_case(case, cls: type, interface: str, classes: dict) -> list[Failu
     except LearnerError as e:
         e.ctx = ctx  # the shapes a refused .grad is read against
         raise
-    alternatives = {IGNORES_GRAD_OUT: dx_ones}
+    dx_alts, dw_alts = conv_backward_alternatives(case, ref, x, g)
+    alternatives = {IGNORES_GRAD_OUT: dx_ones, **dx_alts}
     if case.layer == "MaxPool2d" and not ref.padding:
         alternatives[ALL_MAXIMA] = max_pool_all_maxima(x, g, ref.kernel_size, ref.stride)
     checks.append(("dL/dx", dx, dx_ref, alternatives))
     params = dict(mine.named_parameters())
     for name, grad in grads_ref.items():
-        alts = {IGNORES_GRAD_OUT: grads_ones[name]}
+        alts = {IGNORES_GRAD_OUT: grads_ones[name], **(dw_alts if name == "weight" else {})}
         checks.append((GRAD_NAMES.get(name, f"{name}.grad"), params[name].grad, grad, alts))
+    ctx["contributions"] = window_contributions(case, ref, x, g)
     return compare_all(checks, ctx, rtol(case))
 
 
