@@ -763,3 +763,53 @@ def test_all_zeros_is_said_in_plain_words(tmp_path):
     result = check_file(variant(tmp_path, "return grad_out * self.mask", "return 0 * grad_out"))
     found = failures_of(result, "ReLU")
     assert found and all(d == "it is all zeros" for _, _, d in found), found
+
+
+# A method that changes the tensor it was handed: (source, old, new, class, tensor, method)
+IN_PLACE = {
+    "loss forward subtracts the max in place": (
+        SOLUTION,
+        "shifted = logits - logits.max(1, keepdim=True).values",
+        "logits -= logits.max(1, keepdim=True).values\n        shifted = logits",
+        "CrossEntropyLoss",
+        "its input (the logits)",
+        "forward",
+    ),
+    "loss forward subtracts the max in place (template)": (
+        TEMPLATE,
+        "shifted = input - input.max(1, keepdim=True).values",
+        "input -= input.max(1, keepdim=True).values\n        shifted = input",
+        "CrossEntropyLoss",
+        "its input (the logits)",
+        "forward",
+    ),
+    "ReLU forward zeroes its input": (
+        SOLUTION,
+        "        return x * self.mask",
+        "        x[~self.mask] = 0\n        return x",
+        "ReLU",
+        "its input x",
+        "forward",
+    ),
+    "ReLU backward masks grad_out in place": (
+        SOLUTION,
+        "return grad_out * self.mask",
+        "grad_out *= self.mask\n        return grad_out",
+        "ReLU",
+        "grad_out",
+        "backward",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", list(IN_PLACE))
+def test_in_place_changes_to_the_callers_tensors_are_named(tmp_path, bug):
+    """Their results are right, so only comparing the tensor handed in shows these."""
+    source, old, new, layer, tensor, method = IN_PLACE[bug]
+    result = check_file(variant(tmp_path, old, new, source=source))
+    only_layer_failing(result, layer)
+    found = failures_of(result, layer)
+    assert found and all(t == tensor for t, _, _ in found), found
+    assert all(f"{method} changed {tensor} in place" in m for _, m, _ in found), found
+    assert all("make a new tensor" in d for _, _, d in found), found
