@@ -180,7 +180,7 @@ def test_check_command_reports_every_case_ok(capsys):
     for expected in ("eval: running statistics", "the CNN (whole network)", "float64", "batch 1"):
         assert any(expected in case for case in cases), expected
     code, out, _ = run_cli(capsys, "check")
-    assert code == 0 and "all ok: 64 cases of 12 classes match PyTorch" in out
+    assert code == 0 and "all ok: 66 cases of 12 classes match PyTorch" in out
 
 
 @pytest.mark.slow
