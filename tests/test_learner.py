@@ -442,6 +442,8 @@ def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, f
     new = "class CrossEntropyLoss(nn.Module):" + SMOOTHED.replace("SHARE", share).rstrip()
     path = variant(tmp_path, old, new)
     backend = learner_backend(str(path))
+    # a passing check says so before the run (SGD, unused by an Adam run, not counted)
+    assert "checked against PyTorch: all 28 cases of the classes this run uses pass" in backend.note
     if fits:
         loss = step.make_loss(backend, 0.1)
         assert loss.s == 0.1 and type(loss).__module__.startswith("learner_")
@@ -813,3 +815,22 @@ def test_in_place_changes_to_the_callers_tensors_are_named(tmp_path, bug):
     assert found and all(t == tensor for t, _, _ in found), found
     assert all(f"{method} changed {tensor} in place" in m for _, m, _ in found), found
     assert all("make a new tensor" in d for _, _, d in found), found
+
+
+def test_failures_with_one_cause_collapse_to_one_block(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "check", "--layers", planted(tmp_path, SOLUTION, FLIP))
+    assert code == 1
+    assert out.count("rotated by 180 degrees") == 1, out
+    assert "  FAIL  3x3, padding 1: dL/dx is wrong in 100 of 100 elements (same as above)" in out
+    assert out.count("(same as above)") == 5, out
+
+
+def test_train_refuses_torch_empty_weights_naming_initialisation(tmp_path, capsys):
+    path = variant(
+        tmp_path,
+        "nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+        "nn.Parameter(torch.empty(out_features, in_features))",
+    )
+    code, out, err = run_cli(capsys, "train", "--layers", path, "--out", tmp_path / "run")
+    assert_one_line_error(code, err, 1, "Linear does not match PyTorch yet")
+    assert "Linear's initialisation: weight holds NaN or inf in 1000 of 1000 elements" in err

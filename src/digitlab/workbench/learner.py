@@ -33,7 +33,8 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
         from digitlab.workbench.report import summary
 
         raise DigitlabError(
-            f"{path}: {', '.join(failing)} do not match PyTorch yet ({summary(result)}"
+            f"{path}: {', '.join(failing)} {'do' if len(failing) > 1 else 'does'} not match "
+            f"PyTorch yet ({summary(result)}"
             f"{initialisation(result)}); not training on them: see digitlab check --layers {path}"
         )
     found = find_classes(import_file(path))
@@ -51,7 +52,9 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
     loss = smoothing_checked(own["CrossEntropyLoss"]) if "CrossEntropyLoss" in own else None
     yours = [f"{n} ({interface_of(n, found[n])})" for n in own]
     theirs = [n for n in NAMES if n not in own and n not in unused]
+    used = [r for r in result["rows"] if r["layer"] not in unused]
     note = (
+        f"checked against PyTorch: all {len(used)} cases of the classes this run uses pass; "
         f"your classes from {Path(path).name}: {', '.join(yours)}; digitlab.scratch's: "
         + ", ".join([*theirs, "any other layer the net needs (Sequential, BatchNorm2d, ...)"])
     )

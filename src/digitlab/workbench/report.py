@@ -117,6 +117,11 @@ def case_lines(row: dict, shown: set) -> list[str]:
             f"  {mark} {row['case']}: {row['failures'][0]['tensor']} not written yet (as above)"
         ]
     shown.add(said)
+    first = row["failures"][0]
+    cause = ("cause", first["tensor"], first["diagnosis"])
+    if first["diagnosis"] and cause in shown:  # the same bug again: one line, not the block
+        return [f"  {mark} {row['case']}: {first['message']} (same as above)"]
+    shown.add(cause)
     for failure in row["failures"]:
         lines.append(f"        {failure['message']}")
         if failure.get("max_abs_error") is not None:
