@@ -834,3 +834,13 @@ def test_train_refuses_torch_empty_weights_naming_initialisation(tmp_path, capsy
     code, out, err = run_cli(capsys, "train", "--layers", path, "--out", tmp_path / "run")
     assert_one_line_error(code, err, 1, "Linear does not match PyTorch yet")
     assert "Linear's initialisation: weight holds NaN or inf in 1000 of 1000 elements" in err
+
+
+def test_show_output_shows_what_the_learners_code_printed(tmp_path, capsys):
+    path = variant(
+        tmp_path, "        self.x = x\n", "        self.x = x\n        print('x is', x.shape)\n"
+    )
+    code, out, err = run_cli(capsys, "check", "--layers", path)
+    assert code == 0 and "--show-output shows them" in out and "  | x is" not in out
+    code, out, err = run_cli(capsys, "check", "--layers", path, "--show-output")
+    assert code == 0 and "  | x is torch.Size([4, 5])" in out, out

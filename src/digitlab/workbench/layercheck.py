@@ -4,7 +4,7 @@ check_classes(classes) runs the catalogue's cases (workbench.cases) on classes i
 check_file(path) runs them on a learner's file in a child process (workbench.sandbox), where
 nothing it does can crash or hang digitlab; check_scratch() is `digitlab check` on digitlab's
 own layers, which are one more set of classes with a few more cases. All three give the same
-result, {"path", "found", "missing", "rows", "ok", "output_lines", "first_output"}, which
+result, {"path", "found", "missing", "rows", "ok", "output_lines", "first_output", "output"}, which
 workbench.report shows. float32 results are compared with PyTorch's float64 ones within a
 tolerance float32 rounding cannot trip (workbench.diagnose), float64 ones within 1e-9.
 """
@@ -61,6 +61,7 @@ def result_of(source: str, interfaces: dict, rows: list[dict], printed: str) -> 
         "ok": all(r["ok"] for r in rows),
         "output_lines": len(lines),
         "first_output": lines[:3],
+        "output": printed,
     }
 
 
