@@ -363,9 +363,15 @@ def test_endless_loop_wrong_type_and_prints_do_not_stop_the_check(tmp_path, caps
     assert code == 1
     report = json.loads(out.strip().splitlines()[-1])
     layers = {layer["name"]: layer for layer in report["layers"]}
-    relu = layers["ReLU"]["cases"]
-    assert all("endless loop" in c["diagnosis"] for c in relu), relu
-    assert all("did not finish within 3 s" in c["failures"][0]["message"] for c in relu)
+    first, second = layers["ReLU"]["cases"]  # the first hangs; the second is not run
+    assert "endless loop" in first["diagnosis"], first
+    assert "did not finish within 3 s" in first["failures"][0]["message"]
+    assert "it was stuck at the line shown below" in first["failures"][0]["message"]
+    assert (
+        first["traceback"][0].startswith("mine.py, line") and "in forward" in first["traceback"][0]
+    )
+    assert first["traceback"][1].strip() in ("while True:", "pass"), first["traceback"]
+    assert second["failures"][0]["message"] == "not run: forward hung in an earlier case (as above)"
     assert "list, not a tensor" in layers["Flatten"]["cases"][0]["diagnosis"] or any(
         "list" in f["message"] for f in layers["Flatten"]["cases"][0]["failures"]
     )
@@ -844,3 +850,26 @@ def test_show_output_shows_what_the_learners_code_printed(tmp_path, capsys):
     assert code == 0 and "--show-output shows them" in out and "  | x is" not in out
     code, out, err = run_cli(capsys, "check", "--layers", path, "--show-output")
     assert code == 0 and "  | x is torch.Size([4, 5])" in out, out
+
+
+@pytest.mark.slow
+def test_a_hang_in_backward_skips_the_classes_other_cases_but_not_its_constructors(tmp_path):
+    source = variant(
+        tmp_path,
+        "        return grad_out @ self.weight\n",
+        "        while grad_out is not None:\n            dw = dw + 0\n"
+        "        return grad_out @ self.weight\n",
+    )
+    result = check_file(source, timeout=2)
+    rows = {row["case"]: row for row in result["rows"] if row["layer"] == "Linear"}
+    hung = rows["5 -> 3, batch 4"]
+    assert hung["method"] == "backward" and "in backward" in hung["traceback"][0], hung
+    for case in (
+        "7 -> 4, batch 1",
+        "6 -> 6 (square), batch 3",
+        "gradients over two backward calls",
+    ):
+        assert rows[case]["skipped"], rows[case]
+        assert "backward hung in an earlier case (as above)" in rows[case]["failures"][0]["message"]
+    assert rows[INIT]["ok"]  # the constructor runs no backward: still checked
+    only_layer_failing(result, "Linear")

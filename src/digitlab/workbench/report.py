@@ -113,6 +113,8 @@ def case_lines(row: dict, shown: set) -> list[str]:
     if row["ok"]:
         note = [f"        note: {row['note']}"] if row.get("note") else []
         return [f"  ok    {row['case']}", *note]
+    if row.get("skipped"):
+        return [f"  SKIP  {row['case']}: {row['failures'][0]['message']}"]
     mark = "TODO " if row.get("not_written") else "FAIL "
     lines = [f"  {mark} {row['case']}"]
     said = (tuple(row.get("traceback") or ()), row["failures"][0]["diagnosis"])
