@@ -272,12 +272,19 @@ def test_study_log_file_report(capsys):
     assert "the output matches PyTorch; backward raised AttributeError" in out
     assert "not written yet" in out and "return self.input.grad" in out
     assert "subtract each row's max before exp" in out
+    # its Linear leaves weight and bias as torch.empty: the constructor's case says so
+    assert "FAIL  the parameters as your constructor makes them" in out
+    assert "weight holds NaN or inf in 1000 of 1000 elements" in out
+    assert "likely: not initialised: torch.empty leaves whatever was in memory" in out
     code, out, err = run_cli(capsys, "check", "--layers", SEED, "--json")
     report = json.loads(out.strip().splitlines()[-1])
     conv = next(layer for layer in report["layers"] if layer["name"] == "Conv2d")
     assert conv["interface"] == "template" and not conv["ok"]
     first = conv["cases"][0]
     assert first["case"].startswith("3x3, padding 0") and first["not_written"]
+    assert conv["cases"][-1]["case"] == INIT and conv["cases"][-1]["ok"]  # _ConvNd initialises
+    linear = next(layer for layer in report["layers"] if layer["name"] == "Linear")
+    assert linear["cases"][-1]["tensor"] == "weight (as constructed)"
 
 
 def test_maps_of_wrong_positions_in_text_and_png(tmp_path, capsys):
