@@ -880,3 +880,12 @@ def test_a_hang_in_backward_skips_the_classes_other_cases_but_not_its_constructo
         assert "backward hung in an earlier case (as above)" in rows[case]["failures"][0]["message"]
     assert rows[INIT]["ok"]  # the constructor runs no backward: still checked
     only_layer_failing(result, "Linear")
+
+
+@pytest.mark.slow
+def test_an_import_that_hangs_shows_where(tmp_path, capsys):
+    path = tmp_path / "mine.py"
+    path.write_text("n = 0\nwhile n < 1:\n    n = n * 2\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "check", "--layers", path, "--timeout", "2")
+    assert_one_line_error(code, err, 1, "importing it did not finish within 2 s", "line above")
+    assert "mine.py, line 3, in <module>" in out or "mine.py, line 2, in <module>" in out, out

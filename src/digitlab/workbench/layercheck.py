@@ -104,7 +104,7 @@ def run_child(child: Child, path: str, timeout: float, dump: str, rows: list, st
         )
     first = child.next_message(timeout + GRACE)
     if first is None or "import_error" in first:
-        raise import_failure(path, first, timeout, child)
+        raise import_failure(path, first, timeout, child, stuck_at(dump, path)[0])
     state["interfaces"], names = first["interfaces"], first["cases"]
     state["names"] = names
     if not names:
@@ -170,14 +170,19 @@ def lost_case(layer: str, case: str, child: Child, timeout: float, stuck: tuple)
     }
 
 
-def import_failure(path: str, message: dict | None, timeout: float, child) -> DigitlabError:
-    """The one-line error for a file that cannot be imported; its `lines` (their traceback, or
-    the syntax error as Python shows it) are printed once, above it."""
+def import_failure(
+    path: str, message: dict | None, timeout: float, child, stuck: list
+) -> DigitlabError:
+    """The one-line error for a file that cannot be imported; its `lines` (their traceback, the
+    syntax error as Python shows it, or where an import that hung was stuck) are printed once,
+    above it."""
     if message is None and not child.ended:
-        return DigitlabError(
+        error = DigitlabError(
             f"{path}: importing it did not finish within {timeout:g} s; move work out of the "
-            "module level or raise --timeout"
+            "module level or raise --timeout" + ("; it was stuck at the line above" * bool(stuck))
         )
+        error.lines = stuck
+        return error
     if message is None:
         return DigitlabError(
             f"{path}: the process importing it died (exit code {child.process.returncode}); "
