@@ -185,7 +185,7 @@ def test_check_command_reports_every_case_ok(capsys):
     for expected in ("eval: running statistics", "the CNN (whole network)", "float64", "batch 1"):
         assert any(expected in case for case in cases), expected
     code, out, _ = run_cli(capsys, "check")
-    assert code == 0 and "all ok: 89 cases of 15 classes match PyTorch" in out
+    assert code == 0 and "all ok: 92 cases of 15 classes match PyTorch" in out
 
 
 @pytest.mark.slow

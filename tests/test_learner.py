@@ -12,18 +12,20 @@ import torch
 
 from conftest import assert_one_line_error, run_cli
 from digitlab.workbench import report
+from digitlab.workbench.cases import INIT
 from digitlab.workbench.layercheck import check_file
 
 LEARNERS = Path(__file__).parent / "learners"
 SOLUTION = (LEARNERS / "solution.py").read_text(encoding="utf-8")
 # The study log's level-2 file as its author left it, kept verbatim in the repository.
 SEED = LEARNERS / "level2_template.py"
+TEMPLATE = (LEARNERS / "template_solution.py").read_text(encoding="utf-8")
 
 
-def variant(tmp_path, old: str, new: str, name: str = "mine.py") -> Path:
-    assert SOLUTION.count(old) == 1, old
+def variant(tmp_path, old: str, new: str, name: str = "mine.py", source: str = SOLUTION) -> Path:
+    assert source.count(old) == 1, old
     path = tmp_path / name
-    path.write_text(SOLUTION.replace(old, new), encoding="utf-8")
+    path.write_text(source.replace(old, new), encoding="utf-8")
     return path
 
 
@@ -72,7 +74,7 @@ def test_digitlab_scratch_reexported_passes_everything(tmp_path, capsys):
 def test_the_suites_solution_passes(capsys):
     code, out, err = run_cli(capsys, "check", "--layers", LEARNERS / "solution.py")
     assert code == 0, out
-    assert "all ok: 29 cases of 8 classes match PyTorch" in out
+    assert "all ok: 31 cases of 8 classes match PyTorch" in out
 
 
 # (what to break, the class and tensor that must be flagged, words of the diagnosis)
@@ -193,8 +195,35 @@ BUGS = {
     "bias gradient (1, out)": (
         ("db = grad_out.sum(0)", "db = grad_out.sum(0, keepdim=True)"),
         "Linear",
-        "backward",
-        "only matches by broadcasting",
+        "dL/db (self.bias.grad)",
+        "by broadcasting, which hides bugs",
+    ),
+    "weights left as torch.empty": (
+        (
+            "nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+            "nn.Parameter(torch.empty(out_features, in_features))",
+        ),
+        "Linear",
+        "weight (as constructed)",
+        "not initialised: torch.empty",
+    ),
+    "weights all zeros": (
+        (
+            "nn.Parameter(torch.empty(shape).uniform_(-bound, bound))",
+            "nn.Parameter(torch.zeros(shape))",
+        ),
+        "Conv2d",
+        "weight (as constructed)",
+        "every unit starts the same",
+    ),
+    "weights from randn, unscaled": (
+        (
+            "nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+            "nn.Parameter(torch.randn(out_features, in_features))",
+        ),
+        "Linear",
+        "weight (as constructed)",
+        "too large",
     ),
     "weight decay ignored": (
         (
@@ -243,12 +272,19 @@ def test_study_log_file_report(capsys):
     assert "the output matches PyTorch; backward raised AttributeError" in out
     assert "not written yet" in out and "return self.input.grad" in out
     assert "subtract each row's max before exp" in out
+    # its Linear leaves weight and bias as torch.empty: the constructor's case says so
+    assert "FAIL  the parameters as your constructor makes them" in out
+    assert "weight holds NaN or inf in 1000 of 1000 elements" in out
+    assert "likely: not initialised: torch.empty leaves whatever was in memory" in out
     code, out, err = run_cli(capsys, "check", "--layers", SEED, "--json")
     report = json.loads(out.strip().splitlines()[-1])
     conv = next(layer for layer in report["layers"] if layer["name"] == "Conv2d")
     assert conv["interface"] == "template" and not conv["ok"]
     first = conv["cases"][0]
     assert first["case"].startswith("3x3, padding 0") and first["not_written"]
+    assert conv["cases"][-1]["case"] == INIT and conv["cases"][-1]["ok"]  # _ConvNd initialises
+    linear = next(layer for layer in report["layers"] if layer["name"] == "Linear")
+    assert linear["cases"][-1]["tensor"] == "weight (as constructed)"
 
 
 def test_maps_of_wrong_positions_in_text_and_png(tmp_path, capsys):
@@ -334,9 +370,15 @@ def test_endless_loop_wrong_type_and_prints_do_not_stop_the_check(tmp_path, caps
     assert code == 1
     report = json.loads(out.strip().splitlines()[-1])
     layers = {layer["name"]: layer for layer in report["layers"]}
-    relu = layers["ReLU"]["cases"]
-    assert all("endless loop" in c["diagnosis"] for c in relu), relu
-    assert all("did not finish within 3 s" in c["failures"][0]["message"] for c in relu)
+    first, second = layers["ReLU"]["cases"]  # the first hangs; the second is not run
+    assert "endless loop" in first["diagnosis"], first
+    assert "did not finish within 3 s" in first["failures"][0]["message"]
+    assert "it was stuck at the line shown below" in first["failures"][0]["message"]
+    assert (
+        first["traceback"][0].startswith("mine.py, line") and "in forward" in first["traceback"][0]
+    )
+    assert first["traceback"][1].strip() in ("while True:", "pass"), first["traceback"]
+    assert second["failures"][0]["message"] == "not run: forward hung in an earlier case (as above)"
     assert "list, not a tensor" in layers["Flatten"]["cases"][0]["diagnosis"] or any(
         "list" in f["message"] for f in layers["Flatten"]["cases"][0]["failures"]
     )
@@ -355,7 +397,9 @@ def test_exercise_then_check_says_not_written_yet_for_every_class(tmp_path, caps
     if style == "digitlab":
         expected |= {"ReLU", "MaxPool2d", "Flatten", "SGD", "Adam"}
     assert set(result["found"]) == expected
-    assert result["rows"] and all(row.get("not_written") for row in result["rows"])
+    rows = [row for row in result["rows"] if row["case"] != INIT]  # the constructors are done
+    assert rows and all(row.get("not_written") for row in rows)
+    assert all(row["ok"] for row in result["rows"] if row["case"] == INIT)
     # A second exercise into the same folder would overwrite the learner's work: refused.
     code, out, err = run_cli(capsys, "exercise", tmp_path / "ex")
     assert_one_line_error(code, err, 1, "exists already")
@@ -366,6 +410,8 @@ def test_train_refuses_layers_that_fail_the_check(capsys, tmp_path):
         capsys, "train", "--layers", SEED, "--subset", "500", "--out", tmp_path / "run"
     )
     assert_one_line_error(code, err, 1, "Conv2d, CrossEntropyLoss, Linear do not match PyTorch")
+    # the study log's Linear leaves its weight as torch.empty: the refusal names that
+    assert "Linear's initialisation: weight holds NaN" in err
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
@@ -409,6 +455,8 @@ def test_a_learners_smoothed_loss_is_checked_against_pytorchs(tmp_path, share, f
     new = "class CrossEntropyLoss(nn.Module):" + SMOOTHED.replace("SHARE", share).rstrip()
     path = variant(tmp_path, old, new)
     backend = learner_backend(str(path))
+    # a passing check says so before the run (SGD, unused by an Adam run, not counted)
+    assert "checked against PyTorch: all 28 cases of the classes this run uses pass" in backend.note
     if fits:
         loss = step.make_loss(backend, 0.1)
         assert loss.s == 0.1 and type(loss).__module__.startswith("learner_")
@@ -524,3 +572,320 @@ def test_digitlabs_own_cases_catch_a_fresh_dropout_mask_and_batch_norm_stuck_in_
     dropout = next(row for row in result["rows"] if row["case"].startswith("p 0.25"))
     assert dropout["failures"][0]["tensor"] == "dL/dx"
     assert "the mask forward used" in dropout["failures"][0]["diagnosis"]
+
+
+def init_rows(result):
+    return {row["layer"]: row for row in result["rows"] if row["case"] == INIT}
+
+
+@pytest.mark.slow
+def test_template_weights_left_as_torch_empty_fail_and_fair_inits_pass(tmp_path):
+    """torch.empty in the template's Linear is 'not initialised'; He's normal init and a zero
+    bias are fair starts, and the init case does not flag them."""
+    empty = variant(
+        tmp_path,
+        "Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+        "Parameter(torch.empty(out_features, in_features))",
+        source=TEMPLATE,
+    )
+    result = check_file(empty)
+    only_layer_failing(result, "Linear")
+    failure = init_rows(result)["Linear"]["failures"][0]
+    assert failure["tensor"] == "weight (as constructed)"
+    assert "not initialised" in failure["diagnosis"]
+    fair = variant(
+        tmp_path,
+        "nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+        "nn.Parameter(torch.randn(out_features, in_features) * math.sqrt(2 / in_features))",
+        "fair.py",
+    )
+    fair = variant(
+        tmp_path,
+        "nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))",
+        "nn.Parameter(torch.zeros(out_features))",
+        "fair.py",
+        source=fair.read_text(encoding="utf-8"),
+    )
+    assert check_file(fair)["ok"]
+
+
+def test_a_blow_up_in_the_first_steps_on_own_layers_points_at_init_and_backward():
+    from types import SimpleNamespace
+
+    from digitlab.errors import DigitlabError
+    from digitlab.train.loop import check_loss
+
+    def run(backend):
+        return SimpleNamespace(
+            backend=SimpleNamespace(name=backend), config=SimpleNamespace(lr=0.01), out="o"
+        )
+
+    with pytest.raises(DigitlabError, match="initial weights .* or from a backward"):
+        check_loss(run("learner"), float("nan"), 1, 1)
+    with pytest.raises(DigitlabError, match="learning rate is likely too high") as e:
+        check_loss(run("torch"), float("nan"), 1, 1)
+    assert "initial weights" not in str(e.value)
+
+
+# A template file's backward sets a .grad of the wrong shape and PyTorch refuses it: the report
+# reads both shapes from the failed line. (what to break, class, tensor, message, diagnosis)
+TEMPLATE_SHAPES = {
+    "padding not cropped": (
+        (
+            "self.input.grad = dx[:, :, p : dx.shape[2] - p, p : dx.shape[3] - p]",
+            "self.input.grad = dx",
+        ),
+        "Conv2d",
+        "dL/dx (self.input.grad)",
+        "set self.input.grad to a (2, 2, 7, 7) tensor; self.input is (2, 2, 5, 5)",
+        "crop the padding off (1 pixel on each side",
+    ),
+    "bias not summed over the batch": (
+        ("self.bias.grad = ones.sum(0)", "self.bias.grad = ones"),
+        "Linear",
+        "dL/db (self.bias.grad)",
+        "set self.bias.grad to a (4, 3) tensor; self.bias is (3,)",
+        "not summed over the batch",
+    ),
+    "bias summed over the wrong axis": (
+        ("self.bias.grad = ones.sum(0)", "self.bias.grad = ones.sum(1)"),
+        "Linear",
+        "dL/db (self.bias.grad)",
+        "set self.bias.grad to a (4,) tensor; self.bias is (3,)",
+        "summed over the wrong axes",
+    ),
+    "weight gradient transposed": (
+        ("self.weight.grad = ones.t() @ self.input", "self.weight.grad = self.input.t() @ ones"),
+        "Linear",
+        "dL/dW (self.weight.grad)",
+        "set self.weight.grad to a (5, 3) tensor; self.weight is (3, 5)",
+        "transposed",
+    ),
+    "a shape no pattern explains": (
+        ('"nohw,nchwij->ocij", ones, self.windows', '"nohw,nchwij->oc", ones, self.windows'),
+        "Conv2d",
+        "dL/dW (self.weight.grad)",
+        "set self.weight.grad to a (1, 1) tensor; self.weight is (1, 1, 3, 3)",
+        "check the shape each step produces",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", list(TEMPLATE_SHAPES))
+def test_a_template_grad_of_the_wrong_shape_is_named_with_both_shapes(tmp_path, bug):
+    (old, new), layer, tensor, message, words = TEMPLATE_SHAPES[bug]
+    result = check_file(variant(tmp_path, old, new, source=TEMPLATE))
+    only_layer_failing(result, layer)
+    failure = next(row for row in result["rows"] if not row["ok"])["failures"][0]
+    assert failure["tensor"] == tensor and message in failure["message"], failure
+    assert words in failure["diagnosis"], failure
+    if bug == "a shape no pattern explains":  # no guess where none fits
+        assert not any(w in failure["diagnosis"] for w in ("padding", "transposed", "batch"))
+
+
+def planted(tmp_path, source: str, *pairs) -> Path:
+    """`source` with each (old, new) substituted (each old found once), as mine.py."""
+    for old, new in pairs:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    path = tmp_path / "mine.py"
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
+FLIP = ('->nchwij", grad_out, self.weight)', '->nchwij", grad_out, self.weight.flip(2, 3))')
+STRIDED = "dxp[:, :, i : i + s * oh : s, j : j + s * ow : s] += dwin[..., i, j]"
+OVERLAP = "only pixels that several windows share are wrong"
+# Conv2d's backward broken one way, in either interface: (source, substitutions, tensor, words)
+CONV_BACKWARD = {
+    "kernel flipped once too often": (SOLUTION, [FLIP], "dL/dx", "rotated by 180 degrees"),
+    "kernel flipped once too often (template)": (
+        TEMPLATE,
+        [('->nchwij", ones, self.weight)', '->nchwij", ones, self.weight.flip(2, 3))')],
+        "dL/dx",
+        "rotated by 180 degrees",
+    ),
+    "padding cropped at the wrong offset": (
+        SOLUTION,
+        [("return dxp[:, :, p : shape[2] - p", "return dxp[:, :, : shape[2] - 2 * p")],
+        "dL/dx",
+        "the padding is cropped at the wrong offset (dxp[:, :, 0:",  # 0:H
+    ),
+    "padding cropped at the wrong offset (template)": (
+        TEMPLATE,
+        [("dx[:, :, p : dx.shape[2] - p, p : dx.shape[3] - p]", "dx[:, :, 2 * p :, 2 * p :]")],
+        "dL/dx",
+        "the padding is cropped at the wrong offset",
+    ),
+    "stride ignored in backward (dL/dx)": (
+        SOLUTION,
+        [(STRIDED, "dxp[:, :, i : i + oh, j : j + ow] += dwin[..., i, j]")],
+        "dL/dx",
+        "stride 2 is ignored in backward",
+    ),
+    "stride ignored in backward (dL/dW)": (
+        SOLUTION,
+        [
+            ("self.saved = (xp.shape, win)", "self.saved = (xp.shape, win, xp)"),
+            ("shape, win = self.saved", "shape, win, xp = self.saved"),
+            (
+                'dw = torch.einsum("nohw,nchwij->ocij", grad_out, win)',
+                "dense = xp.unfold(2, self.k, 1).unfold(3, self.k, 1)\n"
+                "        dense = dense[:, :, : grad_out.shape[2], : grad_out.shape[3]]\n"
+                '        dw = torch.einsum("nohw,nchwij->ocij", grad_out, dense)',
+            ),
+        ],
+        "dL/dW (weight.grad)",
+        "stride 2 is ignored in backward",
+    ),
+    "overlapping windows overwritten": (
+        SOLUTION,
+        [(STRIDED, STRIDED.replace("+=", "="))],
+        "dL/dx",
+        OVERLAP,
+    ),
+    "kernel transposed: no pattern fits, no guess": (
+        SOLUTION,
+        [(FLIP[0], FLIP[0].replace("self.weight", "self.weight.transpose(2, 3)"))],
+        "dL/dx",
+        "",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", list(CONV_BACKWARD))
+def test_conv_backward_bugs_are_named_from_the_numbers_and_only_where_they_fit(tmp_path, bug):
+    """Each failing case names the bug on the right tensor; the overlap hint comes only for
+    an overwrite, and a bug no pattern fits gets the counts and the map but no guess."""
+    source, pairs, tensor, words = CONV_BACKWARD[bug]
+    result = check_file(planted(tmp_path, source, *pairs))
+    only_layer_failing(result, "Conv2d")
+    failing = [row["failures"][0] for row in result["rows"] if not row["ok"]]
+    assert failing
+    for failure in failing:
+        assert failure["tensor"] == tensor, failure
+        if words:
+            assert words in failure["diagnosis"], failure
+        else:
+            assert failure["diagnosis"] == "" and failure["where"], failure
+        if words != OVERLAP:
+            assert OVERLAP not in failure["diagnosis"], failure
+
+
+def test_all_zeros_is_said_in_plain_words(tmp_path):
+    result = check_file(variant(tmp_path, "return grad_out * self.mask", "return 0 * grad_out"))
+    found = failures_of(result, "ReLU")
+    assert found and all(d == "it is all zeros" for _, _, d in found), found
+
+
+# A method that changes the tensor it was handed: (source, old, new, class, tensor, method)
+IN_PLACE = {
+    "loss forward subtracts the max in place": (
+        SOLUTION,
+        "shifted = logits - logits.max(1, keepdim=True).values",
+        "logits -= logits.max(1, keepdim=True).values\n        shifted = logits",
+        "CrossEntropyLoss",
+        "its input (the logits)",
+        "forward",
+    ),
+    "loss forward subtracts the max in place (template)": (
+        TEMPLATE,
+        "shifted = input - input.max(1, keepdim=True).values",
+        "input -= input.max(1, keepdim=True).values\n        shifted = input",
+        "CrossEntropyLoss",
+        "its input (the logits)",
+        "forward",
+    ),
+    "ReLU forward zeroes its input": (
+        SOLUTION,
+        "        return x * self.mask",
+        "        x[~self.mask] = 0\n        return x",
+        "ReLU",
+        "its input x",
+        "forward",
+    ),
+    "ReLU backward masks grad_out in place": (
+        SOLUTION,
+        "return grad_out * self.mask",
+        "grad_out *= self.mask\n        return grad_out",
+        "ReLU",
+        "grad_out",
+        "backward",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", list(IN_PLACE))
+def test_in_place_changes_to_the_callers_tensors_are_named(tmp_path, bug):
+    """Their results are right, so only comparing the tensor handed in shows these."""
+    source, old, new, layer, tensor, method = IN_PLACE[bug]
+    result = check_file(variant(tmp_path, old, new, source=source))
+    only_layer_failing(result, layer)
+    found = failures_of(result, layer)
+    assert found and all(t == tensor for t, _, _ in found), found
+    assert all(f"{method} changed {tensor} in place" in m for _, m, _ in found), found
+    assert all("make a new tensor" in d for _, _, d in found), found
+
+
+def test_failures_with_one_cause_collapse_to_one_block(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "check", "--layers", planted(tmp_path, SOLUTION, FLIP))
+    assert code == 1
+    assert out.count("rotated by 180 degrees") == 1, out
+    assert "  FAIL  3x3, padding 1: dL/dx is wrong in 100 of 100 elements (same as above)" in out
+    assert out.count("(same as above)") == 5, out
+
+
+def test_train_refuses_torch_empty_weights_naming_initialisation(tmp_path, capsys):
+    path = variant(
+        tmp_path,
+        "nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))",
+        "nn.Parameter(torch.empty(out_features, in_features))",
+    )
+    code, out, err = run_cli(capsys, "train", "--layers", path, "--out", tmp_path / "run")
+    assert_one_line_error(code, err, 1, "Linear does not match PyTorch yet")
+    assert "Linear's initialisation: weight holds NaN or inf in 1000 of 1000 elements" in err
+
+
+def test_show_output_shows_what_the_learners_code_printed(tmp_path, capsys):
+    path = variant(
+        tmp_path, "        self.x = x\n", "        self.x = x\n        print('x is', x.shape)\n"
+    )
+    code, out, err = run_cli(capsys, "check", "--layers", path)
+    assert code == 0 and "--show-output shows them" in out and "  | x is" not in out
+    code, out, err = run_cli(capsys, "check", "--layers", path, "--show-output")
+    assert code == 0 and "  | x is torch.Size([4, 5])" in out, out
+
+
+@pytest.mark.slow
+def test_a_hang_in_backward_skips_the_classes_other_cases_but_not_its_constructors(tmp_path):
+    source = variant(
+        tmp_path,
+        "        return grad_out @ self.weight\n",
+        "        while grad_out is not None:\n            dw = dw + 0\n"
+        "        return grad_out @ self.weight\n",
+    )
+    result = check_file(source, timeout=2)
+    rows = {row["case"]: row for row in result["rows"] if row["layer"] == "Linear"}
+    hung = rows["5 -> 3, batch 4"]
+    assert hung["method"] == "backward" and "in backward" in hung["traceback"][0], hung
+    for case in (
+        "7 -> 4, batch 1",
+        "6 -> 6 (square), batch 3",
+        "gradients over two backward calls",
+    ):
+        assert rows[case]["skipped"], rows[case]
+        assert "backward hung in an earlier case (as above)" in rows[case]["failures"][0]["message"]
+    assert rows[INIT]["ok"]  # the constructor runs no backward: still checked
+    only_layer_failing(result, "Linear")
+
+
+@pytest.mark.slow
+def test_an_import_that_hangs_shows_where(tmp_path, capsys):
+    path = tmp_path / "mine.py"
+    path.write_text("n = 0\nwhile n < 1:\n    n = n * 2\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "check", "--layers", path, "--timeout", "2")
+    assert_one_line_error(code, err, 1, "importing it did not finish within 2 s", "line above")
+    assert "mine.py, line 3, in <module>" in out or "mine.py, line 2, in <module>" in out, out

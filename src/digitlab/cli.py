@@ -202,6 +202,11 @@ def add_check(sub) -> None:
         help="seconds each case of your code may run (default 60)",
     )
     p.add_argument("--pictures", metavar="DIR", help="also write PNG maps of wrong positions")
+    p.add_argument(
+        "--show-output",
+        action="store_true",
+        help="show what your code printed (kept out of the report otherwise)",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -574,7 +579,7 @@ def cmd_check(args) -> int:
     if args.json:
         print(json.dumps(report.as_json(result)))
     else:
-        print("\n".join(report.format_report(result)))
+        print("\n".join(report.format_report(result, args.show_output)))
     if args.pictures:
         paths = report.write_pictures(result, args.pictures)
         print(f"{len(paths)} map(s) of wrong positions in {args.pictures}", file=sys.stderr)

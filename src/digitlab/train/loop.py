@@ -90,14 +90,24 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> tuple[list[float], floa
     return losses, seconds, peak_since(memory_start)
 
 
+EARLY = 20  # steps: a blow-up this early on a learner's layers is rarely the learning rate
+
+
 def check_loss(run: Run, loss: float, epoch: int, step: int) -> None:
     """Stop at once when the loss blows up, saying what to change and what stays saved."""
     if math.isfinite(loss) and loss <= DIVERGED:
         return
     kept = f"epoch {epoch - 1} stays saved in {run.out}" if epoch > 1 else "nothing saved"
+    cause = f"the learning rate is likely too high, lower --lr (now {run.config.lr})"
+    if run.backend.name == "learner" and epoch == 1 and step <= EARLY:
+        cause = (
+            "on your own layers a blow-up in the first steps most often comes from the initial "
+            "weights (torch.empty, or randn without 1/sqrt(fan_in)) or from a backward; digitlab "
+            f"check --layers checks both; if it passes, lower --lr (now {run.config.lr})"
+        )
     raise DigitlabError(
-        f"training diverged: the loss became {loss:.3g} at epoch {epoch}, step {step}; the "
-        f"learning rate is likely too high, lower --lr (now {run.config.lr}); {kept}"
+        f"training diverged: the loss became {loss:.3g} at epoch {epoch}, step {step}; {cause}; "
+        f"{kept}"
     )
 
 

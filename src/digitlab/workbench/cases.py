@@ -24,7 +24,7 @@ class Case:
 
     layer: str
     name: str
-    kind: str  # "layer", "accumulate", "dropout", "network", "loss", "optim"
+    kind: str  # "layer", "accumulate", "init", "dropout", "network", "loss", "optim"
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     shape: tuple = ()
@@ -38,6 +38,7 @@ class Case:
 
 
 C = Case
+INIT = "the parameters as your constructor makes them"
 SGD_MOMENTUM = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
 ADAM_ALL = dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01)
 
@@ -76,10 +77,12 @@ LEARNER_CASES = (
         (1, 3, 9, 11),
     ),
     C("Conv2d", "gradients over two backward calls", "accumulate", (2, 3, 3), shape=(2, 2, 5, 5)),
+    C("Conv2d", INIT, "init", (3, 4, 5)),
     C("Linear", "5 -> 3, batch 4", "layer", (5, 3), shape=(4, 5)),
     C("Linear", "7 -> 4, batch 1", "layer", (7, 4), shape=(1, 7)),
     C("Linear", "6 -> 6 (square), batch 3", "layer", (6, 6), shape=(3, 6)),
     C("Linear", "gradients over two backward calls", "accumulate", (5, 3), shape=(4, 5)),
+    C("Linear", INIT, "init", (50, 20)),
     C("ReLU", "(2, 3, 4, 4)", "layer", shape=(2, 3, 4, 4)),
     C("ReLU", "(5, 7) with zeros", "layer", shape=(5, 7), ties=True),
     C("MaxPool2d", "2x2, stride 2", "layer", (2,), shape=(2, 2, 6, 6)),

@@ -155,7 +155,11 @@ def shape_diagnosis(mine, ref, tensor: str, ctx: dict) -> str:
             return "; ".join(hints)
         return "the height and width differ: check how padding and stride size the output"
     if tensor == "dL/dx" and ctx.get("padding") and len(ms) == 4 and ms[2:] == ctx.get("padded"):
-        return f"the padded input's gradient: crop the {ctx['padding']} pixels of padding off"
+        p = ctx["padding"]
+        return (
+            f"the padded input's gradient: crop the padding off ({p} pixel{'s' * (p > 1)} on "
+            f"each side: dxp[:, :, {p}:-{p}, {p}:-{p}])"
+        )
     return "check the shape each step produces against the docstring's shapes"
 
 
@@ -171,14 +175,12 @@ def value_diagnosis(a, b, wrong, tensor: str, ctx: dict) -> str:
         r = ((a * b).sum() / bb).item()
         if close(a, r * b, 1e-6) and abs(r - 1) > 1e-3:
             return factor_diagnosis(r, ctx.get("batch"))
-    overlap = ctx.get("overlap")
-    if tensor == "dL/dx" and overlap is not None and a.dim() == 4:
-        grid = where_map(wrong)
-        if grid.shape == overlap.shape and bool((overlap[grid] > 1).all()):
-            return (
-                "only pixels that several windows share are wrong: overlapping windows' "
-                "gradients overwrite each other; add them (+=) instead"
-            )
+    if tensor == "dL/dx" and overwritten(a, b, wrong, ctx):
+        return (
+            "only pixels that several windows share are wrong, and each holds what one of its "
+            "windows sends back: overlapping windows' gradients overwrite each other; add them "
+            "(+=) instead"
+        )
     pad = ctx.get("padding", 0)
     if pad and a.dim() == 4 and tensor in ("output", "dL/dx"):
         grid = where_map(wrong)
@@ -192,15 +194,33 @@ def value_diagnosis(a, b, wrong, tensor: str, ctx: dict) -> str:
                 f"only the border ({pad} pixels deep, the padding's reach) is wrong: check the "
                 "padding"
             )
-    stride = ctx.get("stride", 1)
-    if stride > 1 and tensor == "dL/dx" and a.dim() == 4:
-        return f"check how stride {stride} maps output positions back to input pixels"
     if (a.sign() == -b.sign()).all():
         return "the sign looks flipped"
     return ""
 
 
+def overwritten(a, b, wrong, ctx: dict) -> bool:
+    """dL/dx `a` is wrong only at pixels several windows share (ctx["overlap"]), and each of
+    those holds exactly what one of its windows sends back (ctx["contributions"], unfold's
+    layout): the signature of = where += is meant, whatever the order of the writes."""
+    overlap, cols = ctx.get("overlap"), ctx.get("contributions")
+    if overlap is None or cols is None or a.dim() != 4:
+        return False
+    grid = where_map(wrong)
+    if grid.shape != overlap.shape or not bool((overlap[grid] > 1).all()):
+        return False
+    k, s, p = ctx["kernel"], ctx["stride"], ctx["padding"]
+    mine = torch.nn.functional.unfold(a, k, padding=p, stride=s)
+    if mine.shape != cols.shape:
+        return False
+    same = ((mine - cols).abs() <= tolerance(b)).double()
+    held = torch.nn.functional.fold(same, a.shape[2:], k, padding=p, stride=s)
+    return bool((held[wrong] >= 1).all())
+
+
 def factor_diagnosis(r: float, batch: int | None) -> str:
+    if abs(r) < 1e-12:
+        return "it is all zeros"
     if abs(r + 1) < 1e-3:
         return "the sign is flipped (a - b where b - a is meant, or a missing minus)"
     if batch and batch > 1 and abs(r - batch) < 1e-3 * batch:

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import linecache
 import re
 import traceback
 from pathlib import Path
+
+import torch
 
 
 class LearnerError(Exception):
@@ -84,3 +88,56 @@ def grad_shape_diagnosis(text: str) -> str:
         "a .grad was assigned a tensor of another shape than its parameter's (transposed? "
         "a batch dimension not summed away?)"
     )
+
+
+GRAD_TENSORS = (("bias", "dL/db"), ("weight", "dL/dW"))
+
+
+def failed_assignment(error: BaseException) -> tuple[str, tuple, tuple] | None:
+    """(target, shape given, shape wanted) of a `target.grad = value` PyTorch refused for its
+    shape, read in the learner's frame where it failed: the line parsed, target and value
+    evaluated there again. None when the line is not such an assignment or cannot be read."""
+    text = str(error)
+    if "gradient of size" not in text and "assigned grad has data of a different size" not in text:
+        return None
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return None
+    frame = tb.tb_frame
+    line = linecache.getline(frame.f_code.co_filename, tb.tb_lineno).strip()
+    try:
+        node = ast.parse(line).body[0]
+        target = node.targets[0]
+        if not (isinstance(target, ast.Attribute) and target.attr == "grad"):
+            return None
+        owner = ast.unparse(target.value)
+        with torch.no_grad():
+            wanted = eval(owner, frame.f_globals, dict(frame.f_locals))  # noqa: S307
+            given = eval(ast.unparse(node.value), frame.f_globals, dict(frame.f_locals))  # noqa: S307
+        return owner, tuple(given.shape), tuple(wanted.shape)
+    except Exception:  # a line split over several, or a value that cannot be made again
+        return None
+
+
+def assignment_diagnosis(owner: str, given: tuple, wanted: tuple, ctx: dict) -> tuple[str, str]:
+    """(the tensor's name, the likely cause) of a .grad of shape `given` set on `owner`, whose
+    shape is `wanted`; ctx is the case's (padding, the padded input's size)."""
+    from digitlab.workbench.diagnose import shape_diagnosis
+
+    short = next((d for name, d in GRAD_TENSORS if owner.endswith(name)), "dL/dx")
+    tensor = f"{short} ({owner}.grad)"
+    squeezed = [d for d in given if d != 1] == [d for d in wanted if d != 1]
+    if short == "dL/db" and len(wanted) == 1 and not squeezed:
+        if len(given) > 1 and wanted[0] in given:
+            return tensor, (
+                "the bias's gradient is not summed over the batch: sum grad_out over every axis "
+                "but the channels (.sum(0) for Linear, .sum((0, 2, 3)) for Conv2d)"
+            )
+        return tensor, (
+            "the bias's gradient is summed over the wrong axes: keep the channel axis, sum the "
+            "others (.sum(0) for Linear, .sum((0, 2, 3)) for Conv2d)"
+        )
+    mine, ref = torch.empty(given, device="meta"), torch.empty(wanted, device="meta")
+    return tensor, shape_diagnosis(mine, ref, short, ctx)

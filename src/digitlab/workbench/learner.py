@@ -33,8 +33,9 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
         from digitlab.workbench.report import summary
 
         raise DigitlabError(
-            f"{path}: {', '.join(failing)} do not match PyTorch yet ({summary(result)}); not "
-            f"training on them: see digitlab check --layers {path}"
+            f"{path}: {', '.join(failing)} {'do' if len(failing) > 1 else 'does'} not match "
+            f"PyTorch yet ({summary(result)}"
+            f"{initialisation(result)}); not training on them: see digitlab check --layers {path}"
         )
     found = find_classes(import_file(path))
     own = {name: adapt(name, cls, interface_of(name, cls)) for name, cls in found.items()}
@@ -51,12 +52,26 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
     loss = smoothing_checked(own["CrossEntropyLoss"]) if "CrossEntropyLoss" in own else None
     yours = [f"{n} ({interface_of(n, found[n])})" for n in own]
     theirs = [n for n in NAMES if n not in own and n not in unused]
+    used = [r for r in result["rows"] if r["layer"] not in unused]
     note = (
+        f"checked against PyTorch: all {len(used)} cases of the classes this run uses pass; "
         f"your classes from {Path(path).name}: {', '.join(yours)}; digitlab.scratch's: "
         + ", ".join([*theirs, "any other layer the net needs (Sequential, BatchNorm2d, ...)"])
     )
     loss = loss or scratch.CrossEntropyLoss
     return backends.Backend("learner", layers, optim, loss, autograd=False, note=note)
+
+
+def initialisation(result: dict) -> str:
+    """'; X's initial parameters: ...' for each class whose constructor's parameters fail."""
+    from digitlab.workbench.cases import INIT
+
+    said = [
+        f"; {row['layer']}'s initialisation: {row['failures'][0]['message']}"
+        for row in result["rows"]
+        if row["case"] == INIT and not row["ok"]
+    ]
+    return "".join(said)
 
 
 def smoothing_checked(loss: type):

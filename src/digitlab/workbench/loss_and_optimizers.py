@@ -9,7 +9,7 @@ from torch import nn
 
 from digitlab.workbench.diagnose import Failure, compare
 from digitlab.workbench.references import make_input, optimizer_alternatives
-from digitlab.workbench.runners import call, rtol
+from digitlab.workbench.runners import call, changed_in_place, rtol
 
 LATER_STEPS = (
     "step 1 is right, later ones are not: check the state kept between steps (momentum buffer, "
@@ -30,13 +30,20 @@ def run_loss_case(case, cls: type, interface: str = "", classes=None) -> list[Fa
     loss_ref.backward(g.double() if per_sample else None)
     arguments = ", ".join(f"{k}={v!r}" for k, v in case.kwargs.items())
     mine = call(f"CrossEntropyLoss({arguments}) constructor", cls, **case.kwargs)
-    loss = call("__call__ (forward)", mine, x.clone(), target)
+    given = x.clone()
+    loss = call("__call__ (forward)", mine, given, target)
+    changed = changed_in_place("forward", "its input (the logits)", given, x)
+    if changed:
+        return [changed]
     ctx = {"batch": n, "large_logits": case.scale > 100}
     loss = torch.as_tensor(loss) if isinstance(loss, float) else loss
     failure = compare(loss, loss_ref.detach(), "loss", ctx, rtol(case))
     if failure:
         return [failure]
     grad = call("backward", mine.backward, g) if per_sample else call("backward", mine.backward)
+    changed = changed_in_place("backward", "forward's input (the logits)", given, x)
+    if changed:
+        return [changed]
     failure = compare(grad, x64.grad, "dL/dlogits", ctx, rtol(case))
     return [failure] if failure else []
 

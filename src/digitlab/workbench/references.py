@@ -81,6 +81,7 @@ def geometry(x: torch.Tensor, ref) -> dict:
     cols = F.unfold(ones, k, padding=p, stride=s)
     overlap = F.fold(cols, (h, w), k, padding=p, stride=s)[0, 0]
     return {
+        "kernel": k,
         "padding": p[0],
         "stride": s[0],
         "spatial": (h, w),
@@ -107,6 +108,70 @@ def output_alternatives(case, ref: nn.Module, x: torch.Tensor) -> dict:
         "the bias is missing from the output": conv(w, None),
         "the bias is added twice": conv(w, 2 * b),
     }
+
+
+def window_contributions(case, ref: nn.Module, x: torch.Tensor, g: torch.Tensor):
+    """What each window sends back to each of its pixels, laid out as F.unfold lays windows out,
+    (N, C*kh*kw, windows); None for the layers without windows. The overlap diagnosis reads it:
+    a pixel several windows share holds the sum of their contributions, and an overwrite
+    (= for +=) leaves exactly one of them."""
+    if case.layer not in ("Conv2d", "MaxPool2d"):
+        return None
+    k, s, p = geometry(x, ref)["kernel"], ref.stride, ref.padding
+    x64, g64 = x.double(), g.double()
+    if case.layer == "Conv2d" and ref.dilation == (1, 1) and ref.groups == 1:
+        w = ref.weight.detach().double().flatten(2)  # (O, C, kh*kw)
+        cols = torch.einsum("nol,ock->nckl", g64.flatten(2), w)
+        return cols.flatten(1, 2)
+    if case.layer == "MaxPool2d" and ref.dilation == 1:
+        n, c = x.shape[:2]
+        padded = F.pad(x64, (p, p, p, p), value=-torch.inf) if p else x64
+        windows = F.unfold(padded, k, stride=s).view(n, c, k[0] * k[1], -1)
+        first = windows.argmax(2, keepdim=True)  # the first maximum, as PyTorch's
+        routed = torch.zeros_like(windows).scatter_(2, first, 1.0) * g64.flatten(2)[:, :, None]
+        return routed.flatten(1, 2)
+    return None
+
+
+FLIPPED_KERNEL = (
+    "dL/dx is what the kernel rotated by 180 degrees gives: one flip too many (or too few); "
+    "send each grad_out value back over its window with the weights as forward used them "
+    "(w[i, j] to the pixel at +i, +j)"
+)
+
+
+def conv_backward_alternatives(case, ref: nn.Module, x: torch.Tensor, g: torch.Tensor):
+    """({bug: dL/dx it gives}, {bug: dL/dW it gives}) for a convolution's backward: the kernel
+    flipped, the padding cropped at another offset, the stride ignored."""
+    if case.layer != "Conv2d" or ref.dilation != (1, 1) or ref.groups != 1:
+        return {}, {}
+    x64, g64, w = x.double(), g.double(), ref.weight.detach().double()
+    (s, _), (p, _), k = ref.stride, ref.padding, w.shape[2:]
+    h, wd = x.shape[2:]
+    dx = {FLIPPED_KERNEL: torch.nn.grad.conv2d_input(x.shape, w.flip(2, 3), g64, s, p)}
+    xp = F.pad(x64, (p, p, p, p))
+    dxp = torch.nn.grad.conv2d_input(xp.shape, w, g64, s, 0)
+    for a in range(2 * p + 1):
+        for b in range(2 * p + 1):
+            if (a, b) != (p, p):
+                bug = (
+                    f"the padding is cropped at the wrong offset (dxp[:, :, {a}:{a + h}, "
+                    f"{b}:{b + wd}]): crop {p} on each side, dxp[:, :, {p}:{p + h}, {p}:{p + wd}]"
+                )
+                dx[bug] = dxp[:, :, a : a + h, b : b + wd]
+    if s == 1:
+        return dx, {}
+    oh, ow = g.shape[2:]
+    full = F.conv_transpose2d(g64, w)  # each grad_out value at (i, j), not (i*s, j*s)
+    ignored = torch.zeros_like(dxp)
+    ignored[:, :, : full.shape[2], : full.shape[3]] = full[:, :, : xp.shape[2], : xp.shape[3]]
+    where = f"output position (i, j) belongs to the window at (i*{s}, j*{s}) of the padded input"
+    dx[f"stride {s} is ignored in backward: {where}, not at (i, j)"] = ignored[
+        :, :, p : p + h, p : p + wd
+    ]
+    unstrided = xp[:, :, : oh + k[0] - 1, : ow + k[1] - 1]
+    dw = torch.nn.grad.conv2d_weight(unstrided, w.shape, g64, 1, 0)
+    return dx, {f"stride {s} is ignored in backward: {where}, not at (i, j)": dw}
 
 
 def max_pool_all_maxima(x: torch.Tensor, g: torch.Tensor, k, s) -> torch.Tensor | None:

@@ -62,8 +62,9 @@ def as_json(result: dict) -> dict:
     }
 
 
-def format_report(result: dict) -> list[str]:
-    """The report a learner reads: per class, per case, what is wrong, where and why."""
+def format_report(result: dict, show_output: bool = False) -> list[str]:
+    """The report a learner reads: per class, per case, what is wrong, where and why; with
+    `show_output`, what their code printed first."""
     found = result["found"]
     lines = [
         f"checking {result['path']} against PyTorch",
@@ -76,11 +77,14 @@ def format_report(result: dict) -> list[str]:
             "not in the file: " + ", ".join(result["missing"]) + " (digitlab.scratch's are used "
             "for those when you train)"
         )
-    if result["output_lines"]:
+    if result["output_lines"] and show_output:
+        lines.append(f"your code printed {result['output_lines']} lines:")
+        lines += [f"  | {line}" for line in result.get("output", "").splitlines()]
+    elif result["output_lines"]:
         first = result["first_output"][0][:80] if result["first_output"] else ""
         lines.append(
             f"your code printed {result['output_lines']} lines (kept out of this report; the "
-            f"first: {first!r})"
+            f"first: {first!r}; --show-output shows them)"
         )
     for name, rows in by_layer(result).items():
         wrong = sum(not r["ok"] and not r.get("not_written") for r in rows)
@@ -109,6 +113,8 @@ def case_lines(row: dict, shown: set) -> list[str]:
     if row["ok"]:
         note = [f"        note: {row['note']}"] if row.get("note") else []
         return [f"  ok    {row['case']}", *note]
+    if row.get("skipped"):
+        return [f"  SKIP  {row['case']}: {row['failures'][0]['message']}"]
     mark = "TODO " if row.get("not_written") else "FAIL "
     lines = [f"  {mark} {row['case']}"]
     said = (tuple(row.get("traceback") or ()), row["failures"][0]["diagnosis"])
@@ -117,6 +123,11 @@ def case_lines(row: dict, shown: set) -> list[str]:
             f"  {mark} {row['case']}: {row['failures'][0]['tensor']} not written yet (as above)"
         ]
     shown.add(said)
+    first = row["failures"][0]
+    cause = ("cause", first["tensor"], first["diagnosis"])
+    if first["diagnosis"] and cause in shown:  # the same bug again: one line, not the block
+        return [f"  {mark} {row['case']}: {first['message']} (same as above)"]
+    shown.add(cause)
     for failure in row["failures"]:
         lines.append(f"        {failure['message']}")
         if failure.get("max_abs_error") is not None:

@@ -12,10 +12,13 @@ from torch import nn
 from digitlab.workbench.diagnose import RTOL64, Failure, close
 from digitlab.workbench.exceptions import (
     LearnerError,
+    assignment_diagnosis,
     exception_diagnosis,
+    failed_assignment,
     method_source,
     their_traceback,
 )
+from digitlab.workbench.initial import run_init_case
 from digitlab.workbench.loss_and_optimizers import run_loss_case, run_optim_case
 from digitlab.workbench.references import build, make_input, namespace, torch_layer
 from digitlab.workbench.runners import (
@@ -30,6 +33,7 @@ from digitlab.workbench.runners import (
 RUNNERS = {
     "layer": run_layer_case,
     "accumulate": run_accumulate_case,
+    "init": run_init_case,
     "dropout": run_dropout_case,
     "network": run_network_case,
     "loss": run_loss_case,
@@ -50,6 +54,9 @@ def run_case(case, classes: dict, interface: str, files) -> dict:
         # backward runs only after the output matched: say so, it is half the answer
         passed = "the output matches PyTorch; " if what == "backward" else ""
         failures = [Failure(what, f"{passed}{what} raised {type(error).__name__}", diagnosis)]
+        assignment = failed_assignment(error)
+        if assignment:
+            failures = [assignment_failure(passed, *assignment, getattr(e, "ctx", {}))]
         row["traceback"] = their_traceback(error, files)
         row["not_written"] = diagnosis.startswith("not written yet")
     except Exception as e:  # a class's object broke the check itself: say what, go on
@@ -60,6 +67,13 @@ def run_case(case, classes: dict, interface: str, files) -> dict:
     if row["ok"] and case.kind == "layer" and case.dtype == torch.float32:
         row["note"] = float64_note(case, cls, classes)
     return row
+
+
+def assignment_failure(passed: str, owner: str, given: tuple, wanted: tuple, ctx: dict):
+    """A .grad PyTorch refused for its shape, named with both shapes and the likely cause."""
+    tensor, diagnosis = assignment_diagnosis(owner, given, wanted, ctx)
+    message = f"{passed}backward set {owner}.grad to a {given} tensor; {owner} is {wanted}"
+    return Failure(tensor, message, diagnosis)
 
 
 def float64_note(case, cls: type, classes: dict) -> str:

@@ -19,6 +19,7 @@ from digitlab.workbench.references import (
     ALL_MAXIMA,
     IGNORES_GRAD_OUT,
     build,
+    conv_backward_alternatives,
     geometry,
     make_input,
     max_pool_all_maxima,
@@ -27,6 +28,7 @@ from digitlab.workbench.references import (
     output_shape,
     reference,
     torch_layer,
+    window_contributions,
 )
 
 GRAD_NAMES = {"weight": "dL/dW (weight.grad)", "bias": "dL/db (bias.grad)"}
@@ -78,6 +80,24 @@ def copy_state(mine, ref: nn.Module) -> Failure | None:
     return None
 
 
+IN_PLACE = (
+    "the caller's tensor must stay as it was (the layer before, autograd and the caller may "
+    "still read it): make a new tensor (x = x - m, x * mask) instead of changing it (x -= m, "
+    "x[...] = 0, x.sub_(m))"
+)
+
+
+def changed_in_place(method: str, name: str, given, kept: torch.Tensor) -> Failure | None:
+    """A Failure when `method` changed `given` (the tensor it was handed, a copy of `kept`)."""
+    if not torch.is_tensor(given) or torch.equal(given, kept):
+        return None
+    if given.shape != kept.shape:
+        what = f"its shape {tuple(kept.shape)} -> {tuple(given.shape)}"
+    else:
+        what = f"{int((given != kept).sum())} of {given.numel()} elements"
+    return Failure(name, f"{method} changed {name} in place ({what})", IN_PLACE)
+
+
 def input_grad(layer, returned):
     """dL/dx: what backward returned, or (the template's way) what it left in self.input.grad."""
     if returned is None and torch.is_tensor(getattr(layer, "input", None)):
@@ -108,22 +128,37 @@ def run_layer_case(case, cls: type, interface: str, classes: dict) -> list[Failu
     y_ref, dx_ref, grads_ref, buffers_ref = reference(ref, x, g)
     _, dx_ones, grads_ones, _ = reference(ref, x, torch.ones_like(g))
     ctx = {"batch": x.shape[0], **geometry(x, ref), "forward": method_source(cls, "forward")}
-    y = call("forward", mine, x.clone())
+    given = x.clone()
+    y = call("forward", mine, given)
+    changed = changed_in_place("forward", "its input x", given, x)
+    if changed:
+        return [changed]
     alternatives = output_alternatives(case, ref, x)
     failure = compare(y, y_ref, "output", {**ctx, "alternatives": alternatives}, rtol(case))
     if failure:
         return [failure]  # backward is checked once the output is right
     buffers = dict(mine.named_buffers()) if isinstance(mine, nn.Module) else {}
     checks = [(name, buffers.get(name), want, {}) for name, want in buffers_ref.items()]
-    dx = input_grad(mine, call("backward", mine.backward, g.clone()))
-    alternatives = {IGNORES_GRAD_OUT: dx_ones}
+    given_g = g.clone()
+    try:
+        dx = input_grad(mine, call("backward", mine.backward, given_g))
+    except LearnerError as e:
+        e.ctx = ctx  # the shapes a refused .grad is read against
+        raise
+    for name, tensor, kept in (("grad_out", given_g, g), ("forward's input x", given, x)):
+        changed = changed_in_place("backward", name, tensor, kept)
+        if changed:
+            return [changed]
+    dx_alts, dw_alts = conv_backward_alternatives(case, ref, x, g)
+    alternatives = {IGNORES_GRAD_OUT: dx_ones, **dx_alts}
     if case.layer == "MaxPool2d" and not ref.padding:
         alternatives[ALL_MAXIMA] = max_pool_all_maxima(x, g, ref.kernel_size, ref.stride)
     checks.append(("dL/dx", dx, dx_ref, alternatives))
     params = dict(mine.named_parameters())
     for name, grad in grads_ref.items():
-        alts = {IGNORES_GRAD_OUT: grads_ones[name]}
+        alts = {IGNORES_GRAD_OUT: grads_ones[name], **(dw_alts if name == "weight" else {})}
         checks.append((GRAD_NAMES.get(name, f"{name}.grad"), params[name].grad, grad, alts))
+    ctx["contributions"] = window_contributions(case, ref, x, g)
     return compare_all(checks, ctx, rtol(case))
 
 

@@ -1,7 +1,11 @@
 """The child process that runs a learner's file, and its result channel.
 
 Nothing the learner's code does can crash or hang digitlab: it runs in `python -m
-digitlab.workbench.sandbox FILE START`, which sends one JSON line per case on its stdout. Inside
+digitlab.workbench.sandbox FILE START SKIP DUMP TIMEOUT`, which sends one JSON line per case on
+its stdout (for the cases in SKIP, a comma list of indices, a line saying they were not run).
+Each case arms faulthandler.dump_traceback_later(TIMEOUT) into the file DUMP (a thread: Windows
+has it too), so that a case that hangs leaves the stack where it was stuck for the parent to
+read after it kills the child. Inside
 the child, file descriptor 1 is pointed at stderr before their code runs, so that their prints
 (Python's or a C library's) go to the parent's output file, apart from the results. The parent
 reads the lines on a thread and waits on a queue with a timeout: a case that runs past it is
@@ -11,6 +15,7 @@ queue and Popen.kill: the same on Windows, Linux and macOS.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import queue
@@ -29,9 +34,12 @@ from digitlab.workbench.rows import run_case
 STARTUP = 300.0  # seconds the child may take to import torch and digitlab
 
 
-def worker(path: str, start: int) -> None:
-    """The child: the file's classes, then one JSON line per case from `start` on."""
+def worker(path: str, start: int, skip: dict, dump: str, timeout: float) -> None:
+    """The child: the file's classes, then one JSON line per case from `start` on; the cases
+    in `skip` ({index: the method that hung}) are not run. A case past `timeout` dumps its
+    stack into the file `dump`."""
     results = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    stack = open(dump, "w", encoding="utf-8")  # noqa: SIM115 (open while the child lives)
     os.dup2(2, 1)  # their prints, even a C library's, go where stderr goes
     for stream in (sys.stdout, sys.stderr):  # the parent reads UTF-8 whatever the console's
         stream.reconfigure(encoding="utf-8", errors="replace")
@@ -42,6 +50,7 @@ def worker(path: str, start: int) -> None:
 
     torch.set_num_threads(1)
     send({"ready": True})  # torch is imported: the learner's time starts now
+    faulthandler.dump_traceback_later(timeout, file=stack)
     try:
         classes = find_classes(import_file(path))
     except SyntaxError as e:
@@ -54,17 +63,37 @@ def worker(path: str, start: int) -> None:
     interfaces = {name: interface_of(name, cls) for name, cls in classes.items()}
     cases = cases_for(classes)
     send({"interfaces": interfaces, "cases": [(c.layer, c.name) for c in cases]})
-    for case in cases[start:]:
-        send(run_case(case, classes, interfaces[case.layer], {path}))
+    for index, case in enumerate(cases):
+        if index in skip:
+            send(skipped(case, skip[index]))
+        elif index >= start:
+            faulthandler.dump_traceback_later(timeout, file=stack)
+            send(run_case(case, classes, interfaces[case.layer], {path}))
+    faulthandler.cancel_dump_traceback_later()
+
+
+def skipped(case, method: str) -> dict:
+    """The row of a case not run: its class hung in `method` in an earlier case."""
+    message = f"not run: {method} hung in an earlier case (as above)"
+    failure = {"tensor": "case", "message": message, "diagnosis": "", "where": []}
+    return {
+        "layer": case.layer,
+        "case": case.name,
+        "ok": False,
+        "failures": [failure],
+        "skipped": True,
+    }
 
 
 class Child:
     """The sandbox running the learner's file from case `start` on; its results come on its
     stdout, its prints (and stderr) go to `output`, a binary file."""
 
-    def __init__(self, path: str, start: int, output):
+    def __init__(self, path: str, start: int, output, skip: dict, dump: str, timeout: float):
+        skips = ",".join(f"{index}:{method}" for index, method in skip.items())
+        args = [path, str(start), skips or "-", dump, str(timeout)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "digitlab.workbench.sandbox", path, str(start)],
+            [sys.executable, "-m", "digitlab.workbench.sandbox", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=output,
@@ -106,4 +135,6 @@ class Child:
 
 
 if __name__ == "__main__":
-    worker(str(Path(sys.argv[1])), int(sys.argv[2]))
+    path, start, skips, dump, timeout = sys.argv[1:6]
+    pairs = [item.split(":", 1) for item in skips.split(",") if ":" in item]
+    worker(str(Path(path)), int(start), {int(k): m for k, m in pairs}, dump, float(timeout))
