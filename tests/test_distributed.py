@@ -173,6 +173,8 @@ def test_the_rank_check_stops_a_run_whose_ranks_differ(tmp_path, data):
 
 LEAVE_SCRIPT = """
 import os
+import sys
+
 import torch
 from digitlab.train import distributed
 
@@ -181,8 +183,11 @@ net = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
 net(torch.randn(3, 4)).sum().backward()
 del net
 distributed.stop(finished=True)
-names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
-print(f"rank {ranks.rank} threads:", sorted(names))
+tasks = os.listdir("/proc/self/task")
+names = [open(f"/proc/self/task/{t}/comm", encoding="utf-8").read().strip() for t in tasks]
+# each rank its own file: two ranks printing to one stdout can interleave within a line
+with open(os.path.join(sys.argv[1], f"threads-{ranks.rank}.txt"), "w", encoding="utf-8") as f:
+    f.write(" ".join(sorted(names)))
 """
 
 
@@ -191,7 +196,7 @@ def test_leaving_the_group_ends_gloos_threads(tmp_path):
     """After stop, no gloo thread runs on into the process's exit: one that did (the group kept
     alive by DDP's late import of torch._dynamo) once aborted rank 0 at the end of a run."""
     script = tmp_path / "leave.py"
-    script.write_text(LEAVE_SCRIPT)
+    script.write_text(LEAVE_SCRIPT, encoding="utf-8")
     done = subprocess.run(
         [
             sys.executable,
@@ -200,12 +205,12 @@ def test_leaving_the_group_ends_gloos_threads(tmp_path):
             "--standalone",
             "--nproc-per-node=2",
             script,
+            tmp_path,
         ],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stdout.splitlines() if " threads:" in line]
-    assert len(lines) == 2, done.stdout
-    assert all("gloo" not in line for line in lines), lines
+    threads = [(tmp_path / f"threads-{r}.txt").read_text(encoding="utf-8") for r in (0, 1)]
+    assert all(threads) and all("gloo" not in names for names in threads), threads
