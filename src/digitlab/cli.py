@@ -624,7 +624,8 @@ def cmd_bench(args) -> int:
     if wide:
         print(
             f"warning: the rounds of {len(wide)} row(s) spread more than {WIDE:.0%} around their "
-            "median (the machine was busy): run again when it is quiet, or with --repeat 3",
+            "median (a busy machine, or a row too short to time steadily): read them with care, "
+            "run again when the machine is quiet, or with --repeat 3",
             file=sys.stderr,
         )
     return 0
