@@ -109,6 +109,11 @@ class PlainBatchNorm2d(Layer):
         if not training:  # mu and var were constants
             return grad_out * self._view(scale)
         m = xhat.numel() // self.num_features
+        return self.training_input_grad(grad_out, xhat, scale, dbeta, dgamma, m)
+
+    def training_input_grad(self, grad_out, xhat, scale, dbeta, dgamma, m: int) -> torch.Tensor:
+        """dL/dx in training mode, (N, C, H, W): scale * (gy - dbeta / M - xhat * dgamma / M),
+        scale = gamma / s and the sums (C,) per channel, M = N * H * W."""
         return self._view(scale) * (
             grad_out - self._view(dbeta / m) - xhat * self._view(dgamma / m)
         )
