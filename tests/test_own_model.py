@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, needs, run_cli
 from digitlab.cli import main
 from digitlab.data.mnist import load_split
 from digitlab.errors import DigitlabError
-from digitlab.nets import own_model
+from digitlab.nets import model_spec, own_model
 
 STUDY_LOG_CNN = Path(__file__).parent / "own" / "study_log_cnn.py"
 SOURCE = STUDY_LOG_CNN.read_text(encoding="utf-8")
@@ -41,8 +41,8 @@ def test_the_study_logs_class_builds_and_walks_to_logits():
     ],
 )
 def test_a_spec_splits_from_the_right(spec, path, name):
-    assert own_model.is_file_spec(spec) and own_model.split_spec(spec) == (Path(path), name)
-    assert not own_model.is_file_spec("cnn")
+    assert model_spec.is_file_spec(spec) and model_spec.split_spec(spec) == (Path(path), name)
+    assert not model_spec.is_file_spec("cnn")
 
 
 def test_a_wrong_linear_is_named_in_the_learners_terms(tmp_path):

@@ -541,9 +541,10 @@ def cmd_summary(args) -> int:
     """digitlab summary NAME|FILE.py[:Class]: a learner's class is walked first, so that a
     wrong size is its one line, not a table."""
     from digitlab.nets import models, own_model
+    from digitlab.nets.model_spec import is_file_spec
 
     model = models.build(args.model, "torch", args.model_args)
-    if own_model.is_file_spec(args.model):
+    if is_file_spec(args.model):
         own_model.walk(model)
     table = own_model.summary(model)
     if args.json:

@@ -13,6 +13,7 @@ from torch import nn
 
 from digitlab.errors import DigitlabError
 from digitlab.nets import backends, own_model
+from digitlab.nets.model_spec import is_file_spec, split_spec
 
 
 class Stack(nn.Module):
@@ -140,7 +141,7 @@ def build(name: str = "cnn", backend="torch", args: dict | None = None) -> nn.Mo
     made with `args` (torch's layers only: nets.own_model)."""
     backend = backends.get(backend)
     check_model(name, backend.name, backend.autograd)
-    if own_model.is_file_spec(name):
+    if is_file_spec(name):
         return own_model.build(name, args)
     return MODELS[name](backend.layers)
 
@@ -148,7 +149,7 @@ def build(name: str = "cnn", backend="torch", args: dict | None = None) -> nn.Mo
 def check_model(name: str, backend: str, autograd: bool | None = None) -> None:
     """One line for an unknown net, or a learner's own one on hand-written layers: their class is
     made of torch.nn's layers, whose backward only autograd has."""
-    if not own_model.is_file_spec(name):
+    if not is_file_spec(name):
         if name not in MODELS:
             raise DigitlabError(
                 f"unknown model {name!r}; choose one of {', '.join(MODELS)}, or your own FILE.py"
@@ -158,7 +159,7 @@ def check_model(name: str, backend: str, autograd: bool | None = None) -> None:
         autograd = backend in backends.BACKENDS and backends.get(backend).autograd
     if not autograd:
         raise DigitlabError(
-            f"--backend {backend}: your model ({own_model.split_spec(name)[0].name}) is made of "
+            f"--backend {backend}: your model ({split_spec(name)[0].name}) is made of "
             "torch.nn's layers, whose backward is autograd's, so there is no hand-written "
             "backward to run; train it with --backend torch (to write the layers yourself: "
             "digitlab exercise)"

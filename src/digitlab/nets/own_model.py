@@ -22,10 +22,9 @@ import torch
 from torch import nn
 
 from digitlab.errors import DigitlabError
-from digitlab.nets.model_spec import is_file_spec, split_spec
+from digitlab.nets.model_spec import split_spec
 
 NUM_CLASSES = 10
-__all__ = ["build", "describe", "is_file_spec", "split_spec", "walk", "summary"]
 
 
 def import_model_file(path: Path) -> types.ModuleType:

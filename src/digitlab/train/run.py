@@ -88,8 +88,8 @@ def make_backend(config: TrainConfig) -> backends.Backend:
 
 def build_model(config: TrainConfig, backend, log) -> tuple[torch.nn.Module, dict]:
     """The run's fresh model, and for a learner's own class what was found walking it before any
-    training: {"summary": its layer table, "warnings": [...]}. A wrong size stops here, in one
-    line (nets.own_model.walk)."""
+    training: {"summary": its layer table, "warnings": [...], "model_file": file, class, args,
+    SHA-256}. A wrong size stops here, in one line (nets.own_model.walk)."""
     model = models.build(config.model, backend, config.model_args)
     if not is_file_spec(config.model):
         return model, {}
@@ -97,7 +97,12 @@ def build_model(config: TrainConfig, backend, log) -> tuple[torch.nn.Module, dic
     warnings = [own_model.SOFTMAX_WARNING] if own_model.looks_like_probabilities(out) else []
     for warning in warnings:
         log(f"warning: {warning}")
-    return model, {"summary": own_model.summary(model)["text"], "warnings": warnings}
+    return model, {
+        "summary": own_model.summary(model)["text"],
+        "warnings": warnings,
+        # how to build the learner's class again, and tell whether its file changed since
+        "model_file": own_model.describe(config.model, config.model_args),
+    }
 
 
 def prepare(config: TrainConfig, out: Path, resume: bool, device, ranks: Ranks, log) -> Run:
@@ -173,7 +178,8 @@ def save(run: Run, scores: dict) -> None:
         record = run_config(run.config, run.epoch, run.mean, run.std, run.sizes)
         record["processes"] = run.ranks.world
         record["metrics"] = scores
-        if "warnings" in run.notes:
+        if "model_file" in run.notes:
+            record["model_file"] = run.notes["model_file"]
             record["model_warnings"] = run.notes["warnings"]
         if last is not None:
             record["unsure"] = last

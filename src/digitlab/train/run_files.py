@@ -11,8 +11,6 @@ from pathlib import Path
 
 from digitlab.data.mnist import class_names, dataset_name
 from digitlab.files import atomic_write
-from digitlab.nets import own_model
-from digitlab.nets.model_spec import is_file_spec
 from digitlab.train.settings import TrainConfig
 
 METRICS = "metrics.jsonl"
@@ -21,8 +19,6 @@ METRICS = "metrics.jsonl"
 def run_config(config: TrainConfig, epochs_done: int, mean: float, std: float, sizes) -> dict:
     """The config.json of a run: how to rebuild, rerun and use the model."""
     record = dataclasses.asdict(config)
-    if is_file_spec(config.model):  # how to build the learner's class again, and check it
-        record["model_file"] = own_model.describe(config.model, config.model_args)
     record.update(
         digitlab_version=package_version("digitlab"),
         epochs_done=epochs_done,
