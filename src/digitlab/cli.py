@@ -661,6 +661,15 @@ COMMANDS = {
 }
 
 
+def quiet_stdout() -> None:
+    """Point stdout at the null device, so that flushing it at exit cannot fail a second time
+    (the recipe of Python's documentation for SIGPIPE)."""
+    import os
+
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     for stream in (sys.stdout, sys.stderr):  # a console that cannot encode a character (a GBK
@@ -680,3 +689,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ndigitlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `digitlab predict *.png | head`: the reader has gone, as planned
+        quiet_stdout()
+        return 141  # what a shell reports for a command stopped by SIGPIPE
