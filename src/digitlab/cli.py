@@ -221,6 +221,11 @@ def add_exercise(sub) -> None:
         default="digitlab",
         help="digitlab's interface (default) or the recruitment template's",
     )
+    p.add_argument(
+        "--notebook",
+        action="store_true",
+        help="also write DIR/layers.ipynb: the guide, a cell per class, a check cell after each",
+    )
 
 
 def add_bench(sub) -> None:
@@ -606,9 +611,11 @@ def check_layers(args) -> dict:
 def cmd_exercise(args) -> int:
     from digitlab.workbench.exercise import write_exercise
 
-    layers, guide = write_exercise(args.folder, args.style)
-    print(f"wrote {layers} ({args.style} style) and {guide}")
+    layers, guide, *book = write_exercise(args.folder, args.style, args.notebook)
+    print(f"wrote {layers} ({args.style} style) and {guide}" + "".join(f" and {b}" for b in book))
     print(f"fill in a class, then: digitlab check --layers {layers}")
+    if book:
+        print(f"or open {book[0]} in Jupyter: each class has its check cell")
     return 0
 
 

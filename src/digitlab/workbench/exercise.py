@@ -272,15 +272,20 @@ ReLU, MaxPool2d, Flatten, SGD and Adam are not in the template: digitlab.scratch
 }
 
 
-def write_exercise(folder: str | Path, style: str = "digitlab") -> list[Path]:
-    """DIR/layers.py in `style` and DIR/README.md; refuses to overwrite a learner's work."""
+def write_exercise(
+    folder: str | Path, style: str = "digitlab", notebook: bool = False
+) -> list[Path]:
+    """DIR/layers.py in `style` and DIR/README.md (and DIR/layers.ipynb with `notebook`);
+    refuses to overwrite a learner's work."""
     if style not in STYLES:
         raise DigitlabError(f"--style {style}: choose one of {', '.join(STYLES)}")
     folder = Path(folder)
     layers, guide = folder / "layers.py", folder / "README.md"
-    if layers.exists():
+    book = folder / "layers.ipynb"
+    if layers.exists() or (notebook and book.exists()):
+        taken = layers if layers.exists() else book
         raise DigitlabError(
-            f"{layers}: exists already (your work?); choose another folder or move it away"
+            f"{taken}: exists already (your work?); choose another folder or move it away"
         )
     folder.mkdir(parents=True, exist_ok=True)
     source = DIGITLAB_STYLE if style == "digitlab" else TEMPLATE_STYLE
@@ -288,4 +293,8 @@ def write_exercise(folder: str | Path, style: str = "digitlab") -> list[Path]:
     if not guide.exists():
         text = GUIDE.format(path=layers, steps=STEPS[style])
         atomic_write(guide, text.encode())
+    if notebook:
+        from digitlab.workbench.notebook import write_notebook
+
+        return [layers, guide, write_notebook(book, source, STEPS[style])]
     return [layers, guide]

@@ -62,7 +62,7 @@ def as_json(result: dict) -> dict:
     }
 
 
-def format_report(result: dict, show_output: bool = False) -> list[str]:
+def format_report(result: dict, show_output: bool = False, lang: str = "en") -> list[str]:
     """The report a learner reads: per class, per case, what is wrong, where and why; with
     `show_output`, what their code printed first."""
     found = result["found"]
@@ -151,7 +151,7 @@ def case_lines(row: dict, shown: set) -> list[str]:
     return lines
 
 
-def summary(result: dict) -> str:
+def summary(result: dict, lang: str = "en") -> str:
     rows = result["rows"]
     bad = [r for r in rows if not r["ok"]]
     if not bad:
@@ -171,32 +171,43 @@ def picture_title(row: dict, failure: dict) -> str:
     return f"{row['layer']}: {row['case']}\n{failure['tensor']}: {what}"
 
 
-def write_pictures(result: dict, folder: str | Path) -> list[Path]:
-    """One PNG per wrong tensor that has a map: red where wrong, white where right."""
+def map_png(row: dict, failure: dict) -> bytes | None:
+    """A PNG of where `failure`'s tensor is wrong (red) and right (white), or None when the
+    failure has no map."""
+    if not failure.get("where") or not failure.get("wrong"):
+        return None
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    where = np.asarray(failure["where"], dtype=float)
+    fig, ax = plt.subplots(figsize=(4, 4 * where.shape[0] / max(where.shape[1], 1) + 0.8))
+    ax.imshow(where, cmap="Reds", vmin=0, vmax=1)
+    ax.set_title(picture_title(row, failure), fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_pictures(result: dict, folder: str | Path) -> list[Path]:
+    """One PNG per wrong tensor that has a map: red where wrong, white where right."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for k, row in enumerate(result["rows"]):
         for failure in row["failures"]:
-            if not failure.get("where") or not failure.get("wrong"):
+            png = map_png(row, failure)
+            if png is None:
                 continue
-            where = np.asarray(failure["where"], dtype=float)
-            fig, ax = plt.subplots(figsize=(4, 4 * where.shape[0] / max(where.shape[1], 1) + 0.8))
-            ax.imshow(where, cmap="Reds", vmin=0, vmax=1)
-            ax.set_title(picture_title(row, failure), fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            slug = re.sub(r"[^a-zA-Z0-9]+", "-", f"{row['layer']}-{k}-{failure['tensor']}").strip(
-                "-"
-            )
-            path = folder / f"{slug}.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
+            slug = re.sub(r"[^a-zA-Z0-9]+", "-", f"{row['layer']}-{k}-{failure['tensor']}")
+            path = folder / f"{slug.strip('-')}.png"
+            path.write_bytes(png)
             paths.append(path)
     return paths

@@ -1,0 +1,126 @@
+"""The checker in a notebook: digitlab.check_layers and `digitlab exercise DIR --notebook`,
+executed by a real Jupyter kernel."""
+
+from __future__ import annotations
+
+import ast
+import json
+import linecache
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import digitlab
+from conftest import run_cli
+from digitlab.errors import DigitlabError
+
+LEARNERS = Path(__file__).parent / "learners"
+SOLUTION = (LEARNERS / "solution.py").read_text(encoding="utf-8")
+HEADER = SOLUTION[: SOLUTION.index("\nclass ")]  # the docstring and the imports
+
+
+def class_source(name: str, source: str = SOLUTION) -> str:
+    """One class of `source`, as its own text."""
+    lines = source.splitlines()
+    node = next(
+        n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name
+    )
+    return "\n".join(lines[node.lineno - 1 : node.end_lineno])
+
+
+BAD_BIAS = ("db = grad_out.sum(0)", "db = 2 * grad_out.sum(0)")
+
+
+def linear_file(tmp_path) -> Path:
+    """A file with the solution's Linear whose bias gradient is doubled."""
+    text = HEADER + "\n\n" + class_source("Linear").replace(*BAD_BIAS) + "\n"
+    path = tmp_path / "mine.py"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_check_layers_on_a_file_says_what_the_cli_says(tmp_path, capsys):
+    path = linear_file(tmp_path)
+    report = digitlab.check_layers(path)
+    code, out, _ = run_cli(capsys, "check", "--layers", path, "--json")
+    assert code == 1 and report.ok is False
+    assert report.layers == json.loads(out.splitlines()[-1])["layers"]
+    code, out, _ = run_cli(capsys, "check", "--layers", path)
+    assert str(report) == out.rstrip("\n")
+    bias = next(c for c in report.layers[0]["cases"] if not c["ok"])
+    assert bias["tensor"] == "dL/db (bias.grad)"
+    page = report._repr_html_()
+    assert page.startswith("<div>") and page.endswith("</div>") and page.count("<tr>") > 3
+    assert '<img src="data:image/png;base64,' in page and "dL/db (bias.grad)" in page
+
+
+def run_as_cell(code: str, name: str) -> dict:
+    """Run `code` as IPython runs a cell: compiled under a name that is no file, with its text
+    kept in linecache; returns the cell's namespace."""
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    namespace = {"__name__": "__main__", "math": math, "torch": torch, "nn": nn}
+    exec(compile(code, name, "exec"), namespace)
+    return namespace
+
+
+def test_check_layers_on_classes_from_cells_without_a_file():
+    good = run_as_cell(class_source("ReLU"), "<cell-1>")["ReLU"]
+    bad = class_source("Linear").replace(*BAD_BIAS).replace("class Linear", "class MyLinear")
+    mine = run_as_cell(bad, "<cell-2>")["MyLinear"]
+    report = digitlab.check_layers({"ReLU": good, "Linear": mine})
+    assert not report.ok and str(report).startswith("checking your classes ReLU, Linear")
+    verdicts = {layer["name"]: layer["ok"] for layer in report.layers}
+    assert verdicts == {"ReLU": True, "Linear": False}
+    assert digitlab.check_layers([good]).ok
+    with pytest.raises(DigitlabError, match="named as torch names them"):
+        digitlab.check_layers([mine])
+    with pytest.raises(DigitlabError, match="lang='fr': choose one of en, zh"):
+        digitlab.check_layers([good], lang="fr")
+
+
+def execute(path: Path) -> list[str]:
+    """Run every cell of the notebook at `path` in a real Jupyter kernel (this Python's
+    ipykernel); returns each code cell's text output, joined."""
+    import nbclient
+    import nbformat
+
+    book = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(book, timeout=600, kernel_name="python3").execute(
+        cwd=str(path.parent)
+    )
+    texts = []
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            parts = [o.get("text", "") for o in cell.outputs]
+            parts += [o.get("data", {}).get("text/plain", "") for o in cell.outputs]
+            texts.append("".join(parts))
+    return texts
+
+
+@pytest.mark.slow
+def test_the_exercise_notebook_runs_in_jupyter_before_and_after_it_is_filled(tmp_path, capsys):
+    import nbformat
+
+    code, out, _ = run_cli(capsys, "exercise", tmp_path / "ex", "--notebook")
+    path = tmp_path / "ex" / "layers.ipynb"
+    assert code == 0 and str(path) in out
+    outputs = execute(path)
+    checks = [o for o in outputs if o.startswith("checking your classes")]
+    assert len(checks) == 8, outputs
+    assert all("not written yet" in c for c in checks), checks[0]
+    assert "all ok" not in checks[-1]
+
+    book = nbformat.read(path, as_version=4)
+    book.cells[1].source = HEADER + "\nfrom digitlab import check_layers\n"
+    for cell in book.cells:
+        if cell.cell_type == "code" and cell.source.startswith("class "):
+            cell.source = class_source(ast.parse(cell.source).body[0].name)
+    filled = tmp_path / "filled.ipynb"
+    nbformat.write(book, filled)
+    checks = [o for o in execute(filled) if o.startswith("checking your classes")]
+    assert len(checks) == 8
+    assert all("all ok:" in c.splitlines()[-1] for c in checks), checks
+    assert "all ok: " in checks[-1] and "of 8 classes match PyTorch" in checks[-1]
