@@ -80,6 +80,13 @@ def compare(mine, ref: torch.Tensor, tensor: str, ctx: dict, rtol: float = RTOL3
     """None if `mine` is right, else a Failure. ctx may hold alternatives the diagnosis tries:
     ctx["alternatives"] {bug description: the tensor that bug would give}, ctx["batch"],
     ctx["padding"], ctx["stride"], ctx["overlap"] (an (H, W) count of windows per pixel)."""
+    if mine is None or not torch.is_tensor(mine) or mine.shape != ref.shape:
+        return form_failure(mine, ref, tensor, ctx)
+    return value_failure(mine, ref, tensor, ctx, rtol)
+
+
+def form_failure(mine, ref: torch.Tensor, tensor: str, ctx: dict) -> Failure:
+    """`mine` is missing, not a tensor, or of another shape than `ref`."""
     if mine is None:
         return Failure(
             tensor, Text("{tensor} is missing (None)", tensor=tensor), missing_hint(tensor)
@@ -101,6 +108,11 @@ def compare(mine, ref: torch.Tensor, tensor: str, ctx: dict, rtol: float = RTOL3
             ),
             shape_diagnosis(mine, ref, tensor, ctx),
         )
+    raise ValueError("form_failure: the tensor has the right form")
+
+
+def value_failure(mine, ref, tensor: str, ctx: dict, rtol: float) -> Failure | None:
+    """None if `mine`'s values match `ref`'s (the same shape), else what is wrong with them."""
     a, b = mine.detach().double(), ref.detach().double()
     if not torch.isfinite(a).all() and torch.isfinite(b).all():
         bad = ~torch.isfinite(a)

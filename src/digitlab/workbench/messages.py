@@ -93,8 +93,12 @@ def from_data(data):
 
 
 def default_lang() -> str:
-    """zh where the locale is Chinese (LC_ALL, LC_MESSAGES or LANG as POSIX reads them, or the
-    system's locale on Windows), else en."""
+    """DIGITLAB_LANG (en or zh; `--lang` sets it for a train run), else zh where the locale is
+    Chinese (LC_ALL, LC_MESSAGES or LANG as POSIX reads them, or the system's locale on
+    Windows), else en."""
+    chosen = os.environ.get("DIGITLAB_LANG")
+    if chosen in LANGS:
+        return chosen
     for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = os.environ.get(name)
         if value:

@@ -26,8 +26,7 @@ from pathlib import Path
 from digitlab.errors import DigitlabError
 from digitlab.workbench import report
 from digitlab.workbench.layerfile import NAMES, find_classes
-
-LANGS = ("en", "zh")
+from digitlab.workbench.messages import LANGS, Text
 
 # What a notebook's first cell imports; written above the classes of cells too, so that a class
 # relying on them checks as it runs in the notebook.
@@ -193,7 +192,10 @@ def cell_text(cls: type) -> str:
     )
 
 
-NOTEBOOK_INTRO = """# Your own layers, in a notebook
+def intro(docstring: str, steps: str) -> Text:
+    """The notebook's first cell: the starter's docstring, the order to go in, how to check."""
+    return Text(
+        """# Your own layers, in a notebook
 
 {docstring}
 
@@ -205,16 +207,20 @@ PyTorch on small cases chosen to break naive code and says, for each failure, wh
 wrong, where (the red map), and the likely bug. A class not written yet shows "not written yet".
 When every check says all ok, train the study CNN on your layers: save the classes in a file and
 run `digitlab train --layers layers.py` (the file `layers.py` beside this notebook has the same
-starter code)."""
+starter code).""",
+        docstring=docstring,
+        steps=steps,
+    )
 
 
-def notebook_cells(source: str, steps: str) -> list[tuple[str, str]]:
+def notebook_cells(source: str, steps: str, lang: str = "en") -> list[tuple[str, str]]:
     """[(kind, text)] of the exercise notebook from a starter file's `source`: the guide
-    (markdown), the imports, then each class's cell followed by a check of the classes so
-    far."""
+    (markdown, in `lang`), the imports, then each class's cell followed by a check of the
+    classes so far."""
     tree = ast.parse(source)
     lines = source.splitlines()
-    cells = [("markdown", NOTEBOOK_INTRO.format(docstring=ast.get_docstring(tree), steps=steps))]
+    cells = [("markdown", intro(ast.get_docstring(tree), steps).render(lang))]
+    option = ', lang="zh"' if lang == "zh" else ""
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     setup = [lines[n.lineno - 1] for n in imports] + ["", "from digitlab import check_layers"]
     cells.append(("code", "\n".join(setup)))
@@ -225,11 +231,11 @@ def notebook_cells(source: str, steps: str) -> list[tuple[str, str]]:
             cells.append(("markdown", f"## {node.name}"))
             cells.append(("code", "\n".join(lines[start - 1 : node.end_lineno])))
             done.append(node.name)
-            cells.append(("code", f"check_layers([{', '.join(done)}])"))
+            cells.append(("code", f"check_layers([{', '.join(done)}]{option})"))
     return cells
 
 
-def write_notebook(path: Path, source: str, steps: str) -> Path:
+def write_notebook(path: Path, source: str, steps: str, lang: str = "en") -> Path:
     """Write the exercise notebook (nbformat 4) for the starter `source` to `path`."""
     import nbformat
 
@@ -240,7 +246,7 @@ def write_notebook(path: Path, source: str, steps: str) -> Path:
         "language": "python",
     }
     make = {"markdown": nbformat.v4.new_markdown_cell, "code": nbformat.v4.new_code_cell}
-    book.cells = [make[kind](text) for kind, text in notebook_cells(source, steps)]
+    book.cells = [make[kind](text) for kind, text in notebook_cells(source, steps, lang)]
     nbformat.validate(book)
     from digitlab.files import atomic_write
 

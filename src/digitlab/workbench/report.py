@@ -11,11 +11,12 @@ from pathlib import Path
 
 from digitlab.workbench.diagnose import RTOL32, RTOL64, text_map
 from digitlab.workbench.messages import Text, from_data, render
+from digitlab.workbench.messages_zh import ZH_CASES
 
 INTERFACES = {
-    "digitlab": "digitlab's interface: backward(grad_out) returns dL/dx, adds into .grad",
-    "template": "the recruitment template's: backward(ones) sets .grad, returns dL/dx",
-    "torch.optim": "torch.optim's interface: zero_grad(), step()",
+    "digitlab": Text("digitlab's interface: backward(grad_out) returns dL/dx, adds into .grad"),
+    "template": Text("the recruitment template's: backward(ones) sets .grad, returns dL/dx"),
+    "torch.optim": Text("torch.optim's interface: zero_grad(), step()"),
 }
 
 
@@ -89,7 +90,7 @@ def format_report(result: dict, show_output: bool = False, lang: str = "en") -> 
     lines += output_lines(result, show_output, lang)
     for name, rows in by_layer(result).items():
         interface = INTERFACES.get(found.get(name))
-        interface = say(interface, lang) if interface else found.get(name)
+        interface = interface.render(lang) if interface else found.get(name)
         lines += ["", f"{name} ({interface}): {verdict(rows, lang)}"]
         shown = set()
         for row in rows:
@@ -132,7 +133,7 @@ def verdict(rows: list[dict], lang: str) -> str:
         wrong
     )
     parts += [say("{todo} not written yet", lang, todo=todo)] * bool(todo)
-    return ", ".join(parts)
+    return ("，" if lang == "zh" else ", ").join(parts)
 
 
 def text_of(holder: dict, key: str, lang: str) -> str:
@@ -142,7 +143,14 @@ def text_of(holder: dict, key: str, lang: str) -> str:
     return render(from_data(data), lang) if data is not None else holder.get(key) or ""
 
 
+def case_name(row: dict, lang: str) -> str:
+    """The case's name in `lang` (digitlab's own cases, beyond a learner's, are named in
+    English only)."""
+    return ZH_CASES.get(row["case"], row["case"]) if lang == "zh" else row["case"]
+
+
 def case_lines(row: dict, shown: set, lang: str = "en") -> list[str]:
+    row = {**row, "case": case_name(row, lang)}
     if row["ok"]:
         note = row.get("note_text", row.get("note"))
         note = [f"        {say('note: {note}', lang, note=from_data(note))}"] if note else []
