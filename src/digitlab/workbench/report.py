@@ -249,21 +249,18 @@ def map_png(row: dict, failure: dict) -> bytes | None:
         return None
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it was
 
     where = np.asarray(failure["where"], dtype=float)
-    fig, ax = plt.subplots(figsize=(4, 4 * where.shape[0] / max(where.shape[1], 1) + 0.8))
+    fig = Figure(figsize=(4, 4 * where.shape[0] / max(where.shape[1], 1) + 0.8))
+    ax = fig.subplots()
     ax.imshow(where, cmap="Reds", vmin=0, vmax=1)
     ax.set_title(picture_title(row, failure), fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     return buffer.getvalue()
 
 
