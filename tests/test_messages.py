@@ -192,3 +192,10 @@ def test_a_chinese_locale_gets_chinese_and_a_gbk_console_does_not_crash(tmp_path
     out = child.stdout.decode("gbk")
     assert child.returncode == 1, child.stderr.decode("gbk", errors="replace")
     assert "可能的原因：是 PyTorch 的 2 倍" in out and "Traceback" not in child.stderr.decode("gbk")
+
+
+def test_a_file_that_cannot_be_checked_is_refused_in_chinese(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "check", "--layers", tmp_path / "nope.py", "--lang", "zh")
+    assert_one_line_error(code, err, 1, "nope.py：文件不存在；请给出包含你的层的 .py 文件")
+    code, _, err = run_cli(capsys, "check", "--layers", tmp_path / "nope.py", "--lang", "en")
+    assert_one_line_error(code, err, 1, "nope.py: no such file; give the .py file")

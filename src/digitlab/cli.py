@@ -693,6 +693,15 @@ COMMANDS = {
 }
 
 
+def error_text(error: DigitlabError, args) -> str:
+    """The error's line, in the learner's language where it is one of their messages (a
+    workbench.messages.Text)."""
+    message = error.args[0] if error.args else ""
+    if hasattr(message, "render"):
+        return message.render(language(args))
+    return str(error)
+
+
 def quiet_stdout() -> None:
     """Point stdout at the null device, so that flushing it at exit cannot fail a second time
     (the recipe of Python's documentation for SIGPIPE)."""
@@ -714,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command][1](args)
     except DigitlabError as e:
-        print(f"digitlab {args.command}: error: {e}", file=sys.stderr)
+        print(f"digitlab {args.command}: error: {error_text(e, args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\ndigitlab {args.command}: interrupted", file=sys.stderr)

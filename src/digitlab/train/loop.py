@@ -100,11 +100,19 @@ def check_loss(run: Run, loss: float, epoch: int, step: int) -> None:
     kept = f"epoch {epoch - 1} stays saved in {run.out}" if epoch > 1 else "nothing saved"
     cause = f"the learning rate is likely too high, lower --lr (now {run.config.lr})"
     if run.backend.name == "learner" and epoch == 1 and step <= EARLY:
-        cause = (
-            "on your own layers a blow-up in the first steps most often comes from the initial "
-            "weights (torch.empty, or randn without 1/sqrt(fan_in)) or from a backward; digitlab "
-            f"check --layers checks both; if it passes, lower --lr (now {run.config.lr})"
+        from digitlab.workbench.messages import Text, default_lang
+
+        text = Text(
+            "training diverged: the loss became {loss:.3g} at epoch {epoch}, step {step}; on your "
+            "own layers a blow-up in the first steps most often comes from the initial weights "
+            "(torch.empty, or randn without 1/sqrt(fan_in)) or from a backward; digitlab check "
+            "--layers checks both; if it passes, lower --lr (now {lr}); nothing saved",
+            loss=loss,
+            epoch=epoch,
+            step=step,
+            lr=run.config.lr,
         )
+        raise DigitlabError(text.render(default_lang()))
     raise DigitlabError(
         f"training diverged: the loss became {loss:.3g} at epoch {epoch}, step {step}; {cause}; "
         f"{kept}"

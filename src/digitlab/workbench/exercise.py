@@ -305,7 +305,10 @@ def write_exercise(
     if layers.exists() or (notebook and book.exists()):
         taken = layers if layers.exists() else book
         raise DigitlabError(
-            f"{taken}: exists already (your work?); choose another folder or move it away"
+            Text(
+                "{path}: exists already (your work?); choose another folder or move it away",
+                path=str(taken),
+            )
         )
     folder.mkdir(parents=True, exist_ok=True)
     source = starter(style, lang)

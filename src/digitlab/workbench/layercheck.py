@@ -92,7 +92,9 @@ def check_file(path: str | Path, timeout: float = 60.0) -> dict:
     child)."""
     path = str(Path(path).expanduser().resolve())
     if not Path(path).is_file():
-        raise DigitlabError(f"{path}: no such file; give the .py file that holds your layers")
+        raise DigitlabError(
+            Text("{path}: no such file; give the .py file that holds your layers", path=path)
+        )
     rows: list[dict] = []
     state: dict = {"names": None, "interfaces": {}, "skip": {}}
     with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile("w+b") as output:
@@ -123,8 +125,12 @@ def run_child(child: Child, path: str, timeout: float, dump: str, rows: list, st
     state["names"] = names
     if not names:
         raise DigitlabError(
-            f"{path}: defines none of {', '.join(NAMES)}; write at least one "
-            "(digitlab exercise DIR gives a starter file)"
+            Text(
+                "{path}: defines none of {names}; write at least one (digitlab exercise DIR gives "
+                "a starter file)",
+                path=path,
+                names=", ".join(NAMES),
+            )
         )
     while len(rows) < len(names):
         message = child.next_message(timeout + GRACE)
@@ -199,23 +205,47 @@ def import_failure(
     above it."""
     if message is None and not child.ended:
         error = DigitlabError(
-            f"{path}: importing it did not finish within {timeout:g} s; move work out of the "
-            "module level or raise --timeout" + ("; it was stuck at the line above" * bool(stuck))
+            Text(
+                "{path}: importing it did not finish within {timeout:g} s; move work out of the "
+                "module level or raise --timeout; it was stuck at the line above",
+                path=path,
+                timeout=timeout,
+            )
+            if stuck
+            else Text(
+                "{path}: importing it did not finish within {timeout:g} s; move work out of the "
+                "module level or raise --timeout",
+                path=path,
+                timeout=timeout,
+            )
         )
         error.lines = stuck
         return error
     if message is None:
         return DigitlabError(
-            f"{path}: the process importing it died (exit code {child.process.returncode}); "
-            "does the file call exit() or crash the interpreter at import?"
+            Text(
+                "{path}: the process importing it died (exit code {code}); does the file call "
+                "exit() or crash the interpreter at import?",
+                path=path,
+                code=child.process.returncode,
+            )
         )
     lines = message["import_error"]
     if message["syntax"]:
         error = DigitlabError(
-            f"{path}: has a syntax error at line {message['line']} (shown above); fix it and "
-            "check again"
+            Text(
+                "{path}: has a syntax error at line {line} (shown above); fix it and check again",
+                path=path,
+                line=message["line"],
+            )
         )
     else:
-        error = DigitlabError(f"{path}: raised an exception when imported: {lines[-1].strip()}")
+        error = DigitlabError(
+            Text(
+                "{path}: raised an exception when imported: {error}",
+                path=path,
+                error=lines[-1].strip(),
+            )
+        )
     error.lines = lines
     return error

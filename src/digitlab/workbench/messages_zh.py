@@ -194,6 +194,34 @@ ZH = {
     "argument, as PyTorch's, or train on it without smoothing: add --label-smoothing 0": "这次训练使用标签平滑 {s}（来自配方或 --label-smoothing），而你的 CrossEntropyLoss(label_smoothing={s}) "
     "抛出了 {error}：请像 PyTorch 那样给它的 __init__ 加上这个参数，或者不用标签平滑来训练：加上 --label-smoothing 0",
     "; {layer}'s initialisation: {message}": "；{layer} 的初始化：{message}",
+    # train/loop.py: a learner's run that blows up at once
+    "training diverged: the loss became {loss:.3g} at epoch {epoch}, step {step}; on your "
+    "own layers a blow-up in the first steps most often comes from the initial weights "
+    "(torch.empty, or randn without 1/sqrt(fan_in)) or from a backward; digitlab check "
+    "--layers checks both; if it passes, lower --lr (now {lr}); nothing saved":
+        "训练发散了：第 {epoch} 轮第 {step} 步时损失变成了 {loss:.3g}；用你自己的层时，最初几步就爆炸"
+        "通常是初始权重（torch.empty，或没乘 1/sqrt(fan_in) 的 randn）或某个反向传播造成的；"
+        "digitlab check --layers 会检查这两者；如果检查通过，再调低 --lr（现在是 {lr}）；没有保存任何东西",
+    # layercheck.py: a file that cannot be checked
+    "{path}: no such file; give the .py file that holds your layers":
+        "{path}：文件不存在；请给出包含你的层的 .py 文件",
+    "{path}: defines none of {names}; write at least one (digitlab exercise DIR gives a starter file)":
+        "{path}：没有定义 {names} 中的任何一个；请至少写一个（digitlab exercise DIR 会生成初始文件）",
+    "{path}: has a syntax error at line {line} (shown above); fix it and check again":
+        "{path}：第 {line} 行有语法错误（见上方）；改正后再检查",
+    "{path}: raised an exception when imported: {error}": "{path}：导入时抛出了异常：{error}",
+    "{path}: importing it did not finish within {timeout:g} s; move work out of the module "
+    "level or raise --timeout":
+        "{path}：导入在 {timeout:g} 秒内没有完成；请把耗时的代码移出模块顶层，或调大 --timeout",
+    "{path}: importing it did not finish within {timeout:g} s; move work out of the module "
+    "level or raise --timeout; it was stuck at the line above":
+        "{path}：导入在 {timeout:g} 秒内没有完成；请把耗时的代码移出模块顶层，或调大 --timeout；它卡在上方显示的那一行",
+    "{path}: the process importing it died (exit code {code}); does the file call exit() or "
+    "crash the interpreter at import?":
+        "{path}：导入它的进程崩溃了（退出码 {code}）；这个文件是否在导入时调用了 exit() 或让解释器崩溃？",
+    # exercise.py
+    "{path}: exists already (your work?); choose another folder or move it away":
+        "{path}：已经存在（是你写的吗？）；请换一个文件夹，或把它移走",
     # exercise.py and notebook.py: the guide
     """# Your own layers
 
