@@ -28,6 +28,12 @@ STROKE = 2.5  # MNIST's typical stroke width, in pixels of the 20-pixel box
 SPECK = 0.02  # a piece of ink with under this share of the biggest piece's area is a speck
 RULE = 0.8  # a straight line through ink over this share of the image's width (or height) is a
 # rule of lined or squared paper, when the digit is left after it goes
+# The steps of the path, each switchable (benchmarks/reading.py measures each one off in turn):
+# shade: divide out the paper's shade (else the paper is the border's median brightness);
+# grain: a 3x3 median against paper grain; faint: what Otsu's threshold calls paper is paper;
+# rules: ruled paper's lines go; specks: crumbs of ink go; thicken: thin pens widened to MNIST's.
+STEPS = frozenset({"shade", "grain", "faint", "rules", "specks", "thicken"})
+OLD = frozenset({"thicken"})  # the path before the paper-shade step (commit e986216)
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -107,7 +113,7 @@ def alpha_of(image: Image.Image) -> np.ndarray | None:
     return None
 
 
-def ink_of(image: Image.Image) -> np.ndarray:
+def ink_of(image: Image.Image, steps: frozenset = STEPS) -> np.ndarray:
     """(H, W) float32 ink in [0, 1]: 1 where the digit is, 0 on the paper.
 
     Transparency, when present, is the ink (strokes on a transparent layer). Otherwise the paper
@@ -119,14 +125,14 @@ def ink_of(image: Image.Image) -> np.ndarray:
         gray = gray_of(image)
         border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
         dark_ink = float(np.median(border)) > 0.5
-        ink = relative_ink(gray if dark_ink else 1 - gray)
+        ink = relative_ink(gray if dark_ink else 1 - gray, steps)
     ink = np.clip(ink, 0, None)
     strongest = float(ink.max())
     if strongest < 0.1:
         raise BlankImageError("no ink found: the image is blank or has too little contrast")
     # Rescale so the strongest ink is 1 and faint noise (paper texture, JPEG ringing) is 0.
     ink = np.clip((ink / strongest - NOISE) / (1 - NOISE), 0, 1).astype(np.float32)
-    return without_specks(ink)
+    return without_specks(ink) if "specks" in steps else ink
 
 
 def without_specks(ink: np.ndarray) -> np.ndarray:
@@ -194,18 +200,26 @@ def paper_of(gray: np.ndarray) -> np.ndarray:
     return np.maximum(paper, 1e-3)
 
 
-def relative_ink(gray: np.ndarray) -> np.ndarray:
-    """Ink as darkness relative to the paper around it: 1 - gray / paper. On clean, evenly lit
-    paper that is the plain darkness; under a shadow or a colour cast the paper's own shade is
-    divided out, so the shadow is not taken for ink."""
-    ink = 1 - gray / paper_of(gray)
+def relative_ink(gray: np.ndarray, steps: frozenset = STEPS) -> np.ndarray:
+    """(H, W) brightness in [0, 1], dark ink on light paper -> (H, W) ink as darkness relative
+    to the paper around it: 1 - gray / paper. On clean, evenly lit paper that is the plain
+    darkness; under a shadow or a colour cast the paper's own shade is divided out, so the
+    shadow is not taken for ink. Without the "shade" step the paper is the border's median."""
+    if "shade" in steps:
+        ink = 1 - gray / paper_of(gray)
+    else:
+        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        ink = float(np.median(border)) - gray
     # Paper grain and JPEG noise are single pixels; strokes are wider: a 3x3 median drops them.
-    ink = ndimage.median_filter(ink, 3) if min(gray.shape) >= 56 else ink
+    if "grain" in steps and min(gray.shape) >= 56:
+        ink = ndimage.median_filter(ink, 3)
     # What Otsu's threshold calls paper is paper: grain left in a shadow stays out of the digit.
     # Rules of lined paper go first: they would otherwise be a third shade in Otsu's split.
     if ink.max() - ink.min() > 0.1:
-        ink = without_rules(ink, ink >= threshold_otsu(ink))
-        ink = np.where(ink >= threshold_otsu(ink) * 0.5, ink, 0)
+        if "rules" in steps:
+            ink = without_rules(ink, ink >= threshold_otsu(ink))
+        if "faint" in steps:
+            ink = np.where(ink >= threshold_otsu(ink) * 0.5, ink, 0)
     return ink
 
 
@@ -225,7 +239,7 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def center_digit(ink: np.ndarray) -> np.ndarray:
+def center_digit(ink: np.ndarray, steps: frozenset = STEPS) -> np.ndarray:
     """(H, W) ink of one digit -> (28, 28) float32 MNIST-style image in [0, 1].
 
     Crop to the ink, thicken strokes too thin to survive the scaling, scale the longest side to
@@ -239,7 +253,7 @@ def center_digit(ink: np.ndarray) -> np.ndarray:
     scale = BOX / max(h, w)
     # A thin pen on a big canvas would shrink to a faint hairline; widen it to MNIST's stroke.
     missing = int(round(STROKE / scale - stroke_width(ink)))
-    if missing >= 2:
+    if missing >= 2 and "thicken" in steps:
         ink = ndimage.maximum_filter(ink, size=missing // 2 * 2 + 1)  # separable: fast
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     small = Image.fromarray(np.ascontiguousarray(ink), "F").resize((new_w, new_h), Image.LANCZOS)
@@ -256,7 +270,7 @@ def center_digit(ink: np.ndarray) -> np.ndarray:
     return field
 
 
-def split_digits(ink: np.ndarray) -> list[np.ndarray]:
+def split_digits(ink: np.ndarray, steps: frozenset = STEPS) -> list[np.ndarray]:
     """(H, W) ink of a row of digits -> their (28, 28) MNIST-style images, left to right.
 
     Each connected stroke (8-connected) is a piece (ink_of has dropped the specks); pieces that
@@ -280,26 +294,30 @@ def split_digits(ink: np.ndarray) -> list[np.ndarray]:
         else:
             groups.append([i])
     groups.sort(key=lambda g: min(pieces[j][1].start for j in g))
-    return [center_digit(np.where(np.isin(labels, [j + 1 for j in g]), ink, 0)) for g in groups]
+    return [
+        center_digit(np.where(np.isin(labels, [j + 1 for j in g]), ink, 0), steps) for g in groups
+    ]
 
 
-def preprocess_multi(image: str | Path | Image.Image) -> torch.Tensor:
-    """An image of a number written left to right -> (K, 28, 28) float32, one image per digit."""
+def preprocess_multi(image: str | Path | Image.Image, steps: frozenset = STEPS) -> torch.Tensor:
+    """An image of a number written left to right -> (K, 28, 28) float32, one image per digit.
+    steps: which of STEPS to take (all by default; OLD is the path before the paper's shade)."""
     name = image if isinstance(image, (str, Path)) else "image"
     if isinstance(image, (str, Path)):
         image = load_image(image)
     try:
-        return torch.from_numpy(np.stack(split_digits(ink_of(image))))
+        return torch.from_numpy(np.stack(split_digits(ink_of(image, steps), steps)))
     except BlankImageError as e:
         raise BlankImageError(f"{name}: {e}; give an image with digits on it") from None
 
 
-def preprocess(image: str | Path | Image.Image) -> torch.Tensor:
-    """An image (file path or PIL image) of one digit -> (28, 28) float32 tensor in [0, 1]."""
+def preprocess(image: str | Path | Image.Image, steps: frozenset = STEPS) -> torch.Tensor:
+    """An image (file path or PIL image) of one digit -> (28, 28) float32 tensor in [0, 1].
+    steps: which of STEPS to take (all by default; OLD is the path before the paper's shade)."""
     name = image if isinstance(image, (str, Path)) else "image"
     if isinstance(image, (str, Path)):
         image = load_image(image)
     try:
-        return torch.from_numpy(center_digit(ink_of(image)))
+        return torch.from_numpy(center_digit(ink_of(image, steps), steps))
     except BlankImageError as e:
         raise BlankImageError(f"{name}: {e}; give an image with a digit on it") from None
