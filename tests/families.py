@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from photos import photo
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from digitlab.data.mnist import load_split
+from photos import photo
 
 FAMILIES = ("canvas", "clean", "soft", "fonts", "photo", "ruled")
 FONTS = sorted(
