@@ -24,6 +24,8 @@ from digitlab.errors import DigitlabError
 MAX_PIXELS = 25_000_000  # refuse larger images before decoding them (decompression bombs)
 FIELD, BOX = 28, 20  # MNIST's field and the box its digits are scaled into
 NOISE = 0.2  # ink weaker than this fraction of the strongest ink is paper, not ink
+INKY = 0.15  # a pixel this much darker than the paper around it is ink when estimating the paper
+SMOOTH = 16  # the paper is averaged over a Gaussian of the image's size over this
 STROKE = 2.5  # MNIST's typical stroke width, in pixels of the 20-pixel box
 SPECK = 0.02  # a piece of ink with under this share of the biggest piece's area is a speck
 RULE = 0.8  # a straight line through ink over this share of the image's width (or height) is a
@@ -116,16 +118,14 @@ def alpha_of(image: Image.Image) -> np.ndarray | None:
 def ink_of(image: Image.Image, steps: frozenset = STEPS) -> np.ndarray:
     """(H, W) float32 ink in [0, 1]: 1 where the digit is, 0 on the paper.
 
-    Transparency, when present, is the ink (strokes on a transparent layer). Otherwise the paper
-    is the median brightness of the border, and ink is whatever differs from it: dark ink on light
-    paper or light ink on dark, found automatically.
+    Transparency, when present, is the ink (strokes on a transparent layer). Otherwise ink is
+    whatever differs from the paper: dark ink on light paper or light ink on dark, found
+    automatically (dark_ink), then its darkness relative to the paper (relative_ink).
     """
     ink = alpha_of(image)
     if ink is None:
         gray = gray_of(image)
-        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-        dark_ink = float(np.median(border)) > 0.5
-        ink = relative_ink(gray if dark_ink else 1 - gray, steps)
+        ink = relative_ink(gray if dark_ink(gray, steps) else 1 - gray, steps)
     ink = np.clip(ink, 0, None)
     strongest = float(ink.max())
     if strongest < 0.1:
@@ -133,6 +133,15 @@ def ink_of(image: Image.Image, steps: frozenset = STEPS) -> np.ndarray:
     # Rescale so the strongest ink is 1 and faint noise (paper texture, JPEG ringing) is 0.
     ink = np.clip((ink / strongest - NOISE) / (1 - NOISE), 0, 1).astype(np.float32)
     return without_specks(ink) if "specks" in steps else ink
+
+
+def dark_ink(gray: np.ndarray, steps: frozenset = STEPS) -> bool:
+    """Whether (H, W) brightness in [0, 1] shows dark ink on light paper: whether the border,
+    which is paper, is bright. With the "shade" step, the brightest quarter of the border is
+    looked at, not its median: a shadow across a photo can cover most of the border, and its
+    median is then the shadow's, dark enough to be taken for light ink on dark paper."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float(np.percentile(border, 75 if "shade" in steps else 50)) > 0.5
 
 
 def without_specks(ink: np.ndarray) -> np.ndarray:
@@ -181,18 +190,27 @@ def without_rules(ink: np.ndarray, solid: np.ndarray) -> np.ndarray:
 
 
 def paper_of(gray: np.ndarray) -> np.ndarray:
-    """(H, W) brightness of the paper alone, dark ink on light paper: a greyscale closing (the
-    brightest value within a window a fifth of the image wide, then the darkest) wipes out the
-    strokes, which are thinner than that, and keeps shadows and colour casts, which are wider,
-    edges included. Large images are estimated at about 128 pixels and scaled back."""
+    """(H, W) brightness in [0, 1], dark ink on light paper -> (H, W) brightness of the paper
+    alone, shadows and colour casts included. A greyscale closing a third of the image wide (the
+    brightest value within the window, then the darkest: wider than a low-resolution scan's
+    strokes) gives a first guess; the pixels well under it are ink, and the paper is then a
+    Gaussian average of the paper pixels alone (normalised convolution), which follows a
+    shadow's edge through the digit without breaking into the closing's blocks. Large images
+    are estimated at about 128 pixels and scaled back."""
     h, w = gray.shape
     shrink = max(1, max(h, w) // 128)
     small = gray[::shrink, ::shrink]
-    size = max(3, max(small.shape) // 5)
     if min(small.shape) >= 56:  # grain smoothed first, or the maximum picks its peaks
         small = ndimage.gaussian_filter(small, 1.5)
-    closed = ndimage.minimum_filter(ndimage.maximum_filter(small, size), size)
-    paper = ndimage.gaussian_filter(closed, 1.0)  # a closing keeps a shadow's edge sharp
+    size = max(3, max(small.shape) // 3)
+    paper = ndimage.minimum_filter(ndimage.maximum_filter(small, size), size)
+    sigma = max(1.0, max(small.shape) / SMOOTH)
+    for _ in range(2):
+        # Ink and its grey ramp (a pixel of margin) are left out of the paper's average.
+        seen = ~ndimage.binary_dilation(small < (1 - INKY) * paper, iterations=2)
+        weight = ndimage.gaussian_filter(seen.astype(np.float32), sigma)
+        average = ndimage.gaussian_filter(np.where(seen, small, 0).astype(np.float32), sigma)
+        paper = np.where(weight > 0.02, average / np.maximum(weight, 1e-6), paper)
     if shrink > 1:
         paper = np.asarray(
             Image.fromarray(paper.astype(np.float32), "F").resize((w, h), Image.BILINEAR)
