@@ -25,6 +25,7 @@ MAX_PIXELS = 25_000_000  # refuse larger images before decoding them (decompress
 FIELD, BOX = 28, 20  # MNIST's field and the box its digits are scaled into
 NOISE = 0.2  # ink weaker than this fraction of the strongest ink is paper, not ink
 INKY = 0.15  # a pixel this much darker than the paper around it is ink when estimating the paper
+FLAT = 0.1  # a border whose brightness spans under this (5th to 95th percentile) is evenly lit
 SMOOTH = 16  # the paper is averaged over a Gaussian of the image's size over this
 STROKE = 2.5  # MNIST's typical stroke width, in pixels of the 20-pixel box
 SPECK = 0.02  # a piece of ink with under this share of the biggest piece's area is a speck
@@ -222,11 +223,13 @@ def relative_ink(gray: np.ndarray, steps: frozenset = STEPS) -> np.ndarray:
     """(H, W) brightness in [0, 1], dark ink on light paper -> (H, W) ink as darkness relative
     to the paper around it: 1 - gray / paper. On clean, evenly lit paper that is the plain
     darkness; under a shadow or a colour cast the paper's own shade is divided out, so the
-    shadow is not taken for ink. Without the "shade" step the paper is the border's median."""
-    if "shade" in steps:
+    shadow is not taken for ink. Without the "shade" step, or when the border (which is paper)
+    is evenly lit, the paper is the border's median: an estimate from inside the image would
+    take some of a low-resolution scan's thick soft strokes for paper and fade them."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if "shade" in steps and np.percentile(border, 95) - np.percentile(border, 5) > FLAT:
         ink = 1 - gray / paper_of(gray)
     else:
-        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
         ink = float(np.median(border)) - gray
     # Paper grain and JPEG noise are single pixels; strokes are wider: a 3x3 median drops them.
     if "grain" in steps and min(gray.shape) >= 56:
