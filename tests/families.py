@@ -1,8 +1,8 @@
 """Families of digit images that are not MNIST's own 28x28, each with its labels, made the same
 way (fixed seeds) by benchmarks/reading.py and tests/test_reading.py:
 
-canvas: MNIST test digits redrawn with a round pen of one width, dark on a white 280x280 page,
-    as the app's sketchpad draws; clean: MNIST test digits inverted to dark on light at 2-4x,
+canvas: MNIST test digits redrawn with a round pen of one width on a transparent 280x280
+    layer, as the app's sketchpad draws; clean: MNIST test digits inverted to dark on light at 2-4x,
     sharp; soft: MNIST test digits averaged down to 8-12 pixels then upscaled 6-12x bicubically
     (low-resolution scans: thick strokes with soft grey edges); fonts: digits typed in the
     installed DejaVu, Liberation and FreeFont faces; photo and ruled: tests/photos.py.
@@ -29,12 +29,15 @@ FONTS = sorted(
 
 def canvas(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """(28, 28) uint8 MNIST digit -> its centre line drawn with a hard round pen 8-24 pixels
-    wide on a white 280x280 "L" page: the app's sketchpad input."""
+    wide, black on a transparent 280x280 "RGBA" layer: the app's sketchpad input (its strokes'
+    alpha is the ink, app.server.canvas_image)."""
     big = np.asarray(Image.fromarray(digit).resize((280, 280), Image.BILINEAR)) > 100
     line = skeletonize(big)
     radius = rng.uniform(4, 12)
     pen = ndimage.distance_transform_edt(~line) <= radius
-    return Image.fromarray(np.where(pen, 0, 255).astype(np.uint8))
+    rgba = np.zeros((280, 280, 4), np.uint8)
+    rgba[..., 3] = np.where(pen, 255, 0)
+    return Image.fromarray(rgba, "RGBA")
 
 
 def clean(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
