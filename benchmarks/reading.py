@@ -21,7 +21,7 @@ from digitlab.read.predictor import Predictor  # noqa: E402
 from digitlab.read.preprocess import OLD, STEPS, BlankImageError, preprocess  # noqa: E402
 from families import FAMILIES, family  # noqa: E402
 
-ORDER = ("shade", "grain", "faint", "rules", "specks", "thicken")  # the path's own order
+ORDER = ("shade", "grain", "rules", "specks", "thicken")  # the path's own order
 assert set(ORDER) == STEPS
 PATHS = {"full": STEPS, "old": OLD} | {f"-{step}": STEPS - {step} for step in ORDER}
 

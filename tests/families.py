@@ -28,12 +28,12 @@ FONTS = sorted(
 
 
 def canvas(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """(28, 28) uint8 MNIST digit -> its centre line drawn with a hard round pen 8-24 pixels
+    """(28, 28) uint8 MNIST digit -> its centre line drawn with a hard round pen 3-24 pixels
     wide, black on a transparent 280x280 "RGBA" layer: the app's sketchpad input (its strokes'
     alpha is the ink, app.server.canvas_image)."""
     big = np.asarray(Image.fromarray(digit).resize((280, 280), Image.BILINEAR)) > 100
     line = skeletonize(big)
-    radius = rng.uniform(4, 12)
+    radius = rng.uniform(1.5, 12)
     pen = ndimage.distance_transform_edt(~line) <= radius
     rgba = np.zeros((280, 280, 4), np.uint8)
     rgba[..., 3] = np.where(pen, 255, 0)
