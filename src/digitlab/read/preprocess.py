@@ -228,12 +228,14 @@ def relative_ink(gray: np.ndarray, steps: frozenset = STEPS) -> np.ndarray:
     is evenly lit, the paper is the border's median: an estimate from inside the image would
     take some of a low-resolution scan's thick soft strokes for paper and fade them."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if "shade" in steps and np.percentile(border, 95) - np.percentile(border, 5) > FLAT:
+    even = np.percentile(border, 95) - np.percentile(border, 5) <= FLAT
+    if "shade" in steps and not even:
         ink = 1 - gray / paper_of(gray)
     else:
         ink = float(np.median(border)) - gray
     # Paper grain and JPEG noise are single pixels; strokes are wider: a 3x3 median drops them.
-    if "grain" in steps and min(gray.shape) >= 56:
+    # An even, clean border has no grain, and the median would shave a soft stroke's ramp.
+    if "grain" in steps and not even and min(gray.shape) >= 56:
         ink = ndimage.median_filter(ink, 3)
     # Rules are looked for among the ink Otsu's threshold tells from the paper.
     if "rules" in steps and ink.max() - ink.min() > 0.1:
