@@ -29,7 +29,7 @@ FLAT = 0.1  # a border whose brightness spans under this (5th to 95th percentile
 SMOOTH = 16  # the paper is averaged over a Gaussian of the image's size over this
 STROKE = 2.5  # MNIST's typical stroke width, in pixels of the 20-pixel box
 SPECK = 0.02  # a piece of ink with under this share of the biggest piece's area is a speck
-RULE = 0.8  # a straight line through ink over this share of the image's width (or height) is a
+RULE = 0.85  # a straight line through ink over this share of the image's width (or height) is a
 # rule of lined or squared paper, when the digit is left after it goes
 # The steps of the path, each switchable (benchmarks/reading.py measures each one off in turn):
 # shade: divide out the paper's shade (else the paper is the border's median brightness);
