@@ -1,30 +1,24 @@
-"""Each family of real-looking digits (tests/families.py) is read by the shipped model through
-predict's preprocessing at least as well as benchmarks/reading.py measured, less a margin for the
-smaller count (docs/reading.md has the table)."""
-
-from __future__ import annotations
+"""Each family of images (tests/families.py) read by the shipped model through predict's full
+preprocessing path, on its first 100 images: a floor a few points under what
+benchmarks/reading.py measured with the model shipped then, so a model at least as accurate
+passes too (figures in docs/reading.md)."""
 
 import pytest
-import torch
 
-from digitlab.data.mnist import load_split
 from digitlab.read.predictor import Predictor
-from digitlab.read.preprocess import STEPS, preprocess
-from families import FAMILIES, images
+from digitlab.read.preprocess import STEPS, BlankImageError, preprocess
+from families import family
 
-COUNT = 100
-# measured on 300 images per family with every step on: canvas 100.0%, clean 99.3%, soft 96.3%,
-# font 98.7%, photo 73.3%, ruled 71.3%
-AT_LEAST = {"canvas": 0.96, "clean": 0.95, "soft": 0.92, "font": 0.94, "photo": 0.64, "ruled": 0.62}
-
-
-def read(predictor, family: str, steps=STEPS) -> float:
-    test = load_split(None, False)
-    k = FAMILIES.index(family)
-    digits = test.images[k * 300 : k * 300 + COUNT].numpy()
-    labels = test.labels[k * 300 : k * 300 + COUNT]
-    seen = torch.stack([preprocess(p, steps) for p in images(family, digits, labels.numpy())])
-    return float((predictor.probabilities(seen).argmax(1) == labels).float().mean())
+N = 100
+# family: (read right of the first 100 when measured, the floor the test holds)
+FLOORS = {
+    "canvas": 0.95,  # measured 99%
+    "clean": 0.97,  # 100%
+    "soft": 0.91,  # 95%
+    "fonts": 0.94,  # 98%
+    "photo": 0.93,  # 100%
+    "ruled": 0.90,  # 97%
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +26,26 @@ def predictor():
     return Predictor.load()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
-def test_each_family_is_read(predictor, family):
-    assert read(predictor, family) >= AT_LEAST[family]
+def accuracy(predictor, name: str, steps: frozenset = STEPS) -> float:
+    """Share of the family's first N images the model reads right (no ink found is wrong)."""
+    images, labels = family(name, N)
+    right = 0
+    for image, label in zip(images, labels, strict=True):
+        try:
+            digit = preprocess(image, steps)
+        except BlankImageError:
+            continue
+        right += int(predictor.probabilities(digit[None]).argmax(1)) == int(label)
+    return right / N
 
 
-@pytest.mark.slow
-def test_soft_scans_are_read_about_as_well_as_by_the_path_before_the_paper_step(predictor):
-    """The issue this guards: dividing by a paper estimate narrower than the strokes, then
-    cutting at Otsu's threshold, left a thin eroded core of a soft scan's thick strokes (93% and
-    below where the plain darkness read 97%)."""
-    before = read(predictor, "soft", frozenset({"faint", "thicken"}))
-    assert read(predictor, "soft") >= before - 0.015  # one image of the hundred
+@pytest.mark.parametrize("name", list(FLOORS))
+def test_every_family_is_read(predictor, name):
+    assert accuracy(predictor, name) >= FLOORS[name]
+
+
+def test_every_step_can_be_left_out_and_the_old_path_still_reads_clean_scans(predictor):
+    """steps is a plain parameter: any subset runs; the old path (before the paper's shade)
+    reads clean scans as well as the full one, and photos far worse (a shadow is not paper)."""
+    assert accuracy(predictor, "clean", frozenset()) >= FLOORS["clean"]
+    assert accuracy(predictor, "photo", frozenset({"thicken"})) < 0.6

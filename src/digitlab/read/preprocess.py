@@ -24,16 +24,20 @@ from digitlab.errors import DigitlabError
 MAX_PIXELS = 25_000_000  # refuse larger images before decoding them (decompression bombs)
 FIELD, BOX = 28, 20  # MNIST's field and the box its digits are scaled into
 NOISE = 0.2  # ink weaker than this fraction of the strongest ink is paper, not ink
+INKY = 0.15  # a pixel this much darker than the paper around it is ink when estimating the paper
+FLAT = 0.1  # a border whose brightness spans under this (5th to 95th percentile) is evenly lit
+SMOOTH = 16  # the paper is averaged over a Gaussian of the image's size over this
 STROKE = 2.5  # MNIST's typical stroke width, in pixels of the 20-pixel box
 SPECK = 0.02  # a piece of ink with under this share of the biggest piece's area is a speck
-RULE = 0.8  # a straight line through ink over this share of the image's width (or height) is a
+RULE = 0.85  # a straight line through ink over this share of the image's width (or height) is a
 # rule of lined or squared paper, when the digit is left after it goes
-EVEN = 0.2  # paper whose estimated shade varies less than this is evenly lit (a scan, a canvas)
-# The steps between an image and its 28x28 digit that can be turned off, to measure what each one
-# pays (benchmarks/reading.py): the paper's shade divided out, grain (a 3x3 median), rules of
-# lined paper, Otsu's cut of what is paper, faint ink dropped, specks dropped, thin strokes
-# thickened. Without the first five the ink is the plain darkness of the image.
-STEPS = frozenset({"paper", "grain", "rules", "otsu", "faint", "specks", "thicken"})
+# The steps of the path, each switchable (benchmarks/reading.py measures each one off in turn):
+# shade: divide out the paper's shade (else the paper is the border's median brightness);
+# grain: a 3x3 median against paper grain; rules: ruled paper's lines go; specks: crumbs of ink
+# go; thicken: thin pens widened to MNIST's. (A step that cut what Otsu's threshold called paper
+# went: with the shade divided out it changed no family's reading, and it cut the grey ramp.)
+STEPS = frozenset({"shade", "grain", "rules", "specks", "thicken"})
+OLD = frozenset({"thicken"})  # the path before the paper-shade step (commit e986216)
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -116,24 +120,30 @@ def alpha_of(image: Image.Image) -> np.ndarray | None:
 def ink_of(image: Image.Image, steps: frozenset = STEPS) -> np.ndarray:
     """(H, W) float32 ink in [0, 1]: 1 where the digit is, 0 on the paper.
 
-    Transparency, when present, is the ink (strokes on a transparent layer). Otherwise the paper
-    is the median brightness of the border, and ink is whatever differs from it: dark ink on light
-    paper or light ink on dark, found automatically.
+    Transparency, when present, is the ink (strokes on a transparent layer). Otherwise ink is
+    whatever differs from the paper: dark ink on light paper or light ink on dark, found
+    automatically (dark_ink), then its darkness relative to the paper (relative_ink).
     """
     ink = alpha_of(image)
     if ink is None:
         gray = gray_of(image)
-        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-        dark_ink = float(np.median(border)) > 0.5
-        ink = relative_ink(gray if dark_ink else 1 - gray, steps)
+        ink = relative_ink(gray if dark_ink(gray, steps) else 1 - gray, steps)
     ink = np.clip(ink, 0, None)
     strongest = float(ink.max())
     if strongest < 0.1:
         raise BlankImageError("no ink found: the image is blank or has too little contrast")
     # Rescale so the strongest ink is 1 and faint noise (paper texture, JPEG ringing) is 0.
-    noise = NOISE if "faint" in steps else 0.0
-    ink = np.clip((ink / strongest - noise) / (1 - noise), 0, 1).astype(np.float32)
+    ink = np.clip((ink / strongest - NOISE) / (1 - NOISE), 0, 1).astype(np.float32)
     return without_specks(ink) if "specks" in steps else ink
+
+
+def dark_ink(gray: np.ndarray, steps: frozenset = STEPS) -> bool:
+    """Whether (H, W) brightness in [0, 1] shows dark ink on light paper: whether the border,
+    which is paper, is bright. With the "shade" step, the brightest quarter of the border is
+    looked at, not its median: a shadow across a photo can cover most of the border, and its
+    median is then the shadow's, dark enough to be taken for light ink on dark paper."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float(np.percentile(border, 75 if "shade" in steps else 50)) > 0.5
 
 
 def without_specks(ink: np.ndarray) -> np.ndarray:
@@ -182,27 +192,27 @@ def without_rules(ink: np.ndarray, solid: np.ndarray) -> np.ndarray:
 
 
 def paper_of(gray: np.ndarray) -> np.ndarray:
-    """(H, W) brightness of the paper alone, dark ink on light paper: a greyscale closing (the
-    brightest value within a window, then the darkest) wipes out the strokes, which are thinner
-    than the window, and keeps shadows and colour casts, which are wider, edges included. The
-    window is a fifth of the image, or twice the strokes' width where they are wider than a
-    tenth (a soft, upscaled scan): a closing narrower than a stroke leaves its core in the
-    paper, and the ink then keeps only a thin eroded core. Large images are estimated at about
-    128 pixels and scaled back."""
+    """(H, W) brightness in [0, 1], dark ink on light paper -> (H, W) brightness of the paper
+    alone, shadows and colour casts included. A greyscale closing a third of the image wide (the
+    brightest value within the window, then the darkest: wider than a low-resolution scan's
+    strokes) gives a first guess; the pixels well under it are ink, and the paper is then a
+    Gaussian average of the paper pixels alone (normalised convolution), which follows a
+    shadow's edge through the digit without breaking into the closing's blocks. Large images
+    are estimated at about 128 pixels and scaled back."""
     h, w = gray.shape
     shrink = max(1, max(h, w) // 128)
     small = gray[::shrink, ::shrink]
     if min(small.shape) >= 56:  # grain smoothed first, or the maximum picks its peaks
         small = ndimage.gaussian_filter(small, 1.5)
-    width = 1.0
-    if small.max() - small.min() > 0.05:  # the strokes' width, from Otsu's dark pixels
-        width = stroke_width((small < threshold_otsu(small)).astype(np.float32))
-    size = max(3, max(small.shape) // 5, int(2 * width))
-    closed = ndimage.minimum_filter(ndimage.maximum_filter(small, size), size)
-    paper = ndimage.gaussian_filter(closed, 1.0)  # a closing keeps a shadow's edge sharp
-    low, high = np.percentile(paper, [2, 98])
-    if high - low < EVEN:  # evenly lit: the plain darkness is the ink (as before the paper
-        return np.ones(gray.shape, np.float32)  # step), so no stroke's ramp is thinned
+    size = max(3, max(small.shape) // 3)
+    paper = ndimage.minimum_filter(ndimage.maximum_filter(small, size), size)
+    sigma = max(1.0, max(small.shape) / SMOOTH)
+    for _ in range(2):
+        # Ink and its grey ramp (a pixel of margin) are left out of the paper's average.
+        seen = ~ndimage.binary_dilation(small < (1 - INKY) * paper, iterations=2)
+        weight = ndimage.gaussian_filter(seen.astype(np.float32), sigma)
+        average = ndimage.gaussian_filter(np.where(seen, small, 0).astype(np.float32), sigma)
+        paper = np.where(weight > 0.02, average / np.maximum(weight, 1e-6), paper)
     if shrink > 1:
         paper = np.asarray(
             Image.fromarray(paper.astype(np.float32), "F").resize((w, h), Image.BILINEAR)
@@ -211,24 +221,25 @@ def paper_of(gray: np.ndarray) -> np.ndarray:
 
 
 def relative_ink(gray: np.ndarray, steps: frozenset = STEPS) -> np.ndarray:
-    """Ink as darkness relative to the paper around it: 1 - gray / paper. On clean, evenly lit
-    paper that is the plain darkness; under a shadow or a colour cast the paper's own shade is
-    divided out, so the shadow is not taken for ink."""
-    paper = paper_of(gray) if "paper" in steps else np.ones_like(gray)
-    ink = 1 - gray / paper
-    # Evenly lit paper (a scan, a canvas) keeps each stroke's grey ramp whole: the grain and
-    # Otsu's cut below are for a photo's shadows, and on a soft scan they erode the strokes.
-    shaded = paper.min() < paper.max()
+    """(H, W) brightness in [0, 1], dark ink on light paper -> (H, W) ink as darkness relative
+    to the paper around it: 1 - gray / paper. On clean, evenly lit paper that is the plain
+    darkness; under a shadow or a colour cast the paper's own shade is divided out, so the
+    shadow is not taken for ink. Without the "shade" step, or when the border (which is paper)
+    is evenly lit, the paper is the border's median: an estimate from inside the image would
+    take some of a low-resolution scan's thick soft strokes for paper and fade them."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    even = np.percentile(border, 95) - np.percentile(border, 5) <= FLAT
+    if "shade" in steps and not even:
+        ink = 1 - gray / paper_of(gray)
+    else:
+        ink = float(np.median(border)) - gray
     # Paper grain and JPEG noise are single pixels; strokes are wider: a 3x3 median drops them.
-    if "grain" in steps and shaded and min(gray.shape) >= 56:
+    # An even, clean border has no grain, and the median would shave a soft stroke's ramp.
+    if "grain" in steps and not even and min(gray.shape) >= 56:
         ink = ndimage.median_filter(ink, 3)
-    # What Otsu's threshold calls paper is paper: grain left in a shadow stays out of the digit.
-    # Rules of lined paper go first: they would otherwise be a third shade in Otsu's split.
-    if ink.max() - ink.min() > 0.1:
-        if "rules" in steps:
-            ink = without_rules(ink, ink >= threshold_otsu(ink))
-        if "otsu" in steps and shaded:
-            ink = np.where(ink >= threshold_otsu(ink) * 0.5, ink, 0)
+    # Rules are looked for among the ink Otsu's threshold tells from the paper.
+    if "rules" in steps and ink.max() - ink.min() > 0.1:
+        ink = without_rules(ink, ink >= threshold_otsu(ink))
     return ink
 
 
@@ -248,7 +259,7 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def center_digit(ink: np.ndarray, thicken: bool = True) -> np.ndarray:
+def center_digit(ink: np.ndarray, steps: frozenset = STEPS) -> np.ndarray:
     """(H, W) ink of one digit -> (28, 28) float32 MNIST-style image in [0, 1].
 
     Crop to the ink, thicken strokes too thin to survive the scaling, scale the longest side to
@@ -262,7 +273,7 @@ def center_digit(ink: np.ndarray, thicken: bool = True) -> np.ndarray:
     scale = BOX / max(h, w)
     # A thin pen on a big canvas would shrink to a faint hairline; widen it to MNIST's stroke.
     missing = int(round(STROKE / scale - stroke_width(ink)))
-    if thicken and missing >= 2:
+    if missing >= 2 and "thicken" in steps:
         ink = ndimage.maximum_filter(ink, size=missing // 2 * 2 + 1)  # separable: fast
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     small = Image.fromarray(np.ascontiguousarray(ink), "F").resize((new_w, new_h), Image.LANCZOS)
@@ -279,7 +290,7 @@ def center_digit(ink: np.ndarray, thicken: bool = True) -> np.ndarray:
     return field
 
 
-def split_digits(ink: np.ndarray) -> list[np.ndarray]:
+def split_digits(ink: np.ndarray, steps: frozenset = STEPS) -> list[np.ndarray]:
     """(H, W) ink of a row of digits -> their (28, 28) MNIST-style images, left to right.
 
     Each connected stroke (8-connected) is a piece (ink_of has dropped the specks); pieces that
@@ -303,27 +314,30 @@ def split_digits(ink: np.ndarray) -> list[np.ndarray]:
         else:
             groups.append([i])
     groups.sort(key=lambda g: min(pieces[j][1].start for j in g))
-    return [center_digit(np.where(np.isin(labels, [j + 1 for j in g]), ink, 0)) for g in groups]
+    return [
+        center_digit(np.where(np.isin(labels, [j + 1 for j in g]), ink, 0), steps) for g in groups
+    ]
 
 
-def preprocess_multi(image: str | Path | Image.Image) -> torch.Tensor:
-    """An image of a number written left to right -> (K, 28, 28) float32, one image per digit."""
+def preprocess_multi(image: str | Path | Image.Image, steps: frozenset = STEPS) -> torch.Tensor:
+    """An image of a number written left to right -> (K, 28, 28) float32, one image per digit.
+    steps: which of STEPS to take (all by default; OLD is the path before the paper's shade)."""
     name = image if isinstance(image, (str, Path)) else "image"
     if isinstance(image, (str, Path)):
         image = load_image(image)
     try:
-        return torch.from_numpy(np.stack(split_digits(ink_of(image))))
+        return torch.from_numpy(np.stack(split_digits(ink_of(image, steps), steps)))
     except BlankImageError as e:
         raise BlankImageError(f"{name}: {e}; give an image with digits on it") from None
 
 
 def preprocess(image: str | Path | Image.Image, steps: frozenset = STEPS) -> torch.Tensor:
     """An image (file path or PIL image) of one digit -> (28, 28) float32 tensor in [0, 1].
-    `steps`: which of STEPS to take (all of them but to measure what one pays)."""
+    steps: which of STEPS to take (all by default; OLD is the path before the paper's shade)."""
     name = image if isinstance(image, (str, Path)) else "image"
     if isinstance(image, (str, Path)):
         image = load_image(image)
     try:
-        return torch.from_numpy(center_digit(ink_of(image, steps), "thicken" in steps))
+        return torch.from_numpy(center_digit(ink_of(image, steps), steps))
     except BlankImageError as e:
         raise BlankImageError(f"{name}: {e}; give an image with a digit on it") from None
