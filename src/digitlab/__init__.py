@@ -14,6 +14,7 @@ PUBLIC = {
     "Predictor": "digitlab.read.predictor",
     "MNIST": "digitlab.data.mnist",
     "scratch": "digitlab.scratch",
+    "check_layers": "digitlab.workbench.cells",
 }
 __all__ = [*PUBLIC, "__version__"]
 

@@ -62,7 +62,7 @@ def as_json(result: dict) -> dict:
     }
 
 
-def format_report(result: dict, show_output: bool = False) -> list[str]:
+def format_report(result: dict, show_output: bool = False, lang: str = "en") -> list[str]:
     """The report a learner reads: per class, per case, what is wrong, where and why; with
     `show_output`, what their code printed first."""
     found = result["found"]
@@ -173,12 +173,6 @@ def picture_title(row: dict, failure: dict) -> str:
 
 def write_pictures(result: dict, folder: str | Path) -> list[Path]:
     """One PNG per wrong tensor that has a map: red where wrong, white where right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -186,17 +180,29 @@ def write_pictures(result: dict, folder: str | Path) -> list[Path]:
         for failure in row["failures"]:
             if not failure.get("where") or not failure.get("wrong"):
                 continue
-            where = np.asarray(failure["where"], dtype=float)
-            fig, ax = plt.subplots(figsize=(4, 4 * where.shape[0] / max(where.shape[1], 1) + 0.8))
-            ax.imshow(where, cmap="Reds", vmin=0, vmax=1)
-            ax.set_title(picture_title(row, failure), fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
             slug = re.sub(r"[^a-zA-Z0-9]+", "-", f"{row['layer']}-{k}-{failure['tensor']}").strip(
                 "-"
             )
             path = folder / f"{slug}.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
+            path.write_bytes(map_png(row, failure))
             paths.append(path)
     return paths
+
+
+def map_png(row: dict, failure: dict) -> bytes:
+    """The PNG of one failure's map of wrong positions (failure["where"], 1 = wrong)."""
+    import io
+
+    import numpy as np
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it is
+
+    where = np.asarray(failure["where"], dtype=float)
+    fig = Figure(figsize=(4, 4 * where.shape[0] / max(where.shape[1], 1) + 0.8))
+    ax = fig.subplots()
+    ax.imshow(where, cmap="Reds", vmin=0, vmax=1)
+    ax.set_title(picture_title(row, failure), fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    return png.getvalue()
