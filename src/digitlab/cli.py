@@ -221,6 +221,12 @@ def add_exercise(sub) -> None:
         default="digitlab",
         help="digitlab's interface (default) or the recruitment template's",
     )
+    p.add_argument(
+        "--notebook",
+        action="store_true",
+        help="also write DIR/layers.ipynb: the guide, a cell per class to fill in, and after each "
+        "a cell that checks the classes so far (digitlab.check_layers)",
+    )
 
 
 def add_bench(sub) -> None:
@@ -605,9 +611,14 @@ def check_layers(args) -> dict:
 
 def cmd_exercise(args) -> int:
     from digitlab.workbench.exercise import write_exercise
+    from digitlab.workbench.notebook import notebook_path, write_notebook
 
+    if args.notebook:
+        notebook_path(args.folder)  # refuses before layers.py is written, not after
     layers, guide = write_exercise(args.folder, args.style)
     print(f"wrote {layers} ({args.style} style) and {guide}")
+    if args.notebook:
+        print(f"wrote {write_notebook(args.folder, args.style)}: open it in Jupyter")
     print(f"fill in a class, then: digitlab check --layers {layers}")
     return 0
 
