@@ -8,13 +8,16 @@ Python, and PYTHONPATH carries the digitlab under test to the kernel and its che
 import base64
 import importlib.util
 import json
+import linecache
 import os
 import re
+import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch
 
 import digitlab
 from conftest import run_cli
@@ -97,6 +100,39 @@ def test_the_file_made_of_classes_imports_what_they_use():
         assert line in text.splitlines()
     assert "import torch.nn.functional as F" in text.splitlines()
     compile(text, "cells.py", "exec")
+
+
+def run_cell(namespace: dict, text: str, number: int) -> None:
+    """Run `text` as IPython runs a cell: its source in linecache under a name of its own."""
+    filename = f"<cell {number}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    exec(compile(text, filename, "exec"), namespace)
+
+
+def test_a_cells_class_brings_its_imports_helpers_and_constants():
+    namespace = {}
+    run_cell(namespace, "import torch\nfrom torch import nn\nSCALE = 2\nheld = torch.ones(2)\n", 1)
+    run_cell(namespace, "def double(x):\n    return x * SCALE\n", 2)
+    run_cell(
+        namespace,
+        "class ReLU(nn.Module):\n    def forward(self, x):\n        return double(torch.relu(x))\n",
+        3,
+    )
+    text = file_of(classes_of(namespace))
+    lines = text.splitlines()
+    assert {"import torch", "import torch.nn as nn", "SCALE = 2"} <= set(lines)
+    assert lines.index("def double(x):") < lines.index("class ReLU(nn.Module):")
+    scope = {}
+    exec(compile(text, "cells.py", "exec"), scope)
+    assert scope["ReLU"]().forward(torch.tensor([-1.0, 3.0])).tolist() == [0.0, 6.0]
+
+    run_cell(
+        namespace,
+        "class Flatten(nn.Module):\n    def forward(self, x):\n        return x + held\n",
+        4,
+    )
+    with pytest.raises(DigitlabError, match="Flatten uses held, a Tensor of the notebook"):
+        file_of(classes_of([namespace["Flatten"]]))
 
 
 def test_what_cannot_be_checked_says_so():
@@ -190,3 +226,15 @@ def test_the_notebook_filled_with_the_solution_passes(tmp_path, capsys, kernel):
     for text, html in outputs:
         assert "all ok" in text and "FAIL" not in html and "TODO" not in html
     assert "all ok: 31 cases of 8 classes match PyTorch" in outputs[-1][0]
+
+
+def test_importing_digitlab_loads_no_torch_until_check_layers_is_used():
+    script = (
+        "import sys, digitlab\n"
+        "print('torch' in sys.modules, 'nbformat' in sys.modules)\n"
+        "digitlab.check_layers\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "True"]
