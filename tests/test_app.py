@@ -536,6 +536,15 @@ def test_each_session_learns_only_its_own_drawings_one_fine_tune_at_a_time(tmp_p
             places |= {(s.code, s.rank) for s in (job.status() for job in jobs)}
             time.sleep(0.05)
         learned = [job.result() for job in jobs]
+        # A direct API call naming another session's run (or any folder) is refused by the
+        # session's own menu (Gradio checks a value against the choices this session was given);
+        # its own run reads.
+        own, other = str(Path(learned[1][0]["value"])), str(Path(learned[0][0]["value"]))
+        for name in (other, str(tmp_path)):
+            with pytest.raises(Exception, match="not in the list of choices"):
+                b.predict(drawing_value(3, 9, tmp_path), name, api_name="/read_drawing")
+        mine = b.predict(drawing_value(5, 9, tmp_path), own, api_name="/read_drawing")
+        assert mine[-1].endswith(f"(model {Path(own).name})"), mine[-1]
     finally:
         demo.close()
     assert all(text.startswith("Learned your handwriting") for _, text in learned), learned

@@ -1,5 +1,7 @@
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -225,3 +227,25 @@ def test_bench_command_prints_ratios_from_one_run(capsys):
     assert loops["speedup"] == pytest.approx(loops["loops_ms"] / loops["scratch_ms"], rel=0.02)
     memory = next(r for r in rows if "memory" in r["name"])
     assert memory["torch_mib"] >= 0 and memory["scratch_mib"] >= 0
+
+
+@pytest.mark.slow
+def test_output_piped_into_a_reader_that_stops_ends_quietly(tmp_path):
+    """`digitlab predict *.png | head -1`: the reader closes the pipe; no BrokenPipeError trace."""
+    from PIL import Image, ImageDraw
+
+    paths = []
+    for i in range(3):
+        image = Image.new("L", (56, 56), 255)
+        ImageDraw.Draw(image).line([(28, 8), (28 + i, 48)], fill=0, width=5)
+        paths.append(tmp_path / f"{i}.png")
+        image.save(paths[-1])
+    child = subprocess.Popen(
+        [sys.executable, "-m", "digitlab", "predict", *map(str, paths), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()  # gone before the child writes: it has torch to import first
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -14,7 +14,7 @@ PUBLIC = {
     "Predictor": "digitlab.read.predictor",
     "MNIST": "digitlab.data.mnist",
     "scratch": "digitlab.scratch",
-    "check_layers": "digitlab.workbench.cells",
+    "check_layers": "digitlab.workbench.notebook",
 }
 __all__ = [*PUBLIC, "__version__"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def add_train(sub) -> None:
         "processes together.",
     )
     settings.add_flags(p)
+    add_lang(p, "the language of what a run on your --layers says")
     p.add_argument("--out", help="run folder (default runs/MODEL-BACKEND)")
     p.add_argument("--resume", metavar="OUT", help="continue the run in OUT")
     progress_flags(p)
@@ -207,7 +209,17 @@ def add_check(sub) -> None:
         action="store_true",
         help="show what your code printed (kept out of the report otherwise)",
     )
+    add_lang(p, "the report's language")
     p.add_argument("--json", action="store_true")
+
+
+def add_lang(p, what: str) -> None:
+    p.add_argument(
+        "--lang",
+        choices=["en", "zh"],
+        default=None,
+        help=f"{what}: en (English) or zh (中文); default zh where the locale is zh_*, else en",
+    )
 
 
 def add_exercise(sub) -> None:
@@ -224,9 +236,9 @@ def add_exercise(sub) -> None:
     p.add_argument(
         "--notebook",
         action="store_true",
-        help="also write DIR/layers.ipynb: the guide, a cell per class to fill in, and after each "
-        "a cell that checks the classes so far (digitlab.check_layers)",
+        help="also write DIR/layers.ipynb: the guide, a cell per class, a check cell after each",
     )
+    add_lang(p, "the language of the guide and the starter's comments")
 
 
 def add_bench(sub) -> None:
@@ -260,6 +272,9 @@ def build_parser() -> Parser:
 
 def cmd_train(args) -> int:
     from digitlab.train.loop import fit
+
+    if args.lang:  # for the checks of a learner's layers (workbench.messages.default_lang)
+        os.environ["DIGITLAB_LANG"] = args.lang
 
     given = settings.given(args)
     if args.resume:
@@ -586,11 +601,20 @@ def cmd_check(args) -> int:
     if args.json:
         print(json.dumps(report.as_json(result)))
     else:
-        print("\n".join(report.format_report(result, args.show_output)))
+        print("\n".join(report.format_report(result, args.show_output, language(args))))
     if args.pictures:
         paths = report.write_pictures(result, args.pictures)
         print(f"{len(paths)} map(s) of wrong positions in {args.pictures}", file=sys.stderr)
     return 0 if result["ok"] else 1
+
+
+def language(args) -> str:
+    """--lang, or the locale's language (workbench.messages.default_lang)."""
+    if getattr(args, "lang", None):
+        return args.lang
+    from digitlab.workbench.messages import default_lang
+
+    return default_lang()
 
 
 def check_layers(args) -> dict:
@@ -611,15 +635,12 @@ def check_layers(args) -> dict:
 
 def cmd_exercise(args) -> int:
     from digitlab.workbench.exercise import write_exercise
-    from digitlab.workbench.notebook import notebook_path, write_notebook
 
-    if args.notebook:
-        notebook_path(args.folder)  # refuses before layers.py is written, not after
-    layers, guide = write_exercise(args.folder, args.style)
-    print(f"wrote {layers} ({args.style} style) and {guide}")
-    if args.notebook:
-        print(f"wrote {write_notebook(args.folder, args.style)}: open it in Jupyter")
+    layers, guide, *book = write_exercise(args.folder, args.style, args.notebook, language(args))
+    print(f"wrote {layers} ({args.style} style) and {guide}" + "".join(f" and {b}" for b in book))
     print(f"fill in a class, then: digitlab check --layers {layers}")
+    if book:
+        print(f"or open {book[0]} in Jupyter: each class has its check cell")
     return 0
 
 
@@ -672,6 +693,13 @@ COMMANDS = {
 }
 
 
+def quiet_stdout() -> None:
+    """Point stdout at the null device, so that flushing it at exit cannot fail a second time
+    (the recipe of Python's documentation for SIGPIPE)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     for stream in (sys.stdout, sys.stderr):  # a console that cannot encode a character (a GBK
@@ -691,3 +719,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ndigitlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `digitlab predict *.png | head`: the reader has gone, as planned
+        quiet_stdout()
+        return 141  # what a shell reports for a command stopped by SIGPIPE

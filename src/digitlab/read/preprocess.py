@@ -28,6 +28,12 @@ STROKE = 2.5  # MNIST's typical stroke width, in pixels of the 20-pixel box
 SPECK = 0.02  # a piece of ink with under this share of the biggest piece's area is a speck
 RULE = 0.8  # a straight line through ink over this share of the image's width (or height) is a
 # rule of lined or squared paper, when the digit is left after it goes
+EVEN = 0.2  # paper whose estimated shade varies less than this is evenly lit (a scan, a canvas)
+# The steps between an image and its 28x28 digit that can be turned off, to measure what each one
+# pays (benchmarks/reading.py): the paper's shade divided out, grain (a 3x3 median), rules of
+# lined paper, Otsu's cut of what is paper, faint ink dropped, specks dropped, thin strokes
+# thickened. Without the first five the ink is the plain darkness of the image.
+STEPS = frozenset({"paper", "grain", "rules", "otsu", "faint", "specks", "thicken"})
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -107,7 +113,7 @@ def alpha_of(image: Image.Image) -> np.ndarray | None:
     return None
 
 
-def ink_of(image: Image.Image) -> np.ndarray:
+def ink_of(image: Image.Image, steps: frozenset = STEPS) -> np.ndarray:
     """(H, W) float32 ink in [0, 1]: 1 where the digit is, 0 on the paper.
 
     Transparency, when present, is the ink (strokes on a transparent layer). Otherwise the paper
@@ -119,14 +125,15 @@ def ink_of(image: Image.Image) -> np.ndarray:
         gray = gray_of(image)
         border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
         dark_ink = float(np.median(border)) > 0.5
-        ink = relative_ink(gray if dark_ink else 1 - gray)
+        ink = relative_ink(gray if dark_ink else 1 - gray, steps)
     ink = np.clip(ink, 0, None)
     strongest = float(ink.max())
     if strongest < 0.1:
         raise BlankImageError("no ink found: the image is blank or has too little contrast")
     # Rescale so the strongest ink is 1 and faint noise (paper texture, JPEG ringing) is 0.
-    ink = np.clip((ink / strongest - NOISE) / (1 - NOISE), 0, 1).astype(np.float32)
-    return without_specks(ink)
+    noise = NOISE if "faint" in steps else 0.0
+    ink = np.clip((ink / strongest - noise) / (1 - noise), 0, 1).astype(np.float32)
+    return without_specks(ink) if "specks" in steps else ink
 
 
 def without_specks(ink: np.ndarray) -> np.ndarray:
@@ -176,17 +183,26 @@ def without_rules(ink: np.ndarray, solid: np.ndarray) -> np.ndarray:
 
 def paper_of(gray: np.ndarray) -> np.ndarray:
     """(H, W) brightness of the paper alone, dark ink on light paper: a greyscale closing (the
-    brightest value within a window a fifth of the image wide, then the darkest) wipes out the
-    strokes, which are thinner than that, and keeps shadows and colour casts, which are wider,
-    edges included. Large images are estimated at about 128 pixels and scaled back."""
+    brightest value within a window, then the darkest) wipes out the strokes, which are thinner
+    than the window, and keeps shadows and colour casts, which are wider, edges included. The
+    window is a fifth of the image, or twice the strokes' width where they are wider than a
+    tenth (a soft, upscaled scan): a closing narrower than a stroke leaves its core in the
+    paper, and the ink then keeps only a thin eroded core. Large images are estimated at about
+    128 pixels and scaled back."""
     h, w = gray.shape
     shrink = max(1, max(h, w) // 128)
     small = gray[::shrink, ::shrink]
-    size = max(3, max(small.shape) // 5)
     if min(small.shape) >= 56:  # grain smoothed first, or the maximum picks its peaks
         small = ndimage.gaussian_filter(small, 1.5)
+    width = 1.0
+    if small.max() - small.min() > 0.05:  # the strokes' width, from Otsu's dark pixels
+        width = stroke_width((small < threshold_otsu(small)).astype(np.float32))
+    size = max(3, max(small.shape) // 5, int(2 * width))
     closed = ndimage.minimum_filter(ndimage.maximum_filter(small, size), size)
     paper = ndimage.gaussian_filter(closed, 1.0)  # a closing keeps a shadow's edge sharp
+    low, high = np.percentile(paper, [2, 98])
+    if high - low < EVEN:  # evenly lit: the plain darkness is the ink (as before the paper
+        return np.ones(gray.shape, np.float32)  # step), so no stroke's ramp is thinned
     if shrink > 1:
         paper = np.asarray(
             Image.fromarray(paper.astype(np.float32), "F").resize((w, h), Image.BILINEAR)
@@ -194,18 +210,25 @@ def paper_of(gray: np.ndarray) -> np.ndarray:
     return np.maximum(paper, 1e-3)
 
 
-def relative_ink(gray: np.ndarray) -> np.ndarray:
+def relative_ink(gray: np.ndarray, steps: frozenset = STEPS) -> np.ndarray:
     """Ink as darkness relative to the paper around it: 1 - gray / paper. On clean, evenly lit
     paper that is the plain darkness; under a shadow or a colour cast the paper's own shade is
     divided out, so the shadow is not taken for ink."""
-    ink = 1 - gray / paper_of(gray)
+    paper = paper_of(gray) if "paper" in steps else np.ones_like(gray)
+    ink = 1 - gray / paper
+    # Evenly lit paper (a scan, a canvas) keeps each stroke's grey ramp whole: the grain and
+    # Otsu's cut below are for a photo's shadows, and on a soft scan they erode the strokes.
+    shaded = paper.min() < paper.max()
     # Paper grain and JPEG noise are single pixels; strokes are wider: a 3x3 median drops them.
-    ink = ndimage.median_filter(ink, 3) if min(gray.shape) >= 56 else ink
+    if "grain" in steps and shaded and min(gray.shape) >= 56:
+        ink = ndimage.median_filter(ink, 3)
     # What Otsu's threshold calls paper is paper: grain left in a shadow stays out of the digit.
     # Rules of lined paper go first: they would otherwise be a third shade in Otsu's split.
     if ink.max() - ink.min() > 0.1:
-        ink = without_rules(ink, ink >= threshold_otsu(ink))
-        ink = np.where(ink >= threshold_otsu(ink) * 0.5, ink, 0)
+        if "rules" in steps:
+            ink = without_rules(ink, ink >= threshold_otsu(ink))
+        if "otsu" in steps and shaded:
+            ink = np.where(ink >= threshold_otsu(ink) * 0.5, ink, 0)
     return ink
 
 
@@ -225,7 +248,7 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def center_digit(ink: np.ndarray) -> np.ndarray:
+def center_digit(ink: np.ndarray, thicken: bool = True) -> np.ndarray:
     """(H, W) ink of one digit -> (28, 28) float32 MNIST-style image in [0, 1].
 
     Crop to the ink, thicken strokes too thin to survive the scaling, scale the longest side to
@@ -239,7 +262,7 @@ def center_digit(ink: np.ndarray) -> np.ndarray:
     scale = BOX / max(h, w)
     # A thin pen on a big canvas would shrink to a faint hairline; widen it to MNIST's stroke.
     missing = int(round(STROKE / scale - stroke_width(ink)))
-    if missing >= 2:
+    if thicken and missing >= 2:
         ink = ndimage.maximum_filter(ink, size=missing // 2 * 2 + 1)  # separable: fast
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     small = Image.fromarray(np.ascontiguousarray(ink), "F").resize((new_w, new_h), Image.LANCZOS)
@@ -294,12 +317,13 @@ def preprocess_multi(image: str | Path | Image.Image) -> torch.Tensor:
         raise BlankImageError(f"{name}: {e}; give an image with digits on it") from None
 
 
-def preprocess(image: str | Path | Image.Image) -> torch.Tensor:
-    """An image (file path or PIL image) of one digit -> (28, 28) float32 tensor in [0, 1]."""
+def preprocess(image: str | Path | Image.Image, steps: frozenset = STEPS) -> torch.Tensor:
+    """An image (file path or PIL image) of one digit -> (28, 28) float32 tensor in [0, 1].
+    `steps`: which of STEPS to take (all of them but to measure what one pays)."""
     name = image if isinstance(image, (str, Path)) else "image"
     if isinstance(image, (str, Path)):
         image = load_image(image)
     try:
-        return torch.from_numpy(center_digit(ink_of(image)))
+        return torch.from_numpy(center_digit(ink_of(image, steps), "thicken" in steps))
     except BlankImageError as e:
         raise BlankImageError(f"{name}: {e}; give an image with a digit on it") from None

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from digitlab.workbench.messages import Text
+
 
 class LearnerError(Exception):
     """The learner's code raised: args are (what was called, the exception)."""
@@ -43,16 +45,21 @@ def method_source(cls: type, what: str) -> str:
         return ""
 
 
-def exception_diagnosis(error: BaseException, what: str, source: str) -> str:
+NOT_WRITTEN = Text("not written yet")
+
+
+def exception_diagnosis(error: BaseException, what: str, source: str) -> Text | str:
     """The likely cause of an exception in the learner's method `what` (its source given)."""
     text = str(error)
     if isinstance(error, NotImplementedError):
-        return "not written yet"
+        return NOT_WRITTEN
     if "TODO" in source:  # the template's unfinished body: say so, and why it fails as it is
         reason = exception_diagnosis(error, what, "")
-        return "not written yet" + (f" (as it stands: {reason})" if reason else "")
+        if reason:
+            return Text("not written yet (as it stands: {reason})", reason=reason)
+        return NOT_WRITTEN
     if "CUDA" in text or "NVIDIA" in text or "cuda" in text:
-        return (
+        return Text(
             "a tensor is put on 'cuda' and this machine has no GPU: make new tensors on the "
             "input's device (device=x.device) instead of a fixed device='cuda'"
         )
@@ -61,30 +68,39 @@ def exception_diagnosis(error: BaseException, what: str, source: str) -> str:
     if isinstance(error, AttributeError) and "has no attribute" in text:
         name = text.rsplit("'", 2)[-2] if text.count("'") >= 2 else "?"
         if what == "backward":
-            return (
-                f"backward reads self.{name}, which forward never saved: store it in forward "
-                f"(self.{name} = ...)"
+            return Text(
+                "backward reads self.{name}, which forward never saved: store it in forward "
+                "(self.{name} = ...)",
+                name=name,
             )
-        return f"self.{name} is never set: set it in __init__ or forward"
+        return Text("self.{name} is never set: set it in __init__ or forward", name=name)
     if isinstance(error, TypeError) and "argument" in text:
-        return f"{what} does not take the arguments torch.nn's namesake takes: {text}"
+        return Text(
+            "{what} does not take the arguments torch.nn's namesake takes: {text}",
+            what=what,
+            text=text,
+        )
     return ""
 
 
-def grad_shape_diagnosis(text: str) -> str:
+def grad_shape_diagnosis(text: str) -> Text:
     """PyTorch refused a .grad of the wrong shape: which wrong shape, from its error text."""
     sizes = re.search(r"gradient of size '\[(.*?)\]' to a tensor of size '\[(.*?)\]'", text)
     if sizes:
         given, wanted = (tuple(int(v) for v in g.split(",") if v.strip()) for g in sizes.groups())
+        shapes = dict(given=str(given), wanted=str(wanted))
         if [d for d in given if d != 1] == [d for d in wanted if d != 1]:
-            return (
-                f"a .grad of shape {given} for a parameter of shape {wanted}: the same "
+            return Text(
+                "a .grad of shape {given} for a parameter of shape {wanted}: the same "
                 "numbers with an extra dimension of 1, which only matches by broadcasting; "
-                "reshape it (sum over the batch without keepdim)"
+                "reshape it (sum over the batch without keepdim)",
+                **shapes,
             )
         if given == wanted[::-1]:
-            return f"a .grad of shape {given} for a parameter of shape {wanted}: transposed"
-    return (
+            return Text(
+                "a .grad of shape {given} for a parameter of shape {wanted}: transposed", **shapes
+            )
+    return Text(
         "a .grad was assigned a tensor of another shape than its parameter's (transposed? "
         "a batch dimension not summed away?)"
     )
@@ -131,11 +147,11 @@ def assignment_diagnosis(owner: str, given: tuple, wanted: tuple, ctx: dict) -> 
     squeezed = [d for d in given if d != 1] == [d for d in wanted if d != 1]
     if short == "dL/db" and len(wanted) == 1 and not squeezed:
         if len(given) > 1 and wanted[0] in given:
-            return tensor, (
+            return tensor, Text(
                 "the bias's gradient is not summed over the batch: sum grad_out over every axis "
                 "but the channels (.sum(0) for Linear, .sum((0, 2, 3)) for Conv2d)"
             )
-        return tensor, (
+        return tensor, Text(
             "the bias's gradient is summed over the wrong axes: keep the channel axis, sum the "
             "others (.sum(0) for Linear, .sum((0, 2, 3)) for Conv2d)"
         )

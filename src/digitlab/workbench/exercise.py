@@ -11,6 +11,8 @@ from pathlib import Path
 
 from digitlab.errors import DigitlabError
 from digitlab.files import atomic_write
+from digitlab.workbench.messages import Text
+from digitlab.workbench.messages_zh import ZH_STARTERS
 
 STYLES = ("digitlab", "template")
 
@@ -236,7 +238,11 @@ class CrossEntropyLoss:
         raise NotImplementedError
 '''
 
-GUIDE = """# Your own layers
+
+def guide(path: Path, style: str) -> Text:
+    """The short guide beside the starter file (DIR/README.md)."""
+    return Text(
+        """# Your own layers
 
 `layers.py` holds the layers of the study CNN (and the optimizers) with their constructors written
 and their bodies left to you: each raises NotImplementedError until you write it.
@@ -255,37 +261,59 @@ for each failure which tensor is wrong, where, and the likely bug. When it says 
 
 trains the study CNN on your layers (digitlab.scratch's fill in any class the file lacks) and
 reports its test accuracy beside the same run on PyTorch's layers.
-"""
+""",
+        path=str(path),
+        steps=STEPS[style],
+    )
 
 
 STEPS = {
-    "digitlab": """1. ReLU and Flatten (a few lines each), then Linear: forward, then backward.
+    "digitlab": Text(
+        """1. ReLU and Flatten (a few lines each), then Linear: forward, then backward.
 2. CrossEntropyLoss: a stable forward (subtract each row's max), then its one-line gradient.
 3. Conv2d: a loop version first is fine; the check's cases are small.
 4. MaxPool2d: route each window's gradient to its maximum, and add where windows overlap.
-5. SGD and Adam.""",
-    "template": """1. Linear: forward (keep self.input), then backward.
+5. SGD and Adam."""
+    ),
+    "template": Text(
+        """1. Linear: forward (keep self.input), then backward.
 2. CrossEntropyLoss: a stable forward (subtract each row's max), then its one-line gradient.
 3. Conv2d: conv2d (a loop version first is fine; the check's cases are small), then forward,
    which must pass this layer's own stride and padding on to conv2d, then backward.
-ReLU, MaxPool2d, Flatten, SGD and Adam are not in the template: digitlab.scratch's are used.""",
+ReLU, MaxPool2d, Flatten, SGD and Adam are not in the template: digitlab.scratch's are used."""
+    ),
 }
 
 
-def write_exercise(folder: str | Path, style: str = "digitlab") -> list[Path]:
-    """DIR/layers.py in `style` and DIR/README.md; refuses to overwrite a learner's work."""
+def starter(style: str, lang: str = "en") -> str:
+    """The starter file of `style`, its docstrings and comments in `lang`."""
+    if lang == "zh":
+        return ZH_STARTERS[style]
+    return DIGITLAB_STYLE if style == "digitlab" else TEMPLATE_STYLE
+
+
+def write_exercise(
+    folder: str | Path, style: str = "digitlab", notebook: bool = False, lang: str = "en"
+) -> list[Path]:
+    """DIR/layers.py in `style` and DIR/README.md (and DIR/layers.ipynb with `notebook`), in
+    `lang`; refuses to overwrite a learner's work."""
     if style not in STYLES:
         raise DigitlabError(f"--style {style}: choose one of {', '.join(STYLES)}")
     folder = Path(folder)
-    layers, guide = folder / "layers.py", folder / "README.md"
-    if layers.exists():
+    layers, readme = folder / "layers.py", folder / "README.md"
+    book = folder / "layers.ipynb"
+    if layers.exists() or (notebook and book.exists()):
+        taken = layers if layers.exists() else book
         raise DigitlabError(
-            f"{layers}: exists already (your work?); choose another folder or move it away"
+            f"{taken}: exists already (your work?); choose another folder or move it away"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    source = DIGITLAB_STYLE if style == "digitlab" else TEMPLATE_STYLE
+    source = starter(style, lang)
     atomic_write(layers, source.encode())
-    if not guide.exists():
-        text = GUIDE.format(path=layers, steps=STEPS[style])
-        atomic_write(guide, text.encode())
-    return [layers, guide]
+    if not readme.exists():
+        atomic_write(readme, guide(layers, style).render(lang).encode())
+    if notebook:
+        from digitlab.workbench.notebook import write_notebook
+
+        return [layers, readme, write_notebook(book, source, STEPS[style].render(lang), lang)]
+    return [layers, readme]

@@ -12,6 +12,7 @@ import math
 import torch
 
 from digitlab.workbench.diagnose import Failure
+from digitlab.workbench.messages import Text
 from digitlab.workbench.runners import construct
 
 # He's normal init has 2.4 times the spread of PyTorch's uniform, Xavier's about as much; an
@@ -45,31 +46,54 @@ def parameter_failure(name: str, p: torch.Tensor, bound: float) -> Failure | Non
     """What is wrong with one parameter as constructed, or None."""
     p = p.detach().double()
     tensor = f"{name} (as constructed)"
-    fill = f"fill it as PyTorch does: .uniform_(-b, b), b = 1/sqrt(fan_in) = {bound:.3g}"
+    fill = Text(
+        "fill it as PyTorch does: .uniform_(-b, b), b = 1/sqrt(fan_in) = {bound:.3g}", bound=bound
+    )
     bad = ~torch.isfinite(p)
     if bad.any():
         return Failure(
             tensor,
-            f"{name} holds NaN or inf in {int(bad.sum())} of {p.numel()} elements",
-            f"not initialised: torch.empty leaves whatever was in memory (the check fills that "
-            f"with NaN to show it); {fill}",
+            Text(
+                "{tensor} holds NaN or inf in {wrong} of {total} elements",
+                tensor=name,
+                wrong=int(bad.sum()),
+                total=p.numel(),
+            ),
+            Text(
+                "not initialised: torch.empty leaves whatever was in memory (the check fills that "
+                "with NaN to show it); {fill}",
+                fill=fill,
+            ),
         )
     if name == "weight" and p.numel() > 1 and bool((p == p.flatten()[0]).all()):
-        value = "all zeros" if p.flatten()[0] == 0 else f"every element {p.flatten()[0].item():g}"
+        first = p.flatten()[0].item()
         return Failure(
             tensor,
-            f"{name} is {value}",
-            "every unit starts the same, gets the same gradient and stays the same: draw the "
-            f"weights at random; {fill}",
+            Text("{name} is all zeros", name=name)
+            if first == 0
+            else Text("{name} is every element {value:g}", name=name, value=first),
+            Text(
+                "every unit starts the same, gets the same gradient and stays the same: draw the "
+                "weights at random; {fill}",
+                fill=fill,
+            ),
         )
     rms = p.pow(2).mean().sqrt().item()
     if rms > TOO_LARGE * bound:
         return Failure(
             tensor,
-            f"{name}'s values are {rms / bound:.3g} times b = 1/sqrt(fan_in) (root mean square "
-            f"{rms:.3g}); PyTorch's start within ±b",
-            f"too large: activations grow layer by layer and the loss blows up in the first "
-            f"steps (torch.randn without the 1/sqrt(fan_in)?); {fill}",
+            Text(
+                "{name}'s values are {times:.3g} times b = 1/sqrt(fan_in) (root mean square "
+                "{rms:.3g}); PyTorch's start within ±b",
+                name=name,
+                times=rms / bound,
+                rms=rms,
+            ),
+            Text(
+                "too large: activations grow layer by layer and the loss blows up in the first "
+                "steps (torch.randn without the 1/sqrt(fan_in)?); {fill}",
+                fill=fill,
+            ),
         )
     return None
 

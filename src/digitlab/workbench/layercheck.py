@@ -24,6 +24,7 @@ from digitlab.errors import DigitlabError
 from digitlab.workbench.cases import INIT, cases_for
 from digitlab.workbench.diagnose import Failure
 from digitlab.workbench.layerfile import NAMES, interface_of
+from digitlab.workbench.messages import Text
 from digitlab.workbench.rows import run_case
 from digitlab.workbench.sandbox import Child
 
@@ -160,17 +161,24 @@ def stuck_at(dump: str, path: str) -> tuple[list[str], str]:
 def lost_case(layer: str, case: str, child: Child, timeout: float, stuck: tuple) -> dict:
     alive, process = not child.ended, child.process
     lines, method = stuck if alive else ([], "")
-    message = (
-        f"did not finish within {timeout:g} s; stopped, the other cases ran"
-        if alive
-        else f"the process running your code died (exit code {process.returncode})"
-    )
-    if lines:
-        message += "; it was stuck at the line shown below"
+    if alive and lines:
+        message = Text(
+            "did not finish within {timeout:g} s; stopped, the other cases ran; it was stuck at "
+            "the line shown below",
+            timeout=timeout,
+        )
+    elif alive:
+        message = Text(
+            "did not finish within {timeout:g} s; stopped, the other cases ran", timeout=timeout
+        )
+    else:
+        message = Text(
+            "the process running your code died (exit code {code})", code=process.returncode
+        )
     failure = Failure(
         "case",
         message,
-        "an endless loop? look for a loop whose condition never changes" if alive else "",
+        Text("an endless loop? look for a loop whose condition never changes") if alive else "",
     )
     return {
         "layer": layer,

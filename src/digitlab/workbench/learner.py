@@ -15,6 +15,7 @@ from digitlab.workbench.layerfile import (
     import_file,
     interface_of,
 )
+from digitlab.workbench.messages import Text, default_lang
 
 
 def learner_backend(path: str | Path, optimizer: str = "adam"):
@@ -26,17 +27,12 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
     from digitlab.nets import backends
     from digitlab.workbench.layercheck import check_file
 
+    lang = default_lang()
     result = check_file(path)
     unused = {"SGD", "Adam"} - {optimizer.upper() if optimizer == "sgd" else optimizer.title()}
     failing = sorted({r["layer"] for r in result["rows"] if not r["ok"]} - unused)
     if failing:
-        from digitlab.workbench.report import summary
-
-        raise DigitlabError(
-            f"{path}: {', '.join(failing)} {'do' if len(failing) > 1 else 'does'} not match "
-            f"PyTorch yet ({summary(result)}"
-            f"{initialisation(result)}); not training on them: see digitlab check --layers {path}"
-        )
+        raise refusal(path, failing, result, lang)
     found = find_classes(import_file(path))
     own = {name: adapt(name, cls, interface_of(name, cls)) for name, cls in found.items()}
     own = {name: cls for name, cls in own.items() if name not in unused}
@@ -53,21 +49,55 @@ def learner_backend(path: str | Path, optimizer: str = "adam"):
     yours = [f"{n} ({interface_of(n, found[n])})" for n in own]
     theirs = [n for n in NAMES if n not in own and n not in unused]
     used = [r for r in result["rows"] if r["layer"] not in unused]
-    note = (
-        f"checked against PyTorch: all {len(used)} cases of the classes this run uses pass; "
-        f"your classes from {Path(path).name}: {', '.join(yours)}; digitlab.scratch's: "
-        + ", ".join([*theirs, "any other layer the net needs (Sequential, BatchNorm2d, ...)"])
-    )
+    note = Text(
+        "checked against PyTorch: all {count} cases of the classes this run uses pass; your "
+        "classes from {file}: {yours}; digitlab.scratch's: {theirs}any other layer the net "
+        "needs (Sequential, BatchNorm2d, ...)",
+        count=len(used),
+        file=Path(path).name,
+        yours=", ".join(yours),
+        theirs="".join(f"{name}, " for name in theirs),
+    ).render(lang)
     loss = loss or scratch.CrossEntropyLoss
     return backends.Backend("learner", layers, optim, loss, autograd=False, note=note)
 
 
-def initialisation(result: dict) -> str:
-    """'; X's initial parameters: ...' for each class whose constructor's parameters fail."""
+def refusal(path, failing: list[str], result: dict, lang: str) -> DigitlabError:
+    """The one line that refuses a run on classes that fail the check."""
+    from digitlab.workbench.report import summary
+
+    fields = dict(
+        path=str(path),
+        classes=", ".join(failing),
+        summary=summary(result, lang),
+        init=initialisation(result, lang),
+    )
+    if len(failing) > 1:
+        text = Text(
+            "{path}: {classes} do not match PyTorch yet ({summary}{init}); not training on "
+            "them: see digitlab check --layers {path}",
+            **fields,
+        )
+    else:
+        text = Text(
+            "{path}: {classes} does not match PyTorch yet ({summary}{init}); not training "
+            "on it: see digitlab check --layers {path}",
+            **fields,
+        )
+    return DigitlabError(text.render(lang))
+
+
+def initialisation(result: dict, lang: str = "en") -> str:
+    """'; X's initialisation: ...' for each class whose constructor's parameters fail."""
     from digitlab.workbench.cases import INIT
+    from digitlab.workbench.report import text_of
 
     said = [
-        f"; {row['layer']}'s initialisation: {row['failures'][0]['message']}"
+        Text(
+            "; {layer}'s initialisation: {message}",
+            layer=row["layer"],
+            message=text_of(row["failures"][0], "message", lang),
+        ).render(lang)
         for row in result["rows"]
         if row["case"] == INIT and not row["ok"]
     ]
@@ -95,20 +125,28 @@ def check_smoothing(loss: type, label_smoothing: float) -> None:
     from digitlab.workbench.exceptions import LearnerError
     from digitlab.workbench.loss_and_optimizers import run_loss_case
 
-    fix = "or train on it without smoothing: add --label-smoothing 0"
+    lang = default_lang()
     kwargs = {"label_smoothing": label_smoothing}
     case = Case("CrossEntropyLoss", "label smoothing", "loss", kwargs=kwargs, shape=(8, 10))
     try:
         failures = run_loss_case(case, loss)
     except LearnerError as e:
-        raise DigitlabError(
-            f"this run smooths labels by {label_smoothing} (a recipe or --label-smoothing), and "
-            f"your CrossEntropyLoss(label_smoothing={label_smoothing}) raised "
-            f"{type(e.__cause__).__name__}: give its __init__ that argument, as PyTorch's, {fix}"
-        ) from e
-    if failures:
-        raise DigitlabError(
-            f"your CrossEntropyLoss(label_smoothing={label_smoothing}) does not match PyTorch's "
-            f"({failures[0].tensor}: {failures[0].message}; PyTorch's targets: 1 - S + S/C for "
-            f"the true class, S/C for each other, S = {label_smoothing}, C classes); fix it, {fix}"
+        refusal = Text(
+            "this run smooths labels by {s} (a recipe or --label-smoothing), and your "
+            "CrossEntropyLoss(label_smoothing={s}) raised {error}: give its __init__ that "
+            "argument, as PyTorch's, or train on it without smoothing: add --label-smoothing 0",
+            s=label_smoothing,
+            error=type(e.__cause__).__name__,
         )
+        raise DigitlabError(refusal.render(lang)) from e
+    if failures:
+        refusal = Text(
+            "your CrossEntropyLoss(label_smoothing={s}) does not match PyTorch's ({tensor}: "
+            "{message}; PyTorch's targets: 1 - S + S/C for the true class, S/C for each other, "
+            "S = {s}, C classes); fix it, or train on it without smoothing: add "
+            "--label-smoothing 0",
+            s=label_smoothing,
+            tensor=failures[0].tensor,
+            message=failures[0].message,
+        )
+        raise DigitlabError(refusal.render(lang))

@@ -8,10 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitlab.workbench.diagnose import Failure, compare
+from digitlab.workbench.messages import Text
 from digitlab.workbench.references import make_input, optimizer_alternatives
 from digitlab.workbench.runners import call, changed_in_place, rtol
 
-LATER_STEPS = (
+LATER_STEPS = Text(
     "step 1 is right, later ones are not: check the state kept between steps (momentum buffer, "
     "moment estimates, bias correction's step count)"
 )
@@ -32,7 +33,7 @@ def run_loss_case(case, cls: type, interface: str = "", classes=None) -> list[Fa
     mine = call(f"CrossEntropyLoss({arguments}) constructor", cls, **case.kwargs)
     given = x.clone()
     loss = call("__call__ (forward)", mine, given, target)
-    changed = changed_in_place("forward", "its input (the logits)", given, x)
+    changed = changed_in_place("forward", Text("its input (the logits)"), given, x)
     if changed:
         return [changed]
     ctx = {"batch": n, "large_logits": case.scale > 100}
@@ -41,7 +42,7 @@ def run_loss_case(case, cls: type, interface: str = "", classes=None) -> list[Fa
     if failure:
         return [failure]
     grad = call("backward", mine.backward, g) if per_sample else call("backward", mine.backward)
-    changed = changed_in_place("backward", "forward's input (the logits)", given, x)
+    changed = changed_in_place("backward", Text("forward's input (the logits)"), given, x)
     if changed:
         return [changed]
     failure = compare(grad, x64.grad, "dL/dlogits", ctx, rtol(case))

@@ -1,80 +1,254 @@
-"""`digitlab exercise DIR --notebook`: the exercise as a Jupyter notebook, DIR/layers.ipynb.
+"""The layer checker in a notebook: `digitlab.check_layers(source)` and the exercise notebook.
 
-Made from the same starter file as layers.py (workbench.exercise), cut at its classes: the guide
-as markdown, a first cell with the starter's imports, then per class a cell with its starter code
-and a cell that checks the classes so far with digitlab.check_layers (workbench.cells).
+check_layers takes a file, or the classes themselves (defined in a notebook's cells), runs the
+same checker as `digitlab check --layers` (workbench.layercheck.check_file: a child process, so a
+class that hangs or crashes cannot take the kernel with it) and returns a LayerReport, which
+Jupyter shows as a table with the maps of wrong positions inline (`_repr_html_`).
+
+Classes from cells have no file to import in the child. Their source is found through their
+methods (each method's code object names the cell it was defined in, whose text IPython keeps
+in linecache) and written, with the imports of those cells, to a temporary file, which is then
+checked like any learner's file. So a class must be defined in a cell (or a file) with at least
+one method of its own, and what it uses must be imported in its cell or be one of torch, nn,
+math, Tensor, Parameter, Module (imported for it).
 """
 
 from __future__ import annotations
 
 import ast
+import base64
+import html
+import inspect
+import linecache
+import tempfile
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
-from digitlab.files import atomic_write
-from digitlab.workbench.exercise import DIGITLAB_STYLE, GUIDE, STEPS, STYLES, TEMPLATE_STYLE
+from digitlab.workbench import report
+from digitlab.workbench.layerfile import NAMES, find_classes
+from digitlab.workbench.messages import LANGS, Text
 
-NOTEBOOK = "layers.ipynb"
-HOW = """## In this notebook
-
-Fill in a class in its cell and run it, then run the check cell under it: it checks the classes
-so far against PyTorch and shows a table, with a map of where a tensor is wrong. `print(report)`
-shows the same report as `digitlab check --layers`."""
-
-
-def notebook_path(folder: str | Path) -> Path:
-    """DIR/layers.ipynb; refuses when it exists (the learner's work, perhaps)."""
-    path = Path(folder) / NOTEBOOK
-    if path.exists():
-        raise DigitlabError(f"{path}: exists already (your work?); choose another folder")
-    return path
+# What a notebook's first cell imports; written above the classes of cells too, so that a class
+# relying on them checks as it runs in the notebook.
+PREAMBLE = [
+    "import math",
+    "import torch",
+    "from torch import Tensor, nn",
+    "from torch.nn import Module, Parameter",
+]
 
 
-def starter_cells(source: str) -> tuple[str, str, list[tuple[str, str]]]:
-    """(the starter's docstring, its import lines, [(class name, class source)]) in file order."""
+class LayerReport:
+    """The check of a learner's classes.
+
+    ok        True when every case of every class matches PyTorch
+    layers    [{"name", "interface", "ok", "cases": [...]}]: `check --layers --json`'s "layers"
+    str()     the text report `digitlab check --layers` prints
+    _repr_html_()  a table, one row per case, the map of wrong positions inline (PNG)
+    """
+
+    def __init__(self, result: dict, lang: str = "en"):
+        self.result, self.lang = result, lang
+        self.ok = result["ok"]
+        self.layers = report.as_json(result)["layers"]
+
+    def __str__(self) -> str:
+        return "\n".join(report.format_report(self.result, lang=self.lang))
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for row in self.result["rows"]:
+            first = row["failures"][0] if row["failures"] else {}
+            state = "ok" if row["ok"] else "TODO" if row.get("not_written") else "FAIL"
+            cells = [
+                row["layer"],
+                row["case"],
+                state,
+                first.get("tensor") or "",
+                f"{first['max_abs_error']:.3g}" if first.get("max_abs_error") is not None else "",
+                first.get("diagnosis") or first.get("message") or "",
+            ]
+            picture = map_image(row, first) if first else ""
+            rows.append(
+                "<tr>"
+                + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+                + f"<td>{picture}</td></tr>"
+            )
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in ("class", "case", "", "tensor", "max abs error", "likely", "where")
+        )
+        summary = html.escape(report.summary(self.result, lang=self.lang))
+        return (
+            f"<div><p><b>{summary}</b></p><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>"
+        )
+
+
+def map_image(row: dict, failure: dict) -> str:
+    """An <img> of the wrong positions of a failed tensor (red = wrong), or "" without a map."""
+    png = report.map_png(row, failure)
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="wrong positions" width="160"/>'
+
+
+def check_layers(source, lang: str = "en", timeout: float = 60.0) -> LayerReport:
+    """Check a learner's layers against PyTorch. `source`: a .py file's path, or the classes:
+    a list of them (each named as torch names it: Conv2d, Linear, ...), a dict {torch name:
+    class}, or a module. Returns a LayerReport."""
+    if lang not in LANGS:
+        raise DigitlabError(f"lang={lang!r}: choose one of {', '.join(LANGS)}")
+    if isinstance(source, (str, Path)):
+        from digitlab.workbench.layercheck import check_file
+
+        return LayerReport(check_file(source, timeout=timeout), lang)
+    classes = classes_of(source)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "your_layers.py"
+        path.write_text(source_file(classes), encoding="utf-8")
+        from digitlab.workbench.layercheck import check_file
+
+        result = check_file(path, timeout=timeout)
+    result["path"] = "your classes " + ", ".join(classes)
+    return LayerReport(result, lang)
+
+
+def classes_of(source) -> dict[str, type]:
+    """{torch name: class} from a list of classes, a dict or a module."""
+    if isinstance(source, dict):
+        classes = dict(source)
+    elif inspect.ismodule(source):
+        classes = find_classes(source)
+    else:
+        classes = {cls.__name__: cls for cls in source}
+    unknown = [n for n in classes if n not in NAMES]
+    if unknown or not classes or not all(inspect.isclass(c) for c in classes.values()):
+        raise DigitlabError(
+            f"check_layers: give classes named as torch names them ({', '.join(NAMES)}); got "
+            f"{', '.join(unknown) or 'no classes'}; another name: pass {{'Conv2d': MyConv}}"
+        )
+    return classes
+
+
+def source_file(classes: dict[str, type]) -> str:
+    """A module holding the classes' source, the imports of the cells they come from, and
+    `TorchName = TheirName` where they differ."""
+    imports, bodies = list(PREAMBLE), []
+    for name, cls in classes.items():
+        text = cell_text(cls)
+        lines, body = text.splitlines(), None
+        for node in ast.parse(text).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imports.append("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+            elif isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                body = "\n".join(lines[start - 1 : node.end_lineno])  # the last definition
+        bodies.append(body)
+        imports += names_it_uses(cls, body)
+        if cls.__name__ != name:
+            bodies.append(f"{name} = {cls.__name__}")
+    return "\n".join(dict.fromkeys(imports)) + "\n\n\n" + "\n\n\n".join(bodies) + "\n"
+
+
+def names_it_uses(cls: type, body: str) -> list[str]:
+    """Lines that bind, in the checked file, the names the class's `body` reads from its
+    module's globals as the notebook bound them: modules (`import torch.nn.functional as F`),
+    importable classes and functions (`from torch import Tensor as Tensor`) and plain numbers
+    and strings (`EPS = 1e-05`). A notebook imports in one cell and uses in another."""
+    import sys
+
+    namespace = vars(sys.modules.get(cls.__module__, object))
+    used = {n.id for n in ast.walk(ast.parse(body)) if isinstance(n, ast.Name)}
+    lines = []
+    for name in sorted(used & namespace.keys()):
+        value = namespace[name]
+        home = getattr(value, "__module__", None)
+        if inspect.ismodule(value):
+            lines.append(f"import {value.__name__} as {name}")
+        elif isinstance(value, (bool, int, float, str)):
+            lines.append(f"{name} = {value!r}")
+        elif home and home != cls.__module__ and home in sys.modules:
+            if getattr(sys.modules[home], getattr(value, "__name__", ""), None) is value:
+                lines.append(f"from {home} import {value.__name__} as {name}")
+    return lines
+
+
+def cell_text(cls: type) -> str:
+    """The text of the cell (or file) that defines `cls`, found through its own methods."""
+    for value in vars(cls).values():
+        function = getattr(value, "__func__", value)  # staticmethod, classmethod
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            lines = linecache.getlines(code.co_filename)
+            if lines:
+                return "".join(lines)
+    raise DigitlabError(
+        f"check_layers: cannot find the source of {cls.__name__} (a class needs a method of its "
+        "own, defined in a notebook cell or a file); check its file with check_layers(PATH)"
+    )
+
+
+def intro(docstring: str, steps: str) -> Text:
+    """The notebook's first cell: the starter's docstring, the order to go in, how to check."""
+    return Text(
+        """# Your own layers, in a notebook
+
+{docstring}
+
+The order to go in:
+{steps}
+
+Fill in a class's cell, run it, then run the check cell below it: it compares your classes with
+PyTorch on small cases chosen to break naive code and says, for each failure, which tensor is
+wrong, where (the red map), and the likely bug. A class not written yet shows "not written yet".
+When every check says all ok, train the study CNN on your layers: save the classes in a file and
+run `digitlab train --layers layers.py` (the file `layers.py` beside this notebook has the same
+starter code).""",
+        docstring=docstring,
+        steps=steps,
+    )
+
+
+def notebook_cells(source: str, steps: str, lang: str = "en") -> list[tuple[str, str]]:
+    """[(kind, text)] of the exercise notebook from a starter file's `source`: the guide
+    (markdown, in `lang`), the imports, then each class's cell followed by a check of the
+    classes so far."""
     tree = ast.parse(source)
-    imports = [
-        ast.get_source_segment(source, node)
-        for node in tree.body
-        if isinstance(node, (ast.Import, ast.ImportFrom))
-    ]
     lines = source.splitlines()
-    classes = []
+    cells = [("markdown", intro(ast.get_docstring(tree), steps).render(lang))]
+    option = ', lang="zh"' if lang == "zh" else ""
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    setup = [lines[n.lineno - 1] for n in imports] + ["", "from digitlab import check_layers"]
+    cells.append(("code", "\n".join(setup)))
+    done = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
-            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            classes.append((node.name, "\n".join(lines[first - 1 : node.end_lineno])))
-    return ast.get_docstring(tree) or "", "\n".join(imports), classes
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            cells.append(("markdown", f"## {node.name}"))
+            cells.append(("code", "\n".join(lines[start - 1 : node.end_lineno])))
+            done.append(node.name)
+            cells.append(("code", f"check_layers([{', '.join(done)}]{option})"))
+    return cells
 
 
-def write_notebook(folder: str | Path, style: str = "digitlab", lang: str = "en") -> Path:
-    """DIR/layers.ipynb for `style`, its check cells asking for the report in `lang`."""
+def write_notebook(path: Path, source: str, steps: str, lang: str = "en") -> Path:
+    """Write the exercise notebook (nbformat 4) for the starter `source` to `path`."""
     import nbformat
-    from nbformat import v4
 
-    if style not in STYLES:
-        raise DigitlabError(f"--style {style}: choose one of {', '.join(STYLES)}")
-    path = notebook_path(folder)
-    doc, imports, classes = starter_cells(DIGITLAB_STYLE if style == "digitlab" else TEMPLATE_STYLE)
-    guide = GUIDE.format(path=Path(folder) / "layers.py", steps=STEPS[style])
-    cells = [
-        v4.new_markdown_cell(guide),
-        v4.new_markdown_cell(HOW + "\n\n" + doc),
-        v4.new_code_cell(imports + "\n\nimport digitlab"),
-    ]
-    language = "" if lang == "en" else f", lang={lang!r}"
-    for k, (_, code) in enumerate(classes):
-        so_far = ", ".join(name for name, _ in classes[: k + 1])
-        cells += [
-            v4.new_code_cell(code),
-            v4.new_code_cell(f"digitlab.check_layers([{so_far}]{language})"),
-        ]
-    notebook = v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, nbformat.writes(notebook).encode())
+    make = {"markdown": nbformat.v4.new_markdown_cell, "code": nbformat.v4.new_code_cell}
+    book.cells = [make[kind](text) for kind, text in notebook_cells(source, steps, lang)]
+    nbformat.validate(book)
+    from digitlab.files import atomic_write
+
+    atomic_write(path, nbformat.writes(book).encode("utf-8"))
     return path

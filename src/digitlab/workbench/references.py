@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORES_GRAD_OUT = (
+from digitlab.workbench.messages import Text
+
+IGNORES_GRAD_OUT = Text(
     "this is the gradient for grad_out = all ones: backward ignores the grad_out it is given "
     "(multiply by it)"
 )
-ALL_MAXIMA = (
+ALL_MAXIMA = Text(
     "ties: the gradient went to every maximum of a window; PyTorch sends it to one only "
     "(the first in row-major order)"
 )
@@ -103,10 +105,12 @@ def output_alternatives(case, ref: nn.Module, x: torch.Tensor) -> dict:
         return F.conv2d(x64, weight, bias, ref.stride, ref.padding, ref.dilation)
 
     return {
-        "the kernel is flipped: that is textbook convolution; PyTorch's Conv2d does not flip "
-        "(cross-correlation)": conv(w.flip(2, 3), b),
-        "the bias is missing from the output": conv(w, None),
-        "the bias is added twice": conv(w, 2 * b),
+        Text(
+            "the kernel is flipped: that is textbook convolution; PyTorch's Conv2d does not flip "
+            "(cross-correlation)"
+        ): conv(w.flip(2, 3), b),
+        Text("the bias is missing from the output"): conv(w, None),
+        Text("the bias is added twice"): conv(w, 2 * b),
     }
 
 
@@ -133,7 +137,7 @@ def window_contributions(case, ref: nn.Module, x: torch.Tensor, g: torch.Tensor)
     return None
 
 
-FLIPPED_KERNEL = (
+FLIPPED_KERNEL = Text(
     "dL/dx is what the kernel rotated by 180 degrees gives: one flip too many (or too few); "
     "send each grad_out value back over its window with the weights as forward used them "
     "(w[i, j] to the pixel at +i, +j)"
@@ -154,9 +158,16 @@ def conv_backward_alternatives(case, ref: nn.Module, x: torch.Tensor, g: torch.T
     for a in range(2 * p + 1):
         for b in range(2 * p + 1):
             if (a, b) != (p, p):
-                bug = (
-                    f"the padding is cropped at the wrong offset (dxp[:, :, {a}:{a + h}, "
-                    f"{b}:{b + wd}]): crop {p} on each side, dxp[:, :, {p}:{p + h}, {p}:{p + wd}]"
+                bug = Text(
+                    "the padding is cropped at the wrong offset (dxp[:, :, {a}:{a_end}, "
+                    "{b}:{b_end}]): crop {p} on each side, dxp[:, :, {p}:{p_h}, {p}:{p_w}]",
+                    a=a,
+                    a_end=a + h,
+                    b=b,
+                    b_end=b + wd,
+                    p=p,
+                    p_h=p + h,
+                    p_w=p + wd,
                 )
                 dx[bug] = dxp[:, :, a : a + h, b : b + wd]
     if s == 1:
@@ -165,13 +176,15 @@ def conv_backward_alternatives(case, ref: nn.Module, x: torch.Tensor, g: torch.T
     full = F.conv_transpose2d(g64, w)  # each grad_out value at (i, j), not (i*s, j*s)
     ignored = torch.zeros_like(dxp)
     ignored[:, :, : full.shape[2], : full.shape[3]] = full[:, :, : xp.shape[2], : xp.shape[3]]
-    where = f"output position (i, j) belongs to the window at (i*{s}, j*{s}) of the padded input"
-    dx[f"stride {s} is ignored in backward: {where}, not at (i, j)"] = ignored[
-        :, :, p : p + h, p : p + wd
-    ]
+    bug = Text(
+        "stride {s} is ignored in backward: output position (i, j) belongs to the window at "
+        "(i*{s}, j*{s}) of the padded input, not at (i, j)",
+        s=s,
+    )
+    dx[bug] = ignored[:, :, p : p + h, p : p + wd]
     unstrided = xp[:, :, : oh + k[0] - 1, : ow + k[1] - 1]
     dw = torch.nn.grad.conv2d_weight(unstrided, w.shape, g64, 1, 0)
-    return dx, {f"stride {s} is ignored in backward: {where}, not at (i, j)": dw}
+    return dx, {bug: dw}
 
 
 def max_pool_all_maxima(x: torch.Tensor, g: torch.Tensor, k, s) -> torch.Tensor | None:
@@ -213,7 +226,7 @@ def optimizer_alternatives(case, start, grads) -> dict:
             ignored = {**case.kwargs, key: plain}
             if key == "momentum":
                 ignored["nesterov"] = False  # torch refuses nesterov without momentum
-            alternatives[f"{key} looks ignored"] = torch_optimizer_run(
+            alternatives[Text("{option} looks ignored", option=key)] = torch_optimizer_run(
                 case.layer, start, grads, ignored
             )
     return alternatives

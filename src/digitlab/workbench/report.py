@@ -10,11 +10,13 @@ import re
 from pathlib import Path
 
 from digitlab.workbench.diagnose import RTOL32, RTOL64, text_map
+from digitlab.workbench.messages import Text, from_data, render
+from digitlab.workbench.messages_zh import ZH_CASES
 
 INTERFACES = {
-    "digitlab": "digitlab's interface: backward(grad_out) returns dL/dx, adds into .grad",
-    "template": "the recruitment template's: backward(ones) sets .grad, returns dL/dx",
-    "torch.optim": "torch.optim's interface: zero_grad(), step()",
+    "digitlab": Text("digitlab's interface: backward(grad_out) returns dL/dx, adds into .grad"),
+    "template": Text("the recruitment template's: backward(ones) sets .grad, returns dL/dx"),
+    "torch.optim": Text("torch.optim's interface: zero_grad(), step()"),
 }
 
 
@@ -63,103 +65,172 @@ def as_json(result: dict) -> dict:
 
 
 def format_report(result: dict, show_output: bool = False, lang: str = "en") -> list[str]:
-    """The report a learner reads: per class, per case, what is wrong, where and why; with
-    `show_output`, what their code printed first."""
+    """The report a learner reads, in `lang` (workbench.messages): per class, per case, what is
+    wrong, where and why; with `show_output`, what their code printed first."""
     found = result["found"]
     lines = [
-        f"checking {result['path']} against PyTorch",
-        f"(in float32, each tensor within {RTOL32:g} of its largest value, in float64 within "
-        f"{RTOL64:g}: rounding cannot trip that, a bug does)",
-        "found: " + ", ".join(f"{n} ({found[n]})" for n in found),
+        say("checking {path} against PyTorch", lang, path=result["path"]),
+        say(
+            "(in float32, each tensor within {rtol32:g} of its largest value, in float64 within "
+            "{rtol64:g}: rounding cannot trip that, a bug does)",
+            lang,
+            rtol32=RTOL32,
+            rtol64=RTOL64,
+        ),
+        say("found: {classes}", lang, classes=", ".join(f"{n} ({found[n]})" for n in found)),
     ]
     if result["missing"]:
         lines.append(
-            "not in the file: " + ", ".join(result["missing"]) + " (digitlab.scratch's are used "
-            "for those when you train)"
-        )
-    if result["output_lines"] and show_output:
-        lines.append(f"your code printed {result['output_lines']} lines:")
-        lines += [f"  | {line}" for line in result.get("output", "").splitlines()]
-    elif result["output_lines"]:
-        first = result["first_output"][0][:80] if result["first_output"] else ""
-        lines.append(
-            f"your code printed {result['output_lines']} lines (kept out of this report; the "
-            f"first: {first!r}; --show-output shows them)"
-        )
-    for name, rows in by_layer(result).items():
-        wrong = sum(not r["ok"] and not r.get("not_written") for r in rows)
-        todo = sum(bool(r.get("not_written")) for r in rows)
-        verdict = (
-            "all ok"
-            if not wrong and not todo
-            else ", ".join(
-                part
-                for part in (
-                    f"{wrong} of {len(rows)} cases wrong" if wrong else "",
-                    f"{todo} not written yet" if todo else "",
-                )
-                if part
+            say(
+                "not in the file: {names} (digitlab.scratch's are used for those when you train)",
+                lang,
+                names=", ".join(result["missing"]),
             )
         )
-        lines += ["", f"{name} ({INTERFACES.get(found.get(name), found.get(name))}): {verdict}"]
+    lines += output_lines(result, show_output, lang)
+    for name, rows in by_layer(result).items():
+        interface = INTERFACES.get(found.get(name))
+        interface = interface.render(lang) if interface else found.get(name)
+        lines += ["", f"{name} ({interface}): {verdict(rows, lang)}"]
         shown = set()
         for row in rows:
-            lines += case_lines(row, shown)
-    lines += ["", summary(result)]
+            lines += case_lines(row, shown, lang)
+    lines += ["", summary(result, lang)]
     return lines
 
 
-def case_lines(row: dict, shown: set) -> list[str]:
-    if row["ok"]:
-        note = [f"        note: {row['note']}"] if row.get("note") else []
-        return [f"  ok    {row['case']}", *note]
-    if row.get("skipped"):
-        return [f"  SKIP  {row['case']}: {row['failures'][0]['message']}"]
-    mark = "TODO " if row.get("not_written") else "FAIL "
-    lines = [f"  {mark} {row['case']}"]
-    said = (tuple(row.get("traceback") or ()), row["failures"][0]["diagnosis"])
-    if row.get("not_written") and said in shown:
+def say(msgid: str, lang: str, **fields) -> str:
+    return Text(msgid, **fields).render(lang)
+
+
+def output_lines(result: dict, show_output: bool, lang: str) -> list[str]:
+    """What the learner's code printed: all of it with `show_output`, else a line about it."""
+    count = result["output_lines"]
+    if count and show_output:
+        lines = [say("your code printed {count} lines:", lang, count=count)]
+        return lines + [f"  | {line}" for line in result.get("output", "").splitlines()]
+    if count:
+        first = result["first_output"][0][:80] if result["first_output"] else ""
         return [
-            f"  {mark} {row['case']}: {row['failures'][0]['tensor']} not written yet (as above)"
+            say(
+                "your code printed {count} lines (kept out of this report; the first: {first!r}; "
+                "--show-output shows them)",
+                lang,
+                count=count,
+                first=first,
+            )
         ]
-    shown.add(said)
+    return []
+
+
+def verdict(rows: list[dict], lang: str) -> str:
+    """A class's verdict: "all ok", or how many cases are wrong and how many not written."""
+    wrong = sum(not r["ok"] and not r.get("not_written") for r in rows)
+    todo = sum(bool(r.get("not_written")) for r in rows)
+    if not wrong and not todo:
+        return say("all ok", lang)
+    parts = [say("{wrong} of {total} cases wrong", lang, wrong=wrong, total=len(rows))] * bool(
+        wrong
+    )
+    parts += [say("{todo} not written yet", lang, todo=todo)] * bool(todo)
+    return ("，" if lang == "zh" else ", ").join(parts)
+
+
+def text_of(holder: dict, key: str, lang: str) -> str:
+    """holder[key] (a failure's message or diagnosis) in `lang`, from the data the check kept
+    (holder["texts"]); as it is where there is none."""
+    data = holder.get("texts", {}).get(key)
+    return render(from_data(data), lang) if data is not None else holder.get(key) or ""
+
+
+def case_name(row: dict, lang: str) -> str:
+    """The case's name in `lang` (digitlab's own cases, beyond a learner's, are named in
+    English only)."""
+    return ZH_CASES.get(row["case"], row["case"]) if lang == "zh" else row["case"]
+
+
+def case_lines(row: dict, shown: set, lang: str = "en") -> list[str]:
+    row = {**row, "case": case_name(row, lang)}
+    if row["ok"]:
+        note = row.get("note_text", row.get("note"))
+        note = [f"        {say('note: {note}', lang, note=from_data(note))}"] if note else []
+        return [f"  ok    {row['case']}", *note]
     first = row["failures"][0]
+    if row.get("skipped"):
+        return [f"  SKIP  {row['case']}: {text_of(first, 'message', lang)}"]
+    mark = "TODO " if row.get("not_written") else "FAIL "
+    said = (tuple(row.get("traceback") or ()), first["diagnosis"])
+    if row.get("not_written") and said in shown:
+        words = say("{tensor} not written yet (as above)", lang, tensor=first["tensor"])
+        return [f"  {mark} {row['case']}: {words}"]
+    shown.add(said)
     cause = ("cause", first["tensor"], first["diagnosis"])
     if first["diagnosis"] and cause in shown:  # the same bug again: one line, not the block
-        return [f"  {mark} {row['case']}: {first['message']} (same as above)"]
+        words = say("{message} (same as above)", lang, message=text_of(first, "message", lang))
+        return [f"  {mark} {row['case']}: {words}"]
     shown.add(cause)
+    lines = [f"  {mark} {row['case']}"]
     for failure in row["failures"]:
-        lines.append(f"        {failure['message']}")
-        if failure.get("max_abs_error") is not None:
-            lines.append(
-                f"        max abs error {failure['max_abs_error']:.3g}, max rel error "
-                f"{failure['max_rel_error']:.3g}, {failure['wrong']} of {failure['total']} wrong"
-            )
-        if failure.get("diagnosis"):
-            lines.append(f"        likely: {failure['diagnosis']}")
-        if failure.get("where") and failure.get("wrong") and failure.get("total", 0) > 1:
-            lines.append("        where (rows x columns; for images H x W over all N and C):")
-            lines += [f"          {line}" for line in text_map(failure["where"])]
+        lines += failure_lines(failure, lang)
     trace = row.get("traceback")
-    if trace:
-        key = tuple(trace)
-        if key in shown:
-            lines.append("        (the same traceback as above)")
-        else:
-            shown.add(key)
-            lines += [f"        {line}" for line in trace]
+    if trace and tuple(trace) in shown:
+        lines.append("        " + say("(the same traceback as above)", lang))
+    elif trace:
+        shown.add(tuple(trace))
+        lines += [f"        {line}" for line in trace]
     return lines
 
 
-def summary(result: dict) -> str:
+def failure_lines(failure: dict, lang: str) -> list[str]:
+    """One failure: what is wrong, by how much, the likely bug and the map of where."""
+    lines = [f"        {text_of(failure, 'message', lang)}"]
+    if failure.get("max_abs_error") is not None:
+        lines.append(
+            "        "
+            + say(
+                "max abs error {abs:.3g}, max rel error {rel:.3g}, {wrong} of {total} wrong",
+                lang,
+                abs=failure["max_abs_error"],
+                rel=failure["max_rel_error"],
+                wrong=failure["wrong"],
+                total=failure["total"],
+            )
+        )
+    if failure.get("diagnosis"):
+        lines.append(
+            "        "
+            + say("likely: {diagnosis}", lang, diagnosis=text_of(failure, "diagnosis", lang))
+        )
+    if failure.get("where") and failure.get("wrong") and failure.get("total", 0) > 1:
+        lines.append(
+            "        " + say("where (rows x columns; for images H x W over all N and C):", lang)
+        )
+        lines += [f"          {line}" for line in text_map(failure["where"])]
+    return lines
+
+
+def summary(result: dict, lang: str = "en") -> str:
     rows = result["rows"]
     bad = [r for r in rows if not r["ok"]]
     if not bad:
-        return f"all ok: {len(rows)} cases of {len(result['found'])} classes match PyTorch"
+        return say(
+            "all ok: {cases} cases of {classes} classes match PyTorch",
+            lang,
+            cases=len(rows),
+            classes=len(result["found"]),
+        )
     todo = sum(bool(r.get("not_written")) for r in bad)
-    classes = sorted({r["layer"] for r in bad})
-    parts = [f"{len(bad) - todo} wrong" * (len(bad) > todo), f"{todo} not written yet" * bool(todo)]
-    return f"{' and '.join(p for p in parts if p)} of {len(rows)} cases, in {', '.join(classes)}"
+    classes = ", ".join(sorted({r["layer"] for r in bad}))
+    fields = dict(wrong=len(bad) - todo, todo=todo, total=len(rows), classes=classes)
+    if todo and len(bad) > todo:
+        return say(
+            "{wrong} wrong and {todo} not written yet of {total} cases, in {classes}",
+            lang,
+            **fields,
+        )
+    if todo:
+        return say("{todo} not written yet of {total} cases, in {classes}", lang, **fields)
+    return say("{wrong} wrong of {total} cases, in {classes}", lang, **fields)
 
 
 def picture_title(row: dict, failure: dict) -> str:
@@ -171,30 +242,15 @@ def picture_title(row: dict, failure: dict) -> str:
     return f"{row['layer']}: {row['case']}\n{failure['tensor']}: {what}"
 
 
-def write_pictures(result: dict, folder: str | Path) -> list[Path]:
-    """One PNG per wrong tensor that has a map: red where wrong, white where right."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k, row in enumerate(result["rows"]):
-        for failure in row["failures"]:
-            if not failure.get("where") or not failure.get("wrong"):
-                continue
-            slug = re.sub(r"[^a-zA-Z0-9]+", "-", f"{row['layer']}-{k}-{failure['tensor']}").strip(
-                "-"
-            )
-            path = folder / f"{slug}.png"
-            path.write_bytes(map_png(row, failure))
-            paths.append(path)
-    return paths
-
-
-def map_png(row: dict, failure: dict) -> bytes:
-    """The PNG of one failure's map of wrong positions (failure["where"], 1 = wrong)."""
+def map_png(row: dict, failure: dict) -> bytes | None:
+    """A PNG of where `failure`'s tensor is wrong (red) and right (white), or None when the
+    failure has no map."""
+    if not failure.get("where") or not failure.get("wrong"):
+        return None
     import io
 
     import numpy as np
-    from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it is
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it was
 
     where = np.asarray(failure["where"], dtype=float)
     fig = Figure(figsize=(4, 4 * where.shape[0] / max(where.shape[1], 1) + 0.8))
@@ -203,6 +259,23 @@ def map_png(row: dict, failure: dict) -> bytes:
     ax.set_title(picture_title(row, failure), fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    return png.getvalue()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def write_pictures(result: dict, folder: str | Path) -> list[Path]:
+    """One PNG per wrong tensor that has a map: red where wrong, white where right."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, row in enumerate(result["rows"]):
+        for failure in row["failures"]:
+            png = map_png(row, failure)
+            if png is None:
+                continue
+            slug = re.sub(r"[^a-zA-Z0-9]+", "-", f"{row['layer']}-{k}-{failure['tensor']}")
+            path = folder / f"{slug.strip('-')}.png"
+            path.write_bytes(png)
+            paths.append(path)
+    return paths

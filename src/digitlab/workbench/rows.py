@@ -20,6 +20,7 @@ from digitlab.workbench.exceptions import (
 )
 from digitlab.workbench.initial import run_init_case
 from digitlab.workbench.loss_and_optimizers import run_loss_case, run_optim_case
+from digitlab.workbench.messages import Text, as_data
 from digitlab.workbench.references import build, make_input, namespace, torch_layer
 from digitlab.workbench.runners import (
     copy_state,
@@ -52,31 +53,53 @@ def run_case(case, classes: dict, interface: str, files) -> dict:
         what, error = e.args
         diagnosis = exception_diagnosis(error, what, method_source(cls, what))
         # backward runs only after the output matched: say so, it is half the answer
-        passed = "the output matches PyTorch; " if what == "backward" else ""
-        failures = [Failure(what, f"{passed}{what} raised {type(error).__name__}", diagnosis)]
+        passed = what == "backward"
+        failures = [Failure(what, raised(passed, what, type(error).__name__), diagnosis)]
         assignment = failed_assignment(error)
         if assignment:
             failures = [assignment_failure(passed, *assignment, getattr(e, "ctx", {}))]
         row["traceback"] = their_traceback(error, files)
         row["not_written"] = diagnosis.startswith("not written yet")
     except Exception as e:  # a class's object broke the check itself: say what, go on
-        failures = [Failure("case", f"could not be checked: {type(e).__name__}: {e}")]
+        failures = [
+            Failure(
+                "case",
+                Text("could not be checked: {error}: {text}", error=type(e).__name__, text=str(e)),
+            )
+        ]
         row["traceback"] = their_traceback(e, files)
     row["failures"] = [f.as_dict() for f in failures]
     row["ok"] = not failures
     if row["ok"] and case.kind == "layer" and case.dtype == torch.float32:
-        row["note"] = float64_note(case, cls, classes)
+        note = float64_note(case, cls, classes)
+        row["note"], row["note_text"] = str(note), as_data(note)
     return row
 
 
-def assignment_failure(passed: str, owner: str, given: tuple, wanted: tuple, ctx: dict):
+def raised(passed: bool, what: str, error: str) -> Text:
+    if passed:  # backward runs only after the output matched
+        return Text("the output matches PyTorch; {what} raised {error}", what=what, error=error)
+    return Text("{what} raised {error}", what=what, error=error)
+
+
+def assignment_failure(passed: bool, owner: str, given: tuple, wanted: tuple, ctx: dict):
     """A .grad PyTorch refused for its shape, named with both shapes and the likely cause."""
     tensor, diagnosis = assignment_diagnosis(owner, given, wanted, ctx)
-    message = f"{passed}backward set {owner}.grad to a {given} tensor; {owner} is {wanted}"
+    fields = dict(owner=owner, given=str(given), wanted=str(wanted))
+    if passed:
+        message = Text(
+            "the output matches PyTorch; backward set {owner}.grad to a {given} tensor; "
+            "{owner} is {wanted}",
+            **fields,
+        )
+    else:
+        message = Text(
+            "backward set {owner}.grad to a {given} tensor; {owner} is {wanted}", **fields
+        )
     return Failure(tensor, message, diagnosis)
 
 
-def float64_note(case, cls: type, classes: dict) -> str:
+def float64_note(case, cls: type, classes: dict) -> Text | str:
     """float32 passed; does float64 separate right from wrong? "" when it agrees to 1e-9 too
     (or the class cannot run in float64 at all, which is no requirement)."""
     ref = torch_layer(case).double()
@@ -98,11 +121,14 @@ def float64_note(case, cls: type, classes: dict) -> str:
         return ""
     error = (y.double() - y_ref).abs().max().item()
     if y.dtype != torch.float64:
-        return (
-            f"in float64 your output comes back as {y.dtype} (error {error:.1e}): something inside "
-            "is made in float32; create tensors with dtype=x.dtype"
+        return Text(
+            "in float64 your output comes back as {dtype} (error {error:.1e}): something inside "
+            "is made in float32; create tensors with dtype=x.dtype",
+            dtype=str(y.dtype),
+            error=error,
         )
-    return (
-        f"right in float32, but in float64 the output is off by {error:.1e}: only float64 "
-        "separates this from right; a small bug float32 rounding hides"
+    return Text(
+        "right in float32, but in float64 the output is off by {error:.1e}: only float64 "
+        "separates this from right; a small bug float32 rounding hides",
+        error=error,
     )

@@ -15,6 +15,7 @@ from torch import nn
 from digitlab.nets import backends, models
 from digitlab.workbench.diagnose import RTOL32, RTOL64, Failure, compare
 from digitlab.workbench.exceptions import LearnerError, method_source
+from digitlab.workbench.messages import Text
 from digitlab.workbench.references import (
     ALL_MAXIMA,
     IGNORES_GRAD_OUT,
@@ -65,11 +66,17 @@ def copy_state(mine, ref: nn.Module) -> Failure | None:
     for pname, p in ref.named_parameters():
         if pname not in own:
             return Failure(
-                pname, f"your layer has no parameter named {pname!r}", "name it as torch.nn does"
+                pname,
+                Text("your layer has no parameter named {name!r}", name=pname),
+                Text("name it as torch.nn does"),
             )
         if own[pname].shape != p.shape:
+            mine, ref = str(tuple(own[pname].shape)), str(tuple(p.shape))
             return Failure(
-                pname, f"your {pname} is {tuple(own[pname].shape)}, PyTorch's is {tuple(p.shape)}"
+                pname,
+                Text(
+                    "your {tensor} is {mine}, PyTorch's is {ref}", tensor=pname, mine=mine, ref=ref
+                ),
             )
         with torch.no_grad():
             own[pname].copy_(p)
@@ -80,22 +87,30 @@ def copy_state(mine, ref: nn.Module) -> Failure | None:
     return None
 
 
-IN_PLACE = (
+IN_PLACE = Text(
     "the caller's tensor must stay as it was (the layer before, autograd and the caller may "
     "still read it): make a new tensor (x = x - m, x * mask) instead of changing it (x -= m, "
     "x[...] = 0, x.sub_(m))"
 )
 
 
-def changed_in_place(method: str, name: str, given, kept: torch.Tensor) -> Failure | None:
+def changed_in_place(method: str, name: str | Text, given, kept: torch.Tensor) -> Failure | None:
     """A Failure when `method` changed `given` (the tensor it was handed, a copy of `kept`)."""
     if not torch.is_tensor(given) or torch.equal(given, kept):
         return None
     if given.shape != kept.shape:
-        what = f"its shape {tuple(kept.shape)} -> {tuple(given.shape)}"
+        what = Text(
+            "its shape {old} -> {new}", old=str(tuple(kept.shape)), new=str(tuple(given.shape))
+        )
     else:
-        what = f"{int((given != kept).sum())} of {given.numel()} elements"
-    return Failure(name, f"{method} changed {name} in place ({what})", IN_PLACE)
+        what = Text(
+            "{wrong} of {total} elements", wrong=int((given != kept).sum()), total=given.numel()
+        )
+    return Failure(
+        str(name),
+        Text("{method} changed {name} in place ({what})", method=method, name=name, what=what),
+        IN_PLACE,
+    )
 
 
 def input_grad(layer, returned):
@@ -130,7 +145,7 @@ def run_layer_case(case, cls: type, interface: str, classes: dict) -> list[Failu
     ctx = {"batch": x.shape[0], **geometry(x, ref), "forward": method_source(cls, "forward")}
     given = x.clone()
     y = call("forward", mine, given)
-    changed = changed_in_place("forward", "its input x", given, x)
+    changed = changed_in_place("forward", Text("its input x"), given, x)
     if changed:
         return [changed]
     alternatives = output_alternatives(case, ref, x)
@@ -145,7 +160,7 @@ def run_layer_case(case, cls: type, interface: str, classes: dict) -> list[Failu
     except LearnerError as e:
         e.ctx = ctx  # the shapes a refused .grad is read against
         raise
-    for name, tensor, kept in (("grad_out", given_g, g), ("forward's input x", given, x)):
+    for name, tensor, kept in (("grad_out", given_g, g), (Text("forward's input x"), given, x)):
         changed = changed_in_place("backward", name, tensor, kept)
         if changed:
             return [changed]
@@ -181,31 +196,42 @@ def run_accumulate_case(case, cls: type, interface: str, classes: dict) -> list[
     adds = torch.allclose(got.double(), 2 * weight, rtol=1e-4, atol=1e-5)
     sets = torch.allclose(got.double(), weight, rtol=1e-4, atol=1e-5)
     if interface == "digitlab" and sets:
-        return [accumulation_failure("holds one call's gradient", SETS)]
+        return [
+            accumulation_failure(
+                Text("after two backward calls weight.grad holds one call's gradient"), SETS
+            )
+        ]
     if interface == "template" and adds:
-        return [accumulation_failure("holds the sum of both", ADDS)]
+        return [
+            accumulation_failure(
+                Text("after two backward calls weight.grad holds the sum of both"), ADDS
+            )
+        ]
     if not (adds or sets):
         return [
             accumulation_failure(
-                "is neither one call's gradient nor their sum",
-                "backward reuses state from the previous call",
+                Text(
+                    "after two backward calls weight.grad is neither one call's gradient nor "
+                    "their sum"
+                ),
+                Text("backward reuses state from the previous call"),
             )
         ]
     return []
 
 
-SETS = (
+SETS = Text(
     "gradients are SET where they should accumulate: digitlab's interface (like autograd) adds "
     "into .grad (grad += ...), and zero_grad clears it"
 )
-ADDS = (
+ADDS = Text(
     "gradients accumulate, but this file follows the template's interface, where backward SETS "
     "self.weight.grad (=, not +=)"
 )
 
 
-def accumulation_failure(what: str, diagnosis: str) -> Failure:
-    return Failure("dL/dW (weight.grad)", f"after two backward calls weight.grad {what}", diagnosis)
+def accumulation_failure(message: Text, diagnosis: Text) -> Failure:
+    return Failure("dL/dW (weight.grad)", message, diagnosis)
 
 
 def run_dropout_case(case, cls: type, interface: str, classes: dict) -> list[Failure]:

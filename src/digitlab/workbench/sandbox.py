@@ -27,8 +27,10 @@ from pathlib import Path
 import torch
 
 from digitlab.workbench.cases import cases_for
+from digitlab.workbench.diagnose import Failure
 from digitlab.workbench.exceptions import syntax_error_lines, their_traceback
 from digitlab.workbench.layerfile import find_classes, import_file, interface_of
+from digitlab.workbench.messages import Text
 from digitlab.workbench.rows import run_case
 
 STARTUP = 300.0  # seconds the child may take to import torch and digitlab
@@ -74,8 +76,8 @@ def worker(path: str, start: int, skip: dict, dump: str, timeout: float) -> None
 
 def skipped(case, method: str) -> dict:
     """The row of a case not run: its class hung in `method` in an earlier case."""
-    message = f"not run: {method} hung in an earlier case (as above)"
-    failure = {"tensor": "case", "message": message, "diagnosis": "", "where": []}
+    message = Text("not run: {method} hung in an earlier case (as above)", method=method)
+    failure = Failure("case", message).as_dict()
     return {
         "layer": case.layer,
         "case": case.name,
