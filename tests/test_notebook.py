@@ -25,9 +25,7 @@ HEADER = SOLUTION[: SOLUTION.index("\nclass ")]  # the docstring and the imports
 def class_source(name: str, source: str = SOLUTION) -> str:
     """One class of `source`, as its own text."""
     lines = source.splitlines()
-    node = next(
-        n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name
-    )
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name)
     return "\n".join(lines[node.lineno - 1 : node.end_lineno])
 
 
@@ -88,9 +86,7 @@ def execute(path: Path) -> list[str]:
     import nbformat
 
     book = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(book, timeout=600, kernel_name="python3").execute(
-        cwd=str(path.parent)
-    )
+    nbclient.NotebookClient(book, timeout=600, kernel_name="python3").execute(cwd=str(path.parent))
     texts = []
     for cell in book.cells:
         if cell.cell_type == "code":
@@ -124,3 +120,36 @@ def test_the_exercise_notebook_runs_in_jupyter_before_and_after_it_is_filled(tmp
     assert len(checks) == 8
     assert all("all ok:" in c.splitlines()[-1] for c in checks), checks
     assert "all ok: " in checks[-1] and "of 8 classes match PyTorch" in checks[-1]
+
+
+def run_cell(namespace: dict, code: str, name: str) -> None:
+    """Run `code` in the notebook `namespace` as IPython runs a cell (its text in linecache)."""
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    exec(compile(code, name, "exec"), namespace)
+
+
+def test_a_class_from_a_cell_brings_the_notebooks_helpers_and_constants():
+    from digitlab.workbench.notebook import classes_of, source_file
+
+    notebook = {"__name__": "__main__"}
+    run_cell(
+        notebook, "import torch\nfrom torch import nn\nSCALE = 2\nKIND = torch.float32\n", "<c1>"
+    )
+    run_cell(notebook, "x = torch.ones(2)\nheld = torch.ones(2)\n", "<c2>")
+    run_cell(notebook, "def double(x):\n    return (x * SCALE).to(KIND)\n", "<c3>")
+    relu = (
+        "class ReLU(nn.Module):\n    def forward(self, x):\n        return torch.relu(double(x))\n"
+    )
+    run_cell(notebook, relu, "<c4>")
+    text = source_file(classes_of([notebook["ReLU"]]))
+    lines = text.splitlines()
+    assert {"SCALE = 2", "KIND = torch.float32"} <= set(lines)  # from the notebook's cells
+    assert lines.index("def double(x):") < lines.index("class ReLU(nn.Module):")
+    scope = {}  # the notebook's x, a tensor, is not the methods' own x: not refused
+    exec(compile(text, "your_layers.py", "exec"), scope)
+    assert scope["ReLU"]().forward(torch.tensor([-1.0, 3.0])).tolist() == [0.0, 6.0]
+
+    flatten = "class Flatten(nn.Module):\n    def forward(self, y):\n        return y + held\n"
+    run_cell(notebook, flatten, "<c5>")
+    with pytest.raises(DigitlabError, match="Flatten uses held, a Tensor held by the notebook"):
+        digitlab.check_layers([notebook["Flatten"]])
