@@ -7,6 +7,8 @@ import ast
 import json
 import linecache
 import math
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,14 +81,29 @@ def test_check_layers_on_classes_from_cells_without_a_file():
         digitlab.check_layers([good], lang="fr")
 
 
-def execute(path: Path) -> list[str]:
-    """Run every cell of the notebook at `path` in a real Jupyter kernel (this Python's
-    ipykernel); returns each code cell's text output, joined."""
+@pytest.fixture
+def kernel(tmp_path, monkeypatch) -> str:
+    """The name of a kernel spec that runs this very Python with the digitlab under test: a
+    `python3` spec elsewhere on the machine (a user's Jupyter) could start another Python."""
+    spec = tmp_path / "jupyter" / "kernels" / "digitlab-test"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "digitlab test", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel), encoding="utf-8")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    src = str(Path(digitlab.__file__).resolve().parents[1])  # the kernel, and its check's child
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    return "digitlab-test"
+
+
+def execute(path: Path, kernel: str) -> list[str]:
+    """Run every cell of the notebook at `path` in a real Jupyter kernel (the spec `kernel`);
+    returns each code cell's text output, joined."""
     import nbclient
     import nbformat
 
     book = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(book, timeout=600, kernel_name="python3").execute(cwd=str(path.parent))
+    nbclient.NotebookClient(book, timeout=600, kernel_name=kernel).execute(cwd=str(path.parent))
     texts = []
     for cell in book.cells:
         if cell.cell_type == "code":
@@ -97,13 +114,15 @@ def execute(path: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_exercise_notebook_runs_in_jupyter_before_and_after_it_is_filled(tmp_path, capsys):
+def test_the_exercise_notebook_runs_in_jupyter_before_and_after_it_is_filled(
+    tmp_path, capsys, kernel
+):
     import nbformat
 
     code, out, _ = run_cli(capsys, "exercise", tmp_path / "ex", "--notebook")
     path = tmp_path / "ex" / "layers.ipynb"
     assert code == 0 and str(path) in out
-    outputs = execute(path)
+    outputs = execute(path, kernel)
     checks = [o for o in outputs if o.startswith("checking your classes")]
     assert len(checks) == 8, outputs
     assert all("not written yet" in c for c in checks), checks[0]
@@ -116,7 +135,7 @@ def test_the_exercise_notebook_runs_in_jupyter_before_and_after_it_is_filled(tmp
             cell.source = class_source(ast.parse(cell.source).body[0].name)
     filled = tmp_path / "filled.ipynb"
     nbformat.write(book, filled)
-    checks = [o for o in execute(filled) if o.startswith("checking your classes")]
+    checks = [o for o in execute(filled, kernel) if o.startswith("checking your classes")]
     assert len(checks) == 8
     assert all("all ok:" in c.splitlines()[-1] for c in checks), checks
     assert "all ok: " in checks[-1] and "of 8 classes match PyTorch" in checks[-1]
@@ -153,3 +172,13 @@ def test_a_class_from_a_cell_brings_the_notebooks_helpers_and_constants():
     run_cell(notebook, flatten, "<c5>")
     with pytest.raises(DigitlabError, match="Flatten uses held, a Tensor held by the notebook"):
         digitlab.check_layers([notebook["Flatten"]])
+
+
+@pytest.mark.slow
+def test_the_template_styles_notebook_runs_in_jupyter(tmp_path, capsys, kernel):
+    code, _, _ = run_cli(capsys, "exercise", tmp_path / "ex", "--notebook", "--style", "template")
+    assert code == 0
+    outputs = execute(tmp_path / "ex" / "layers.ipynb", kernel)
+    checks = [o for o in outputs if o.startswith("checking your classes")]
+    assert len(checks) == 3, outputs  # Conv2d, Linear, CrossEntropyLoss
+    assert all("(template)" in c and "not written yet" in c for c in checks), checks[-1]
