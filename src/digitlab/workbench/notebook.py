@@ -9,8 +9,11 @@ Classes from cells have no file to import in the child. Their source is found th
 methods (each method's code object names the cell it was defined in, whose text IPython keeps
 in linecache) and written, with the imports of those cells, to a temporary file, which is then
 checked like any learner's file. So a class must be defined in a cell (or a file) with at least
-one method of its own, and what it uses must be imported in its cell or be one of torch, nn,
-math, Tensor, Parameter, Module (imported for it).
+one method of its own; what it reads from the notebook's globals must be a module, a class or
+function importable from a package, a plain constant (numbers, strings, tuples of them, a torch
+dtype or device), or a function or class of the notebook (copied in with it); torch, nn, math,
+Tensor, Parameter and Module are imported for it in any case. Anything else (a tensor held in a
+notebook variable) is refused with a DigitlabError naming it.
 """
 
 from __future__ import annotations
@@ -104,7 +107,11 @@ def map_image(row: dict, failure: dict) -> str:
 def check_layers(source, lang: str = "en", timeout: float = 60.0) -> LayerReport:
     """Check a learner's layers against PyTorch. `source`: a .py file's path, or the classes:
     a list of them (each named as torch names it: Conv2d, Linear, ...), a dict {torch name:
-    class}, or a module. Returns a LayerReport."""
+    class}, or a module. A class given itself needs a method of its own and, for what it reads
+    from the notebook, what the module's docstring says; `lang` is the report's language,
+    `timeout` the seconds each case may run. Returns a LayerReport (.ok, .layers, str(),
+    _repr_html_()); raises DigitlabError when a class's source cannot be found or it reads a
+    notebook value a file cannot hold."""
     if lang not in LANGS:
         raise DigitlabError(f"lang={lang!r}: choose one of {', '.join(LANGS)}")
     if isinstance(source, (str, Path)):
