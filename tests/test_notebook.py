@@ -9,6 +9,8 @@ import linecache
 import math
 import os
 import sys
+from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,38 @@ def test_check_layers_on_a_file_says_what_the_cli_says(tmp_path, capsys):
     page = report._repr_html_()
     assert page.startswith("<div>") and page.endswith("</div>") and page.count("<tr>") > 3
     assert '<img src="data:image/png;base64,' in page and "dL/db (bias.grad)" in page
+    tags = Tags()
+    tags.feed(page)
+    assert tags.opened == tags.closed and tags.opened["tr"] == 1 + len(report.result["rows"])
+
+
+class Tags(HTMLParser):
+    """Counts of each start and end tag (<img/> counts as both), to see the tags balanced."""
+
+    def __init__(self):
+        super().__init__()
+        self.opened, self.closed = Counter(), Counter()
+
+    def handle_starttag(self, tag, attrs):
+        self.opened[tag] += 1
+
+    def handle_endtag(self, tag):
+        self.closed[tag] += 1
+
+
+def test_check_layers_takes_a_notebooks_globals_and_a_module():
+    from digitlab.workbench.notebook import classes_of
+
+    notebook = {"__name__": "__main__"}
+    cell = HEADER + "\n\n" + class_source("ReLU") + "\n\nx = torch.ones(3)\nLinear = nn.Linear\n"
+    run_cell(notebook, cell.replace("nn.Linear", "'not a class'"), "<globals>")
+    report = digitlab.check_layers(notebook)
+    assert report.ok and [layer["name"] for layer in report.layers] == ["ReLU"]
+    module = type(math)("solution")
+    exec(compile(SOLUTION, str(LEARNERS / "solution.py"), "exec"), vars(module))
+    assert list(classes_of(module)) == list(classes_of(vars(module))) and len(module.__dict__) > 8
+    with pytest.raises(DigitlabError, match="got no classes"):
+        digitlab.check_layers({"Conv": nn.Conv2d})
 
 
 def run_as_cell(code: str, name: str) -> dict:

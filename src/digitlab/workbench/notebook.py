@@ -130,9 +130,10 @@ def check_layers(source, lang: str = "en", timeout: float = 60.0) -> LayerReport
 
 
 def classes_of(source) -> dict[str, type]:
-    """{torch name: class} from a list of classes, a dict or a module."""
+    """{torch name: class} from a list of classes, a dict or a module. From a dict, the classes
+    held under torch's names: {"Conv2d": MyConv}, or a notebook's globals() with all else in it."""
     if isinstance(source, dict):
-        classes = dict(source)
+        classes = {n: c for n, c in source.items() if n in NAMES and inspect.isclass(c)}
     elif inspect.ismodule(source):
         classes = find_classes(source)
     else:
