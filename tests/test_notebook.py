@@ -189,7 +189,8 @@ def test_a_class_from_a_cell_brings_the_notebooks_helpers_and_constants():
         notebook, "import torch\nfrom torch import nn\nSCALE = 2\nKIND = torch.float32\n", "<c1>"
     )
     run_cell(notebook, "x = torch.ones(2)\nheld = torch.ones(2)\n", "<c2>")
-    run_cell(notebook, "def double(x):\n    return (x * SCALE).to(KIND)\n", "<c3>")
+    run_cell(notebook, "def scale(x):\n    return x * SCALE\n", "<c3>")
+    run_cell(notebook, "def double(x):\n    return scale(x).to(KIND)\n", "<c3b>")
     relu = (
         "class ReLU(nn.Module):\n    def forward(self, x):\n        return torch.relu(double(x))\n"
     )
@@ -197,6 +198,7 @@ def test_a_class_from_a_cell_brings_the_notebooks_helpers_and_constants():
     text = source_file(classes_of([notebook["ReLU"]]))
     lines = text.splitlines()
     assert {"SCALE = 2", "KIND = torch.float32"} <= set(lines)  # from the notebook's cells
+    assert lines.index("def scale(x):") < lines.index("def double(x):")  # a helper's helper
     assert lines.index("def double(x):") < lines.index("class ReLU(nn.Module):")
     scope = {}  # the notebook's x, a tensor, is not the methods' own x: not refused
     exec(compile(text, "your_layers.py", "exec"), scope)

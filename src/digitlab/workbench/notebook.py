@@ -159,13 +159,16 @@ def source_file(classes: dict[str, type]) -> str:
         if cls.__name__ != name:
             bodies.append(f"{name} = {cls.__name__}")
     checked = {cls.__name__ for cls in classes.values()}
-    copied = []
-    for name, value in list(helpers.items()):  # grows while it runs: a helper's own helpers
+    copied, todo = [], list(helpers)
+    while todo:  # grows as it runs: a helper's own helpers
+        name = todo.pop(0)
+        value, known = helpers[name], len(helpers)
         if name not in checked:
             cell_imports, text = class_in_cell(value) if inspect.isclass(value) else ([], None)
             text = text or function_text(value)
             imports += cell_imports + names_it_uses(value, text, helpers)
             copied.insert(0, text)  # before what uses it: a base class must come first
+        todo += list(helpers)[known:]
     head = "\n".join(dict.fromkeys(imports))
     return head + "\n\n\n" + "\n\n\n".join([*copied, *bodies]) + "\n"
 
