@@ -9,8 +9,11 @@ Classes from cells have no file to import in the child. Their source is found th
 methods (each method's code object names the cell it was defined in, whose text IPython keeps
 in linecache) and written, with the imports of those cells, to a temporary file, which is then
 checked like any learner's file. So a class must be defined in a cell (or a file) with at least
-one method of its own, and what it uses must be imported in its cell or be one of torch, nn,
-math, Tensor, Parameter, Module (imported for it).
+one method of its own; what it reads from the notebook's globals must be a module, a class or
+function importable from a package, a plain constant (numbers, strings, tuples of them, a torch
+dtype or device), or a function or class of the notebook (copied in with it); torch, nn, math,
+Tensor, Parameter and Module are imported for it in any case. Anything else (a tensor held in a
+notebook variable) is refused with a DigitlabError naming it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import base64
 import html
 import inspect
 import linecache
+import symtable
 import tempfile
+import textwrap
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
@@ -36,6 +41,9 @@ PREAMBLE = [
     "from torch import Tensor, nn",
     "from torch.nn import Module, Parameter",
 ]
+
+# values of a notebook that a file can spell as they are
+CONSTANTS = (bool, int, float, str, type(None))
 
 
 class LayerReport:
@@ -99,7 +107,11 @@ def map_image(row: dict, failure: dict) -> str:
 def check_layers(source, lang: str = "en", timeout: float = 60.0) -> LayerReport:
     """Check a learner's layers against PyTorch. `source`: a .py file's path, or the classes:
     a list of them (each named as torch names it: Conv2d, Linear, ...), a dict {torch name:
-    class}, or a module. Returns a LayerReport."""
+    class}, or a module. A class given itself needs a method of its own and, for what it reads
+    from the notebook, what the module's docstring says; `lang` is the report's language,
+    `timeout` the seconds each case may run. Returns a LayerReport (.ok, .layers, str(),
+    _repr_html_()); raises DigitlabError when a class's source cannot be found or it reads a
+    notebook value a file cannot hold."""
     if lang not in LANGS:
         raise DigitlabError(f"lang={lang!r}: choose one of {', '.join(LANGS)}")
     if isinstance(source, (str, Path)):
@@ -118,9 +130,10 @@ def check_layers(source, lang: str = "en", timeout: float = 60.0) -> LayerReport
 
 
 def classes_of(source) -> dict[str, type]:
-    """{torch name: class} from a list of classes, a dict or a module."""
+    """{torch name: class} from a list of classes, a dict or a module. From a dict, the classes
+    held under torch's names: {"Conv2d": MyConv}, or a notebook's globals() with all else in it."""
     if isinstance(source, dict):
-        classes = dict(source)
+        classes = {n: c for n, c in source.items() if n in NAMES and inspect.isclass(c)}
     elif inspect.ismodule(source):
         classes = find_classes(source)
     else:
@@ -135,46 +148,127 @@ def classes_of(source) -> dict[str, type]:
 
 
 def source_file(classes: dict[str, type]) -> str:
-    """A module holding the classes' source, the imports of the cells they come from, and
+    """A module holding the classes' source, the imports of the cells they come from, the
+    notebook's own functions and classes they call (copied above them), and
     `TorchName = TheirName` where they differ."""
-    imports, bodies = list(PREAMBLE), []
+    imports, bodies, helpers = list(PREAMBLE), [], {}
     for name, cls in classes.items():
-        text = cell_text(cls)
-        lines, body = text.splitlines(), None
-        for node in ast.parse(text).body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                imports.append("\n".join(lines[node.lineno - 1 : node.end_lineno]))
-            elif isinstance(node, ast.ClassDef) and node.name == cls.__name__:
-                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
-                body = "\n".join(lines[start - 1 : node.end_lineno])  # the last definition
+        cell_imports, body = class_in_cell(cls)
         bodies.append(body)
-        imports += names_it_uses(cls, body)
+        imports += cell_imports + names_it_uses(cls, body, helpers)
         if cls.__name__ != name:
             bodies.append(f"{name} = {cls.__name__}")
-    return "\n".join(dict.fromkeys(imports)) + "\n\n\n" + "\n\n\n".join(bodies) + "\n"
+    checked = {cls.__name__ for cls in classes.values()}
+    copied, todo = [], list(helpers)
+    while todo:  # grows as it runs: a helper's own helpers
+        name = todo.pop(0)
+        value, known = helpers[name], len(helpers)
+        if name not in checked:
+            cell_imports, text = class_in_cell(value) if inspect.isclass(value) else ([], None)
+            text = text or function_text(value)
+            imports += cell_imports + names_it_uses(value, text, helpers)
+            copied.insert(0, text)  # before what uses it: a base class must come first
+        todo += list(helpers)[known:]
+    head = "\n".join(dict.fromkeys(imports))
+    return head + "\n\n\n" + "\n\n\n".join([*copied, *bodies]) + "\n"
 
 
-def names_it_uses(cls: type, body: str) -> list[str]:
-    """Lines that bind, in the checked file, the names the class's `body` reads from its
-    module's globals as the notebook bound them: modules (`import torch.nn.functional as F`),
-    importable classes and functions (`from torch import Tensor as Tensor`) and plain numbers
-    and strings (`EPS = 1e-05`). A notebook imports in one cell and uses in another."""
+def class_in_cell(cls: type) -> tuple[list[str], str]:
+    """(the import lines of the cell that defines `cls`, the class's own text in it)."""
+    text = cell_text(cls)
+    lines, imports, body = text.splitlines(), [], None
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+        elif isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            body = "\n".join(lines[start - 1 : node.end_lineno])  # the last definition
+    return imports, body
+
+
+def free_names(text: str) -> set[str]:
+    """The global names `text` reads and does not bind itself: what its cell took from the
+    notebook (a method's local `x` is not the notebook's `x`)."""
+    top = symtable.symtable(text, "cell", "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    names, tables = set(), [top]
+    while tables:
+        table = tables.pop()
+        tables += table.get_children()
+        names |= {s.get_name() for s in table.get_symbols() if s.is_referenced() and s.is_global()}
+    return names - bound
+
+
+def names_it_uses(owner, body: str, helpers: dict) -> list[str]:
+    """Lines that bind, in the checked file, the names `body` (the source of `owner`, a class
+    or function of a notebook) reads from the notebook's globals as the notebook bound them:
+    modules (`import torch.nn.functional as F`), importable classes and functions (`from torch
+    import Tensor as Tensor`), plain constants (`EPS = 1e-05`). A notebook imports in one cell
+    and uses in another. The notebook's own functions and classes go into `helpers`, to be
+    copied; any other value (a tensor in a variable) cannot be written in a file: refused."""
     import sys
 
-    namespace = vars(sys.modules.get(cls.__module__, object))
-    used = {n.id for n in ast.walk(ast.parse(body)) if isinstance(n, ast.Name)}
+    namespace = namespace_of(owner)
     lines = []
-    for name in sorted(used & namespace.keys()):
+    for name in sorted(free_names(body) & namespace.keys()):
         value = namespace[name]
         home = getattr(value, "__module__", None)
         if inspect.ismodule(value):
             lines.append(f"import {value.__name__} as {name}")
-        elif isinstance(value, (bool, int, float, str)):
+        elif isinstance(value, CONSTANTS) or (
+            isinstance(value, tuple) and all(isinstance(v, CONSTANTS) for v in value)
+        ):
             lines.append(f"{name} = {value!r}")
-        elif home and home != cls.__module__ and home in sys.modules:
-            if getattr(sys.modules[home], getattr(value, "__name__", ""), None) is value:
-                lines.append(f"from {home} import {value.__name__} as {name}")
+        elif torch_constant(value):
+            lines.append(f"{name} = {torch_constant(value)}")
+        elif (inspect.isfunction(value) or inspect.isclass(value)) and home == owner.__module__:
+            helpers.setdefault(name, value)
+        elif home and home in sys.modules and name_in(sys.modules[home], value):
+            lines.append(f"from {home} import {value.__name__} as {name}")
+        else:
+            raise DigitlabError(
+                f"check_layers: {owner.__name__} uses {name}, a {type(value).__name__} held by "
+                "the notebook, which the checked file cannot have; make it a constant, import "
+                "it, or compute it in the class"
+            )
     return lines
+
+
+def torch_constant(value) -> str:
+    """A torch.dtype or torch.device as the file spells it (`torch.float32`,
+    `torch.device('cpu')`); "" for anything else."""
+    kind = type(value)
+    if kind.__module__ != "torch" or kind.__name__ not in ("dtype", "device"):
+        return ""
+    return repr(value) if kind.__name__ == "dtype" else f"torch.device({str(value)!r})"
+
+
+def name_in(module, value) -> bool:
+    """Whether `module` holds `value` under its own name (so that an import line finds it)."""
+    return getattr(module, getattr(value, "__name__", ""), None) is value
+
+
+def function_text(function) -> str:
+    """The source of a function of the notebook that a checked class calls."""
+    try:
+        return textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):
+        raise DigitlabError(
+            f"check_layers: cannot find the source of {function.__name__}, which your classes "
+            "call; define it in a notebook cell or import it from a file"
+        ) from None
+
+
+def namespace_of(owner) -> dict:
+    """The globals a notebook's class or function reads: its methods' (IPython's user
+    namespace in a kernel), else its module's."""
+    import sys
+
+    for value in [owner] if inspect.isfunction(owner) else list(vars(owner).values()):
+        function = getattr(value, "__func__", value)  # staticmethod, classmethod
+        if inspect.isfunction(function):
+            return function.__globals__
+    return vars(sys.modules.get(owner.__module__, object))
 
 
 def cell_text(cls: type) -> str:
