@@ -12,12 +12,12 @@ from families import family
 N = 100
 # family: (read right of the first 100 when measured, the floor the test holds)
 FLOORS = {
-    "canvas": 0.95,  # measured 99%
+    "canvas": 0.95,  # measured 99% (shipped model, at commit a5811ad)
     "clean": 0.97,  # 100%
-    "soft": 0.91,  # 95%
+    "soft": 0.95,  # 99%
     "fonts": 0.94,  # 98%
-    "photo": 0.93,  # 100%
-    "ruled": 0.90,  # 97%
+    "photo": 0.95,  # 100%
+    "ruled": 0.92,  # 97%
 }
 
 
