@@ -228,7 +228,9 @@ def test_ruled_paper_and_specks_are_not_taken_for_ink(monkeypatch):
     monkeypatch.setattr(preprocess, "without_rules", lambda ink, solid: ink)
     monkeypatch.setattr(preprocess, "without_specks", lambda ink: ink)
     before = read_right()
-    assert right >= before + 15 and right >= 0.6 * 300, (right, before)
+    # With the shipped (sturdy) model: 300 right with both steps, 292 without; the model shipped
+    # before them, trained on clean digits only, gained 15 and more.
+    assert right >= before + 5 and right >= 0.9 * 300, (right, before)
 
 
 def test_rules_go_and_the_strokes_they_crossed_are_joined_but_a_lone_stroke_stays():

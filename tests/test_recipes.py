@@ -219,7 +219,7 @@ def test_resume_with_more_epochs_under_one_cycle_is_refused(tmp_path, capsys):
 @pytest.mark.slow
 def test_sturdy_is_the_best_recipe_trained_also_on_faulty_digits(tmp_path, capsys):
     best, sturdy = settings("best"), settings("sturdy")
-    assert {**best, "sturdy": 0.5, "recipe": "sturdy"} == sturdy
+    assert {**best, "sturdy": 0.5, "epochs": 40, "recipe": "sturdy"} == sturdy
     args = ["--recipe", "sturdy", "--subset", "600", "--epochs", "1", "--lr", "0.02", "--quiet"]
     assert run_cli(capsys, "train", *args, "--no-pictures", "--out", tmp_path)[0] == 0
     config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
