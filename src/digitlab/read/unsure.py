@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
+from torch.nn import functional as F
 
 from digitlab.nets import models
 from digitlab.nets.evaluation import in_batches
@@ -48,8 +49,9 @@ class Distance:
     """Class means (C, D) and the shared precision (D, D); score = -min over classes of the
     squared Mahalanobis distance (higher = more like a digit)."""
 
-    def __init__(self, means: torch.Tensor, precision: torch.Tensor):
+    def __init__(self, means: torch.Tensor, precision: torch.Tensor, head=None):
         self.means, self.precision = means, precision
+        self.head = head  # a Head fitted with outlier exposure, or None (the distance alone)
 
     @classmethod
     def fit(cls, feats: torch.Tensor, labels: torch.Tensor) -> Distance:
@@ -69,6 +71,9 @@ class Distance:
         from digitlab.files import atomic_write
 
         tensors = {"means": self.means.contiguous(), "precision": self.precision.contiguous()}
+        if self.head is not None:
+            for name in ("shift", "scale", "weight", "bias"):
+                tensors[f"head_{name}"] = getattr(self.head, name).contiguous()
         atomic_write(folder / FILE, save(tensors))
 
     @classmethod
@@ -76,29 +81,108 @@ class Distance:
         path = folder / FILE
         if not path.is_file():
             return None
-        tensors = load_file(path)
-        return cls(tensors["means"], tensors["precision"])
+        t = load_file(path)
+        # A run fitted before the head existed has the distance alone; it still works.
+        head = None
+        if "head_weight" in t:
+            head = Head(*(t[f"head_{n}"] for n in ("shift", "scale", "weight", "bias")))
+        return cls(t["means"], t["precision"], head)
+
+    def scores(self, model, inputs: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) normalised inputs -> (N,) float64 "not sure" scores, higher = more
+        like a digit: the head's log-odds, or without a head the distance's score."""
+        if self.head is None:
+            return self.score(features(model, inputs))
+        both = features_and_logits(model, inputs)
+        return self.head.score(Head.inputs(both, self, self.means.shape[1]))
 
 
-def calibrate(distance: Distance, held_out: torch.Tensor, source: str, rate: float = RATE) -> dict:
-    """config.json's "unsure": the score `rate` of the held-out digits' features fall below."""
-    threshold = torch.quantile(distance.score(held_out), rate).item()
-    return {"score": "mahalanobis", "threshold": threshold, "rate": rate, "held_out": source}
+def features_and_logits(model, inputs: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """(N, 1, H, W) normalised inputs -> (N, D + C) float64: the pooled last-block features
+    (as `features`) followed by the logits, from one forward."""
+
+    def both(m, batch):
+        out, maps = models.blocks(m, batch)
+        pooled = list(maps.values())[-1].double().mean((2, 3))
+        return torch.cat([pooled, out.double()], 1)
+
+    return in_batches(model, both, inputs, batch_size)
 
 
-def fit_and_calibrate(model, fit_inputs, fit_labels, held_inputs, source: str, folder: Path):
-    """Fit the distance on (fit_inputs, fit_labels), save it into `folder`, and return the
-    calibration from `held_inputs` (normalised inputs (N, 1, H, W))."""
-    distance = Distance.fit(features(model, fit_inputs), fit_labels)
+HEAD_DECAY = 1e-2  # the head's L2 penalty: measured 1e-4 to 1e-2, the largest caught the most
+
+
+class Head:
+    """Logistic regression, digits (1) against synthetic outliers (0), on h(x) = [pooled
+    features (D), logits (C), log-sum-exp of the logits, Mahalanobis score], each standardised
+    by the digits' mean and spread: D + C + 2 inputs. Its log-odds are the "not sure" score."""
+
+    def __init__(self, shift, scale, weight, bias):
+        self.shift, self.scale, self.weight, self.bias = shift, scale, weight, bias
+
+    @staticmethod
+    def inputs(both: torch.Tensor, distance: Distance, dims: int) -> torch.Tensor:
+        """(N, D + C) features_and_logits -> (N, D + C + 2) the head's raw inputs."""
+        logits = both[:, dims:]
+        extra = [logits.logsumexp(1, keepdim=True), distance.score(both[:, :dims])[:, None]]
+        return torch.cat([both, *extra], 1)
+
+    @classmethod
+    def fit(cls, digits: torch.Tensor, others: torch.Tensor, decay: float = HEAD_DECAY) -> Head:
+        """digits (N, K), others (M, K) head inputs; the two classes weigh the same, an L2
+        penalty `decay` on the weights keeps it smooth (the outliers are not the real ones)."""
+        shift, scale = digits.mean(0), digits.std(0) + 1e-6
+        x = (torch.cat([digits, others]) - shift) / scale
+        y = torch.cat([torch.ones(len(digits)), torch.zeros(len(others))]).double()
+        w = torch.where(y == 1, 0.5 / len(digits), 0.5 / len(others))
+        params = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS([params], max_iter=500, line_search_fn="strong_wolfe")
+
+        def loss_fn():
+            optimizer.zero_grad()
+            z = x @ params[:-1] + params[-1]
+            loss = (w * F.binary_cross_entropy_with_logits(z, y, reduction="none")).sum()
+            loss = loss + decay * params[:-1].square().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(loss_fn)
+        params = params.detach()
+        return cls(shift, scale, params[:-1].clone(), params[-1:].clone())
+
+    def score(self, raw: torch.Tensor) -> torch.Tensor:
+        """(N, K) raw inputs -> (N,) log-odds of being a digit."""
+        return (raw - self.shift) / self.scale @ self.weight + self.bias
+
+
+def calibrate(distance: Distance, held_scores: torch.Tensor, source: str, rate=RATE) -> dict:
+    """config.json's "unsure": the score `rate` of the held-out digits' scores (N,) fall below."""
+    threshold = torch.quantile(held_scores, rate).item()
+    name = "mahalanobis" if distance.head is None else "head (outlier exposure) + mahalanobis"
+    return {"score": name, "threshold": threshold, "rate": rate, "held_out": source}
+
+
+def fit_and_calibrate(
+    model, fit_inputs, fit_labels, held_inputs, source: str, folder: Path, exposure=None
+):
+    """Fit the distance on (fit_inputs, fit_labels) and, given `exposure` (normalised synthetic
+    outliers (M, 1, H, W), read.outliers), the head on fit_inputs against them; save both into
+    `folder`, return the calibration from `held_inputs`. All inputs (N, 1, H, W) normalised."""
+    both = features_and_logits(model, fit_inputs)
+    dims = features(model, fit_inputs[:1]).shape[1]  # D; the rest of `both` are the logits
+    distance = Distance.fit(both[:, :dims], fit_labels)
+    if exposure is not None and len(exposure):
+        others = Head.inputs(features_and_logits(model, exposure), distance, dims)
+        distance.head = Head.fit(Head.inputs(both, distance, dims), others)
     distance.save(folder)
-    return calibrate(distance, features(model, held_inputs), source)
+    return calibrate(distance, distance.scores(model, held_inputs), source)
 
 
 def is_unsure(model, inputs: torch.Tensor, distance: Distance | None, calibration) -> list[bool]:
     """Per image: below the calibrated threshold? (No calibration: never unsure.)"""
     if distance is None or not calibration:
         return [False] * len(inputs)
-    return (distance.score(features(model, inputs)) < calibration["threshold"]).tolist()
+    return (distance.scores(model, inputs) < calibration["threshold"]).tolist()
 
 
 def auroc(digit_scores: torch.Tensor, other_scores: torch.Tensor) -> float:
