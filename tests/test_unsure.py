@@ -73,3 +73,22 @@ def test_the_shipped_detector_refuses_hand_drawn_letters_and_few_digits():
     }
     assert doubts["letters"] >= 0.70, doubts  # measured: see docs/reading.md "Not sure"
     assert doubts["digits"] <= 0.02, doubts
+
+
+@pytest.mark.slow  # the export takes about 30 s on 2 busy cores
+def test_the_onnx_export_carries_the_detector(tmp_path):
+    """digitlab export puts the head in the graph: its margin is the torch score minus the
+    threshold, and predict --runtime onnx says "not sure" where the torch predictor does."""
+    pytest.importorskip("onnxruntime")
+    from digitlab.read.export import export_onnx
+    from digitlab.read.onnx_model import OnnxModel
+
+    result = export_onnx(None, tmp_path / "shipped.onnx")
+    assert result["unsure"]
+    shipped, onnx = Predictor.load(), OnnxModel(result["onnx"])
+    letters = torch.stack(nondigits.hand_drawn_set(nondigits.LETTERS, 20, seed=1))
+    images = torch.cat([load_split(None, train=False).images[:20].float() / 255, letters])
+    by_torch = unsure.is_unsure(
+        shipped.model, shipped.inputs(images), shipped.distance, shipped.calibration
+    )
+    assert onnx.unsure(images) == by_torch and any(by_torch) and not all(by_torch)
