@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from digitlab.nets import models
+from digitlab.read import unsure
 from digitlab.read.onnx_model import INPUT, OUTPUT, UNSURE
 
 
@@ -44,18 +44,8 @@ class WithDoubt(Normalized):
         self.distance, self.threshold = predictor.distance, predictor.calibration["threshold"]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, maps = models.blocks(self.model, self.inputs(x[:, 0]))
-        pooled = list(maps.values())[-1].double().mean((2, 3))
-        distance = self.distance
-        d = pooled[:, None, :] - distance.means[None]
-        nearest = -torch.einsum("ncd,de,nce->nc", d, distance.precision, d).min(1).values
-        if distance.head is None:
-            return logits, nearest - self.threshold
-        raw = torch.cat(
-            [pooled, logits.double(), logits.double().logsumexp(1, keepdim=True), nearest[:, None]],
-            1,
-        )
-        return logits, distance.head.score(raw) - self.threshold
+        parts = unsure.parts_of(self.model, self.inputs(x[:, 0]))
+        return parts["logits"].float(), self.distance.of_parts(parts) - self.threshold
 
 
 def export_onnx(ckpt: str | Path, path: str | Path) -> dict:

@@ -2,10 +2,11 @@
 refuse, besides the training digits it learns to accept.
 
 Deliberately NOT the measured non-digits (read.nondigits): no letter or symbol shapes, no fonts,
-nothing from that module. Three kinds, none designed to look like anything:
+nothing from that module. Four kinds, none designed to look like anything:
 
 - random Bezier curves: 1 to 3 cubic curves with random control points, one pen width;
 - stroke soups: 3 to 8 short straight strokes scattered over the page;
+- crossings: 2 to 4 long straight strokes, each starting on or running through an earlier one;
 - digit chimeras: the left (or top) half of one MNIST training digit beside the other half of a
   digit of another class, or two digits of different classes laid over each other, shifted.
 
@@ -53,6 +54,27 @@ def soup_page(rng) -> Image.Image:
     return page.resize((200, 200), Image.LANCZOS)
 
 
+def crossing_page(rng) -> Image.Image:
+    """2 to 4 long straight strokes at random angles, each after the first starting on (or
+    running through) one drawn before: random crossings and junctions, no planned shape."""
+    page = Image.new("L", (400, 400), 255)
+    pen, width = ImageDraw.Draw(page), int(rng.integers(10, 36))
+    strokes = []
+    for _ in range(rng.integers(2, 5)):
+        if strokes:
+            a, b = strokes[rng.integers(0, len(strokes))]
+            start = a + rng.uniform(0, 1) * (b - a)
+        else:
+            start = rng.uniform(80, 320, 2)
+        angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(60, 260)
+        end = np.clip(start + length * np.array([np.cos(angle), np.sin(angle)]), 20, 380)
+        if strokes and rng.random() < 0.5:  # through the other stroke, not only from it
+            start = start - (end - start) * rng.uniform(0, 0.8)
+        strokes.append((start, end))
+        pen.line([tuple(start), tuple(end)], fill=0, width=width)
+    return page.resize((200, 200), Image.LANCZOS)
+
+
 def chimeras(images: torch.Tensor, labels: torch.Tensor, count: int, rng) -> torch.Tensor:
     """(count, 28, 28) float: halves of two digits of different classes joined, or two such
     digits overlaid with a shift. images (N, 28, 28) uint8 training digits, labels (N,)."""
@@ -74,11 +96,12 @@ def chimeras(images: torch.Tensor, labels: torch.Tensor, count: int, rng) -> tor
 
 
 def build(images: torch.Tensor, labels: torch.Tensor, count: int = 3000, seed: int = 0):
-    """(M, 28, 28) float in [0, 1], M <= count: a third of each kind (a drawn page with no ink
+    """(M, 28, 28) float in [0, 1], M <= count: a quarter of each kind (a drawn page with no ink
     left after preprocessing is dropped)."""
     rng = np.random.default_rng(seed)
-    drawn = [prepared(bezier_page(rng)) for _ in range(count // 3)]
-    drawn += [prepared(soup_page(rng)) for _ in range(count // 3)]
+    drawn = []
+    for page in (bezier_page, soup_page, crossing_page):
+        drawn += [prepared(page(rng)) for _ in range(count // 4)]
     drawn = [x for x in drawn if x is not None]
-    mixed = chimeras(images, labels, count - 2 * (count // 3), rng)
+    mixed = chimeras(images, labels, count - 3 * (count // 4), rng)
     return torch.cat([torch.stack(drawn), mixed])

@@ -14,7 +14,7 @@ from digitlab.read import outliers, unsure
 from digitlab.train.checks import split_training_set
 from digitlab.train.settings import TrainConfig
 
-EXPOSURE = 4500  # synthetic outliers the head learns to refuse (read.outliers; ~40 s to draw)
+EXPOSURE = 6000  # synthetic outliers the head learns to refuse (read.outliers; ~40 s to draw)
 
 
 def calibration(
