@@ -3,15 +3,16 @@ threshold chosen on held-out digits.
 
 The score is a small head on the frozen model, fitted with outlier exposure (Hendrycks et al.,
 "Deep Anomaly Detection with Outlier Exposure", 2019): a logistic regression on every conv
-block's output averaged over height and width (and the last one's maximum), the logits, their log-sum-exp (the negative free
-energy) and the Mahalanobis distance in that feature space (Lee et al. 2018: each class's mean
-under the covariance the classes share; the nearest class counts). It learns training digits
-against synthetic outliers (read.outliers: Bezier curves, stroke soups, digit chimeras), never
-the measured non-digits (read.nondigits). benchmarks/unsure.py also measures the two scores read
-off the logits, the maximum softmax probability (Hendrycks & Gimpel 2017) and the energy (Liu et
-al. 2020); on the shipped model the head separates digits from letters, symbols, scribbles and
-blanks best (AUROC 0.989 against 0.955 and 0.923; the distance alone, used before, 0.966). A run
-fitted before the head existed has the distance alone in its unsure.safetensors; it still works.
+block's output averaged over height and width (and the last one's maximum), the logits, their
+log-sum-exp (the negative free energy) and the Mahalanobis distance in the last block's feature
+space (Lee et al. 2018: each class's mean under the covariance the classes share; the nearest
+class counts). It learns training digits against synthetic outliers (read.outliers: Bezier
+curves, stroke soups, crossing strokes, digit chimeras), never the measured non-digits
+(read.nondigits). benchmarks/unsure.py also measures the two scores read off the logits, the
+maximum softmax probability (Hendrycks & Gimpel 2017) and the energy (Liu et al. 2020); on the
+shipped model the head separates digits from letters, symbols, scribbles and blanks best (AUROC
+0.989 against 0.955 and 0.923; the distance alone, used before, 0.966). A run fitted before the
+head existed has the distance alone in its unsure.safetensors; it still works.
 
 The threshold is the score that 1% of held-out digits fall below, so about 1% of real digits are
 called unsure; the best guess is always still given.
