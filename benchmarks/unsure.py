@@ -1,12 +1,15 @@
 """How well a model knows when not to answer: digits against non-digits.
 
-    python benchmarks/unsure.py [--checkpoint RUN]
+    python benchmarks/unsure.py [--checkpoint RUN] [--refit]
 
 Scores MNIST's test digits and the non-digit set (digitlab.read.nondigits: letters and symbols from
-the installed fonts, random scribbles, noisy blank pages) three ways: the feature distance the
-model uses (digitlab.read.unsure), the maximum softmax probability and the negative free energy. For
-each: AUROC, and at the threshold that 1% of the run's validation digits fall below, the share of
-test digits called unsure and of each kind of non-digit caught.
+the installed fonts, hand-drawn letters and symbols, random scribbles, noisy blank pages) three
+ways: the "not sure" score the run uses (digitlab.read.unsure: the outlier-exposure head over the
+feature distance, or the distance alone for a run fitted before the head), the maximum softmax
+probability and the negative free energy. For each: AUROC, and at the threshold that 1% of the
+run's validation digits fall below, the share of test digits called unsure and of each family of
+non-digits caught. --refit first re-fits the run's detector (digitlab.train.calibration.fit_run),
+writing its unsure.safetensors and config.json.
 """
 
 from __future__ import annotations
@@ -18,27 +21,26 @@ import torch
 from digitlab.data.mnist import load_split
 from digitlab.read import nondigits, unsure
 from digitlab.read.predictor import Predictor
+from digitlab.train.calibration import fit_run
 from digitlab.train.checks import split_training_set
 from digitlab.train.settings import TrainConfig
 
 
 def report(name, validation, digits, others) -> str:
+    """One row: (N,) scores of the validation and test digits, {family: (M,) scores}."""
     every = torch.cat(list(others.values()))
     threshold = torch.quantile(validation, unsure.RATE)
     called = (digits < threshold).double().mean().item()
-    caught = {k: (v < threshold).double().mean().item() for k, v in others.items()}
-    return (
-        f"{name:>12}: AUROC {unsure.auroc(digits, every):.4f}; {100 * called:.2f}% of test digits "
-        f"unsure, {100 * (every < threshold).double().mean().item():.1f}% of non-digits caught ("
-        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in caught.items())
-        + ")"
-    )
+    cells = []
+    for v in [every, *others.values()]:
+        caught = (v < threshold).double().mean().item()
+        cells.append(f"{unsure.auroc(digits, v):.3f} / {100 * caught:.1f}%")
+    return f"| {name} | {100 * called:.2f}% | " + " | ".join(cells) + " |"
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", help="a run folder (default: the shipped model)")
-    args = parser.parse_args()
+def main(args) -> None:
+    if args.refit:
+        print(f"re-fitted: {fit_run(args.checkpoint)}")
     predictor = Predictor.load(args.checkpoint)
     config = predictor.config
     train = load_split(None, train=True)
@@ -53,13 +55,24 @@ if __name__ == "__main__":
     print(f"the model's calibration: {config.get('unsure')}")
     logits = {k: predictor.logits(v) for k, v in sets.items()}
     scores = {
-        "mahalanobis": {
-            k: predictor.distance.score(unsure.features(predictor.model, predictor.inputs(v)))
+        "used": {
+            k: predictor.distance.scores(predictor.model, predictor.inputs(v))
             for k, v in sets.items()
         }
     }
     for name, fn in unsure.LOGIT_SCORES.items():
         scores[name] = {k: fn(v) for k, v in logits.items()}
+    families = [k for k in sets if k not in ("validation", "test")]
+    print("\nAUROC / non-digits caught at the threshold (1% of validation digits)\n")
+    print("| score | test digits unsure | all | " + " | ".join(families) + " |")
+    print("|---" * (3 + len(families)) + "|")
     for name, by_set in scores.items():
-        others = {k: v for k, v in by_set.items() if k not in ("validation", "test")}
+        others = {k: by_set[k] for k in families}
         print(report(name, by_set["validation"], by_set["test"], others))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", help="a run folder (default: the shipped model)")
+    parser.add_argument("--refit", action="store_true", help="re-fit the run's detector first")
+    main(parser.parse_args())

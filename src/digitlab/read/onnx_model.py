@@ -11,7 +11,7 @@ import torch
 from digitlab.data.mnist import to_unit
 from digitlab.errors import DigitlabError
 
-INPUT, OUTPUT = "image", "logits"
+INPUT, OUTPUT, UNSURE = "image", "logits", "unsure_margin"
 
 
 class OnnxModel:
@@ -45,3 +45,11 @@ class OnnxModel:
         """(N, H, W) images, uint8 or float in [0, 1] -> (N, C) logits."""
         x = np.ascontiguousarray(to_unit(images)[:, None].numpy())
         return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])
+
+    def unsure(self, images: torch.Tensor) -> list[bool]:
+        """(N, H, W) images -> per image: not sure (the margin below 0)? A file exported
+        without a detector has no margin: never unsure."""
+        if UNSURE not in {o.name for o in self.session.get_outputs()}:
+            return [False] * len(images)
+        x = np.ascontiguousarray(to_unit(images)[:, None].numpy())
+        return (self.session.run([UNSURE], {INPUT: x})[0] < 0).tolist()

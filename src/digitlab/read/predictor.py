@@ -128,7 +128,12 @@ class Predictor:
         to right, preprocessed the way MNIST was made, then classified."""
         digits = preprocess_multi(image) if multi else preprocess(image)[None]
         probabilities = self.probabilities(digits)
-        doubts = unsure.is_unsure(self.model, self.inputs(digits), self.distance, self.calibration)
+        if self.onnx is not None:  # the detector is in the exported graph (read.export)
+            doubts = self.onnx.unsure(digits)
+        else:
+            doubts = unsure.is_unsure(
+                self.model, self.inputs(digits), self.distance, self.calibration
+            )
         return Reading(digits, probabilities, doubts)
 
     def block_outputs(self, image: torch.Tensor) -> dict:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
-from digitlab.data.mnist import Split, as_input
-from digitlab.read import unsure
+from digitlab.data.mnist import Split, as_input, load_split
+from digitlab.files import atomic_write
+from digitlab.nets import checkpoint
+from digitlab.read import outliers, unsure
+from digitlab.train.checks import split_training_set
+from digitlab.train.settings import TrainConfig
+
+EXPOSURE = 6000  # synthetic outliers the head learns to refuse (read.outliers; ~40 s to draw)
 
 
 def calibration(
@@ -19,8 +26,9 @@ def calibration(
     std: float,
     out: Path,
 ) -> dict | None:
-    """ "Not sure" (read.unsure): the feature distance fitted on up to 10,000 training images
-    and saved beside the model, its threshold from held-out digits: the validation split, or
+    """ "Not sure" (read.unsure): the feature distance and the outlier-exposure head (against
+    as many synthetic outliers, read.outliers, up to EXPOSURE) fitted on up to 10,000 training
+    images and saved beside the model, its threshold from held-out digits: the validation split, or
     without one a third of the training images kept out of the fit (seen in training, so
     somewhat more test digits than 1% may come out unsure; --val-split N is the better way).
     images (N, H, W) uint8 training images, labels (N,). Returns the threshold's record, or None
@@ -35,6 +43,39 @@ def calibration(
             return None
         held, source = images[:cut], f"{cut} training images kept out of the fit (no --val-split)"
         fit_images, fit_labels = images[cut : cut + 10_000], labels[cut : cut + 10_000]
+    exposure = outliers.build(fit_images, fit_labels, min(EXPOSURE, len(fit_images)))
     return unsure.fit_and_calibrate(
-        model, as_input(fit_images, mean, std), fit_labels, as_input(held, mean, std), source, out
+        model,
+        as_input(fit_images, mean, std),
+        fit_labels,
+        as_input(held, mean, std),
+        source,
+        out,
+        exposure=as_input(exposure, mean, std),
     )
+
+
+def fit_run(run_dir: str | Path | None = None) -> dict:
+    """Re-fit a finished run's "not sure" (unsure.safetensors and config.json's "unsure") on
+    its own weights, as `digitlab train` does when it writes the run: the distance and head on
+    10,000 of the run's training images (and synthetic outliers), the threshold on its
+    validation split rebuilt from its seed. None: the shipped model. Returns the calibration."""
+    model, config = checkpoint.load(run_dir)
+    folder = checkpoint.resolve(run_dir)[0].parent
+    train = load_split(None, train=True)
+    settings = TrainConfig(val_split=config.get("val_split") or 5000, seed=config["seed"])
+    train_idx, val_idx = split_training_set(settings, train)
+    val = Split(train.images[val_idx], train.labels[val_idx], "validation split")
+    norm = config["normalization"]
+    found = calibration(
+        model,
+        train.images[train_idx],
+        train.labels[train_idx],
+        val,
+        norm["mean"],
+        norm["std"],
+        folder,
+    )
+    config["unsure"] = found
+    atomic_write(checkpoint.resolve(run_dir)[1], (json.dumps(config, indent=2) + "\n").encode())
+    return found

@@ -26,8 +26,9 @@ from digitlab.data.mnist import load_split, to_unit
 from digitlab.errors import DigitlabError
 from digitlab.nets import checkpoint
 from digitlab.nets.evaluation import classification_report
-from digitlab.read import unsure
+from digitlab.read import outliers, unsure
 from digitlab.read.preprocess import preprocess
+from digitlab.train.calibration import EXPOSURE
 
 MIN_DRAWINGS = 5
 STEPS, BATCH, LR = 60, 32, 3e-4
@@ -118,6 +119,7 @@ def save_run(predictor, model, out: Path, images_dir, labels, held, after) -> No
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     mnist = load_split(None, train=True)
+    exposure = outliers.build(mnist.images[:10_000], mnist.labels[:10_000], EXPOSURE)
     calibration = unsure.fit_and_calibrate(
         model,
         predictor.inputs(mnist.images[:10_000]),
@@ -125,6 +127,7 @@ def save_run(predictor, model, out: Path, images_dir, labels, held, after) -> No
         predictor.inputs(mnist.images[10_000:15_000]),
         "5000 MNIST training images kept out of the fit",
         partial,
+        exposure=predictor.inputs(exposure),
     )
     config = {
         **predictor.config,
