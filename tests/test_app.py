@@ -450,7 +450,15 @@ SHAPES = {
 }
 
 
-@pytest.mark.parametrize("shape", list(SHAPES))
+# A drawn H is read as a 4 (73.7%) by the shipped model, and its detector lets it pass: hand-drawn
+# H's are among the letters it catches least (docs/reading.md#not-sure). Strict: when it is
+# caught, this says so, and the H joins the others.
+MISSED = pytest.mark.xfail(strict=True, reason="a drawn H passes for a 4 (docs/reading.md)")
+
+
+@pytest.mark.parametrize(
+    "shape", [pytest.param(s, marks=MISSED) if s == "letter H" else s for s in SHAPES]
+)
 def test_letters_and_doodles_are_answered_not_sure(reader, shape):
     *_, number, message = on_draw(sketchpad_value(drawn_shape(SHAPES[shape])), PRETRAINED, reader)
     assert message.startswith("not sure:") and f"looks most like {number}" in message
