@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from digitlab.data.mnist import to_unit
 from digitlab.read.preprocess import BlankImageError, preprocess
 
 
@@ -83,7 +84,7 @@ def chimeras(images: torch.Tensor, labels: torch.Tensor, count: int, rng) -> tor
         i, j = rng.integers(0, len(images), 2)
         while labels[i] == labels[j]:
             j = rng.integers(0, len(images))
-        a, b = images[i].float() / 255, images[j].float() / 255
+        a, b = to_unit(images[i]), to_unit(images[j])
         kind = rng.integers(0, 3)
         if kind == 0:  # left half of one, right half of the other
             out[k] = torch.cat([a[:, :14], b[:, 14:]], 1)
