@@ -237,10 +237,13 @@ def names_it_uses(owner, body: str, helpers: dict) -> list[str]:
 def torch_constant(value) -> str:
     """A torch.dtype or torch.device as the file spells it (`torch.float32`,
     `torch.device('cpu')`); "" for anything else."""
-    kind = type(value)
-    if kind.__module__ != "torch" or kind.__name__ not in ("dtype", "device"):
-        return ""
-    return repr(value) if kind.__name__ == "dtype" else f"torch.device({str(value)!r})"
+    import torch  # here, not at the top: a notebook that reaches this has imported it already
+
+    if isinstance(value, torch.dtype):
+        return repr(value)
+    if isinstance(value, torch.device):
+        return f"torch.device({str(value)!r})"
+    return ""
 
 
 def name_in(module, value) -> bool:
