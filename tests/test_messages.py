@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import io
 import string
+import tokenize
 from pathlib import Path
 
 from digitlab.workbench.messages import ZH, Text, Texts, as_data, default_lang, from_data
@@ -90,7 +92,7 @@ import sys  # noqa: E402
 from conftest import assert_one_line_error, run_cli  # noqa: E402
 from digitlab.workbench.cases import cases_for  # noqa: E402
 from digitlab.workbench.exercise import starter  # noqa: E402
-from digitlab.workbench.messages_zh import ZH_CASES, ZH_STARTERS  # noqa: E402
+from digitlab.workbench.messages_zh import ZH_CASES, ZH_STARTER_TEXTS  # noqa: E402
 
 LEARNERS = Path(__file__).parent / "learners"
 SOLUTION = (LEARNERS / "solution.py").read_text(encoding="utf-8")
@@ -114,11 +116,29 @@ def without_docstrings(source: str) -> str:
     return _ast.dump(tree)
 
 
+def words_of(source: str) -> list[str]:
+    """A file's docstrings (without quotes) and comments (without '# ')."""
+    docs = [
+        _ast.get_docstring(n, clean=False)
+        for n in _ast.walk(_ast.parse(source))
+        if isinstance(n, (_ast.Module, _ast.ClassDef, _ast.FunctionDef))
+    ]
+    lines = io.StringIO(source).readline
+    comments = [t.string[2:] for t in tokenize.generate_tokens(lines) if t.type == tokenize.COMMENT]
+    return [d for d in docs if d] + comments
+
+
 def test_the_chinese_starters_are_the_english_ones_with_chinese_words():
+    used = set()
     for style in ("digitlab", "template"):
         english, chinese = starter(style, "en"), starter(style, "zh")
         assert without_docstrings(english) == without_docstrings(chinese), style
-        assert chinese == ZH_STARTERS[style] and "保存" in chinese and "保存" not in english
+        assert "保存" in chinese and "保存" not in english
+        # Every docstring and comment has its twin, and none is left in English.
+        assert set(words_of(english)) <= set(ZH_STARTER_TEXTS), style
+        assert not set(words_of(english)) & set(words_of(chinese)), style
+        used |= set(words_of(english))
+    assert used == set(ZH_STARTER_TEXTS)  # no twin of a text the starters no longer have
 
 
 def test_every_case_a_learner_meets_has_a_chinese_name():

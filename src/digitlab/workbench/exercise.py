@@ -12,7 +12,7 @@ from pathlib import Path
 from digitlab.errors import DigitlabError
 from digitlab.files import atomic_write
 from digitlab.workbench.messages import Text
-from digitlab.workbench.messages_zh import ZH_STARTERS
+from digitlab.workbench.messages_zh import ZH_STARTER_TEXTS
 
 STYLES = ("digitlab", "template")
 
@@ -287,9 +287,12 @@ ReLU, MaxPool2d, Flatten, SGD and Adam are not in the template: digitlab.scratch
 
 def starter(style: str, lang: str = "en") -> str:
     """The starter file of `style`, its docstrings and comments in `lang`."""
+    source = DIGITLAB_STYLE if style == "digitlab" else TEMPLATE_STYLE
     if lang == "zh":
-        return ZH_STARTERS[style]
-    return DIGITLAB_STYLE if style == "digitlab" else TEMPLATE_STYLE
+        for english, chinese in ZH_STARTER_TEXTS.items():
+            source = source.replace(f'"""{english}"""', f'"""{chinese}"""')
+            source = source.replace(f"# {english}", f"# {chinese}")
+    return source
 
 
 def write_exercise(

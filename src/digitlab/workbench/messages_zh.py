@@ -305,10 +305,20 @@ starter code).""": """# 你自己的层（Notebook 版）
 运行 `digitlab train --layers layers.py`（这个 notebook 旁边的 `layers.py` 里是同样的初始代码）。""",
 }
 
-# The starter files of `digitlab exercise --lang zh`: the English ones (workbench.exercise) with
-# their docstrings and comments in Chinese; the code is the same (a test compares the two).
-ZH_STARTERS = {
-    "digitlab": '''"""我的 digitlab 层：手写前向传播和反向传播。
+# The starters' docstrings and comments in Chinese (`digitlab exercise --lang zh`): each text
+# of workbench.exercise's starters, without its quotes or its '# ', and its twin. The code
+# stays the English starter's: exercise.starter replaces these texts and nothing else.
+ZH_STARTER_TEXTS = {
+    """My layers for digitlab: forward and backward by hand.
+
+digitlab's interface: forward(x) returns y and keeps what backward needs; backward(grad_out)
+gets dL/dy, returns dL/dx, and ADDS dL/dW, dL/db into self.weight.grad, self.bias.grad
+(create them when they are None), as PyTorch's autograd does.
+
+    digitlab check --layers layers.py      after each class
+    digitlab train --layers layers.py      when the check is all ok
+""":
+        """我的 digitlab 层：手写前向传播和反向传播。
 
 digitlab 的接口：forward(x) 返回 y，并保存 backward 需要的东西；backward(grad_out) 拿到 dL/dy，
 返回 dL/dx，并把 dL/dW、dL/db 累加（ADD）进 self.weight.grad、self.bias.grad
@@ -316,143 +326,75 @@ digitlab 的接口：forward(x) 返回 y，并保存 backward 需要的东西；
 
     digitlab check --layers layers.py      每写完一个类就检查一次
     digitlab train --layers layers.py      检查全部正确后再训练
-"""
-
-import math
-
-import torch
-from torch import nn
-
-
-class ReLU(nn.Module):
-    def forward(self, x):
-        """x：任意形状 -> y = max(x, 0)，形状不变。提示：保存掩码 x > 0。"""
-        raise NotImplementedError
-
-    def backward(self, grad_out):
-        """grad_out：dL/dy，形状同 y -> dL/dx：x > 0 处梯度原样通过，其余为 0。"""
-        raise NotImplementedError
-
-
-class Flatten(nn.Module):
-    def forward(self, x):
-        """x：(N, C, H, W) -> (N, C*H*W)。提示：保存 x 的形状。"""
-        raise NotImplementedError
-
-    def backward(self, grad_out):
-        """grad_out：(N, C*H*W) -> dL/dx：(N, C, H, W)，同样的数值 reshape 回去。"""
-        raise NotImplementedError
-
-
-class Linear(nn.Module):
-    def __init__(self, in_features, out_features, bias=True):
-        super().__init__()
-        bound = 1 / math.sqrt(in_features)  # PyTorch 的初始化方式
-        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
-        self.bias = None
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
-
-    def forward(self, x):
-        """x：(N, in) -> y = x @ W^T + b：(N, out)。提示：为 backward 保存 x。"""
-        raise NotImplementedError
-
-    def backward(self, grad_out):
+""",
+    """x: any shape -> y = max(x, 0), same shape. Hint: keep the mask x > 0.""":
+        """x：任意形状 -> y = max(x, 0)，形状不变。提示：保存掩码 x > 0。""",
+    """grad_out: dL/dy, y's shape -> dL/dx: the gradient passes where x > 0, else 0.""":
+        """grad_out：dL/dy，形状同 y -> dL/dx：x > 0 处梯度原样通过，其余为 0。""",
+    """x: (N, C, H, W) -> (N, C*H*W). Hint: keep x's shape.""":
+        """x：(N, C, H, W) -> (N, C*H*W)。提示：保存 x 的形状。""",
+    """grad_out: (N, C*H*W) -> dL/dx: (N, C, H, W), the same numbers reshaped back.""":
+        """grad_out：(N, C*H*W) -> dL/dx：(N, C, H, W)，同样的数值 reshape 回去。""",
+    """x: (N, in) -> y = x @ W^T + b: (N, out). Hint: keep x for backward.""":
+        """x：(N, in) -> y = x @ W^T + b：(N, out)。提示：为 backward 保存 x。""",
+    """grad_out: (N, out) -> dL/dx = grad_out @ W: (N, in).
+        Adds dL/dW = grad_out^T @ x (out, in) and dL/db = grad_out summed over N (out,).""":
         """grad_out：(N, out) -> dL/dx = grad_out @ W：(N, in)。
-        累加 dL/dW = grad_out^T @ x (out, in) 和 dL/db = grad_out 在 N 上求和 (out,)。"""
-        raise NotImplementedError
-
-
-class Conv2d(nn.Module):
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
-        super().__init__()
-        self.stride, self.padding, self.kernel_size = stride, padding, kernel_size
-        bound = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
-        shape = (out_channels, in_channels, kernel_size, kernel_size)
-        self.weight = nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
-        self.bias = None
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound))
-
-    def forward(self, x):
+        累加 dL/dW = grad_out^T @ x (out, in) 和 dL/db = grad_out 在 N 上求和 (out,)。""",
+    """x: (N, C, H, W) -> y: (N, O, OH, OW), OH = (H + 2*padding - K) // stride + 1.
+        y[n, o, i, j] = b[o] + sum over c, u, v of W[o, c, u, v] * xp[n, c, i*s + u, j*s + v],
+        xp = x zero-padded by `padding` on every side (no kernel flip: cross-correlation).
+        Hint: start with loops; then x.unfold gives every window at once.""":
         """x：(N, C, H, W) -> y：(N, O, OH, OW)，OH = (H + 2*padding - K) // stride + 1。
         y[n, o, i, j] = b[o] + 对 c, u, v 求和 W[o, c, u, v] * xp[n, c, i*s + u, j*s + v]，
         xp 是 x 在每一边补 `padding` 个 0 后的结果（卷积核不翻转：互相关）。
-        提示：先写循环版本；之后可以用 x.unfold 一次取出所有窗口。"""
-        raise NotImplementedError
-
-    def backward(self, grad_out):
+        提示：先写循环版本；之后可以用 x.unfold 一次取出所有窗口。""",
+    """grad_out: (N, O, OH, OW) -> dL/dx: (N, C, H, W).
+        dL/dW[o, c, u, v] = sum over n, i, j of grad_out[n, o, i, j] * xp[n, c, i*s + u, j*s + v]
+        dL/db[o] = grad_out summed over n, i, j
+        dL/dxp[n, c, i*s + u, j*s + v] += grad_out[n, o, i, j] * W[o, c, u, v]  (ADD: windows
+        overlap), then crop the padding off.""":
         """grad_out：(N, O, OH, OW) -> dL/dx：(N, C, H, W)。
         dL/dW[o, c, u, v] = 对 n, i, j 求和 grad_out[n, o, i, j] * xp[n, c, i*s + u, j*s + v]
         dL/db[o] = grad_out 在 n, i, j 上求和
         dL/dxp[n, c, i*s + u, j*s + v] += grad_out[n, o, i, j] * W[o, c, u, v]（要累加：窗口会
-        重叠），最后把填充裁掉。"""
-        raise NotImplementedError
-
-
-class MaxPool2d(nn.Module):
-    def __init__(self, kernel_size, stride=None):
-        super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride or kernel_size
-
-    def forward(self, x):
+        重叠），最后把填充裁掉。""",
+    """x: (N, C, H, W) -> y: (N, C, OH, OW), the max of each window.
+        Hint: remember WHERE each max was (the first one when several tie).""":
         """x：(N, C, H, W) -> y：(N, C, OH, OW)，每个窗口的最大值。
-        提示：记住每个最大值在哪里（有并列时取第一个）。"""
-        raise NotImplementedError
-
-    def backward(self, grad_out):
+        提示：记住每个最大值在哪里（有并列时取第一个）。""",
+    """grad_out: (N, C, OH, OW) -> dL/dx: (N, C, H, W), each window's gradient at its max
+        only; where windows overlap (stride < kernel) the gradients ADD.""":
         """grad_out：(N, C, OH, OW) -> dL/dx：(N, C, H, W)，每个窗口的梯度只给它的最大值处；
-        窗口重叠时（stride < kernel）梯度要累加。"""
-        raise NotImplementedError
-
-
-class CrossEntropyLoss(nn.Module):
-    def forward(self, logits, target):
+        窗口重叠时（stride < kernel）梯度要累加。""",
+    """logits: (N, classes), target: (N,) class indices -> the mean over N of
+        -log softmax(logits)[target]. Hint: subtract each row's max before exp (logits of 1000
+        overflow otherwise).""":
         """logits：(N, classes)，target：(N,) 类别下标 -> 对 N 求平均的
         -log softmax(logits)[target]。提示：求 exp 之前先减去每一行的最大值（否则 logits 为
-        1000 时会溢出）。"""
-        raise NotImplementedError
-
-    def backward(self, grad_out=1.0):
-        """-> dL/dlogits：(N, classes) = (softmax(logits) - onehot(target)) / N。"""
-        raise NotImplementedError
-
-
-class SGD:
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-        self.params, self.lr, self.momentum = list(params), lr, momentum
-        self.weight_decay, self.nesterov = weight_decay, nesterov
-        self.buffers = [None] * len(self.params)
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self):
+        1000 时会溢出）。""",
+    """-> dL/dlogits: (N, classes) = (softmax(logits) - onehot(target)) / N.""":
+        """-> dL/dlogits：(N, classes) = (softmax(logits) - onehot(target)) / N。""",
+    """For each p: g = p.grad + weight_decay * p; with momentum mu: b = g at the first
+        step, else b = mu * b + g; g = g + mu * b (nesterov) or b. Then p -= lr * g.""":
         """对每个 p：g = p.grad + weight_decay * p；有动量 mu 时：第一步 b = g，之后
-        b = mu * b + g；g = g + mu * b（nesterov）或 g = b。然后 p -= lr * g。"""
-        raise NotImplementedError
-
-
-class Adam:
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        self.params, self.lr, self.betas, self.eps = list(params), lr, betas, eps
-        self.weight_decay, self.t = weight_decay, 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self):
+        b = mu * b + g；g = g + mu * b（nesterov）或 g = b。然后 p -= lr * g。""",
+    """t += 1; for each p: g = p.grad + weight_decay * p; m = b1*m + (1-b1)*g;
+        v = b2*v + (1-b2)*g^2; p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).""":
         """t += 1；对每个 p：g = p.grad + weight_decay * p；m = b1*m + (1-b1)*g；
-        v = b2*v + (1-b2)*g^2；p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)。"""
-        raise NotImplementedError
-''',
-    "template": '''"""我的层，按招新模板的形式写（学习日志里的 level 2）。
+        v = b2*v + (1-b2)*g^2；p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)。""",
+    "PyTorch's initialisation": "PyTorch 的初始化方式",
+    """My layers in the recruitment template's shape (the study log's level 2).
+
+The template's interface: forward(input) returns the output; backward(ones) gets dL/doutput
+(named `ones` in the template, but it is NOT always ones), SETS self.input.grad, self.weight.grad
+and self.bias.grad, and returns self.input.grad. So forward must keep self.input = input.
+
+    digitlab check --layers layers.py      after each class
+    digitlab train --layers layers.py      when the check is all ok (digitlab.scratch's ReLU,
+                                           MaxPool2d and Flatten fill in)
+""":
+        """我的层，按招新模板的形式写（学习日志里的 level 2）。
 
 模板的接口：forward(input) 返回输出；backward(ones) 拿到 dL/doutput（模板里叫 `ones`，但它
 并不总是全 1），直接设置（SET）self.input.grad、self.weight.grad 和 self.bias.grad，并返回
@@ -461,73 +403,33 @@ self.input.grad。所以 forward 必须保存 self.input = input。
     digitlab check --layers layers.py      每写完一个类就检查一次
     digitlab train --layers layers.py      检查全部正确后再训练（ReLU、MaxPool2d 和 Flatten
                                            用 digitlab.scratch 的实现）
-"""
-
-import math
-
-import torch
-from torch import Tensor
-from torch.nn.modules import Module
-from torch.nn.modules.conv import _ConvNd
-from torch.nn.modules.utils import _pair
-from torch.nn.parameter import Parameter
-
-
-class Conv2d(_ConvNd):
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
-        super().__init__(
-            in_channels, out_channels, _pair(kernel_size), _pair(stride), _pair(padding),
-            _pair(dilation), False, _pair(0), groups, bias, padding_mode, device=device,
-            dtype=dtype)
-
-    def conv2d(self, input: Tensor, kernel: Tensor, bias=0, stride=1, padding=0):
+""",
+    """input (N, C, H, W), kernel (O, C, K, K), bias (O,) -> (N, O, OH, OW),
+        OH = (H + 2*padding - K) // stride + 1; no kernel flip (cross-correlation).""":
         """input (N, C, H, W)，kernel (O, C, K, K)，bias (O,) -> (N, O, OH, OW)，
-        OH = (H + 2*padding - K) // stride + 1；卷积核不翻转（互相关）。"""
-        raise NotImplementedError
-
-    def forward(self, input: Tensor):
+        OH = (H + 2*padding - K) // stride + 1；卷积核不翻转（互相关）。""",
+    """Keep self.input, then call self.conv2d with THIS layer's stride and padding
+        (self.stride[0], self.padding[0]): its defaults are stride 1, padding 0.""":
         """保存 self.input，然后用本层自己的步长和填充（self.stride[0]、self.padding[0]）
-        调用 self.conv2d：它的默认值是步长 1、填充 0。"""
-        raise NotImplementedError
-
-    def backward(self, ones: Tensor):
+        调用 self.conv2d：它的默认值是步长 1、填充 0。""",
+    """ones: dL/doutput (N, O, OH, OW). Set self.weight.grad (O, C, K, K), self.bias.grad
+        (O,) and self.input.grad (N, C, H, W); return self.input.grad. Where windows overlap,
+        their gradients ADD into the input's.""":
         """ones：dL/doutput (N, O, OH, OW)。设置 self.weight.grad (O, C, K, K)、self.bias.grad
         (O,) 和 self.input.grad (N, C, H, W)；返回 self.input.grad。窗口重叠的地方，它们的
-        梯度要累加到输入的梯度上。"""
-        raise NotImplementedError
-
-
-class Linear(Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
-        super().__init__()
-        bound = 1 / math.sqrt(in_features)  # PyTorch 的初始化方式
-        self.weight = Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
-        self.bias = Parameter(torch.empty(out_features).uniform_(-bound, bound)) if bias else None
-
-    def forward(self, input):
-        """input (N, in) -> input @ W^T + b (N, out)。保存 self.input。"""
-        raise NotImplementedError
-
-    def backward(self, ones: Tensor):
+        梯度要累加到输入的梯度上。""",
+    """input (N, in) -> input @ W^T + b (N, out). Keep self.input.""":
+        """input (N, in) -> input @ W^T + b (N, out)。保存 self.input。""",
+    """ones: (N, out). weight.grad = ones^T @ input (out, in); bias.grad = ones summed over
+        N (out,); input.grad = ones @ W (N, in), returned.""":
         """ones：(N, out)。weight.grad = ones^T @ input (out, in)；bias.grad = ones 在 N 上
-        求和 (out,)；input.grad = ones @ W (N, in)，并返回它。"""
-        raise NotImplementedError
-
-
-class CrossEntropyLoss:
-    def __init__(self):
-        pass
-
-    def __call__(self, input, target):
+        求和 (out,)；input.grad = ones @ W (N, in)，并返回它。""",
+    """input (N, classes) logits, target (N,) -> mean over N of -log softmax(input)[target].
+        Keep self.input and target; subtract each row's max before exp.""":
         """input (N, classes) 是 logits，target (N,) -> 对 N 求平均的 -log softmax(input)[target]。
-        保存 self.input 和 target；求 exp 之前先减去每一行的最大值。"""
-        raise NotImplementedError
-
-    def backward(self):
-        """设置并返回 self.input.grad = (softmax(input) - onehot(target)) / N。"""
-        raise NotImplementedError
-''',
+        保存 self.input 和 target；求 exp 之前先减去每一行的最大值。""",
+    """Set and return self.input.grad = (softmax(input) - onehot(target)) / N.""":
+        """设置并返回 self.input.grad = (softmax(input) - onehot(target)) / N。""",
 }
 
 
