@@ -14,7 +14,7 @@ from digitlab.read import outliers, unsure
 from digitlab.train.checks import split_training_set
 from digitlab.train.settings import TrainConfig
 
-EXPOSURE = 6000  # synthetic outliers the head learns to refuse (read.outliers; ~40 s to draw)
+EXPOSURE = 6000  # synthetic outliers the head learns to refuse (read.outliers; ~15 s to draw once)
 
 
 def calibration(
@@ -25,17 +25,18 @@ def calibration(
     mean: float,
     std: float,
     out: Path,
+    held_name: str = "validation split",
 ) -> dict | None:
     """ "Not sure" (read.unsure): the feature distance and the outlier-exposure head (against
     as many synthetic outliers, read.outliers, up to EXPOSURE) fitted on up to 10,000 training
     images and saved beside the model, its threshold from held-out digits: the validation split, or
     without one a third of the training images kept out of the fit (seen in training, so
     somewhat more test digits than 1% may come out unsure; --val-split N is the better way).
-    images (N, H, W) uint8 training images, labels (N,). Returns the threshold's record, or None
-    when there are too few images to set one."""
+    images (N, H, W) uint8 training images, labels (N,); held_name names `val` in the record.
+    Returns the threshold's record, or None when there are too few images to set one."""
     images, labels = images.cpu(), labels.cpu()
     if len(val):
-        held, source = val.images, f"validation split ({len(val)} images)"
+        held, source = val.images, f"{held_name} ({len(val)} images)"
         fit_images, fit_labels = images[:10_000], labels[:10_000]
     else:
         cut = min(len(images) // 3, 5000)

@@ -22,13 +22,12 @@ from pathlib import Path
 import torch
 
 from digitlab.data.augment import RandomAffine
-from digitlab.data.mnist import load_split, to_unit
+from digitlab.data.mnist import Split, load_split, to_unit
 from digitlab.errors import DigitlabError
 from digitlab.nets import checkpoint
 from digitlab.nets.evaluation import classification_report
-from digitlab.read import outliers, unsure
 from digitlab.read.preprocess import preprocess
-from digitlab.train.calibration import EXPOSURE
+from digitlab.train.calibration import calibration
 
 MIN_DRAWINGS = 5
 STEPS, BATCH, LR = 60, 32, 3e-4
@@ -119,15 +118,16 @@ def save_run(predictor, model, out: Path, images_dir, labels, held, after) -> No
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     mnist = load_split(None, train=True)
-    exposure = outliers.build(mnist.images[:10_000], mnist.labels[:10_000], EXPOSURE)
-    calibration = unsure.fit_and_calibrate(
+    held_out = Split(mnist.images[10_000:15_000], mnist.labels[10_000:15_000], mnist.source)
+    found = calibration(
         model,
-        predictor.inputs(mnist.images[:10_000]),
+        mnist.images[:10_000],
         mnist.labels[:10_000],
-        predictor.inputs(mnist.images[10_000:15_000]),
-        "5000 MNIST training images kept out of the fit",
+        held_out,
+        predictor.mean,
+        predictor.std,
         partial,
-        exposure=predictor.inputs(exposure),
+        held_name="MNIST training images kept out of the fit",
     )
     config = {
         **predictor.config,
@@ -139,7 +139,7 @@ def save_run(predictor, model, out: Path, images_dir, labels, held, after) -> No
             "dir": str(images_dir),
         },
         "metrics": {"test_accuracy": after["mnist"]},
-        "unsure": calibration,
+        "unsure": found,
     }
     checkpoint.save(partial, model, config)
     partial.rename(out)
