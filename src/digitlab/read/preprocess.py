@@ -137,12 +137,17 @@ def ink_of(image: Image.Image, steps: frozenset = STEPS) -> np.ndarray:
     return without_specks(ink) if "specks" in steps else ink
 
 
+def border_of(gray: np.ndarray) -> np.ndarray:
+    """The (2H + 2W,) pixels around an (H, W) image's edge: paper, wherever the digit is."""
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
 def dark_ink(gray: np.ndarray, steps: frozenset = STEPS) -> bool:
     """Whether (H, W) brightness in [0, 1] shows dark ink on light paper: whether the border,
     which is paper, is bright. With the "shade" step, the brightest quarter of the border is
     looked at, not its median: a shadow across a photo can cover most of the border, and its
     median is then the shadow's, dark enough to be taken for light ink on dark paper."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    border = border_of(gray)
     return float(np.percentile(border, 75 if "shade" in steps else 50)) > 0.5
 
 
@@ -227,7 +232,7 @@ def relative_ink(gray: np.ndarray, steps: frozenset = STEPS) -> np.ndarray:
     shadow is not taken for ink. Without the "shade" step, or when the border (which is paper)
     is evenly lit, the paper is the border's median: an estimate from inside the image would
     take some of a low-resolution scan's thick soft strokes for paper and fade them."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    border = border_of(gray)
     even = np.percentile(border, 95) - np.percentile(border, 5) <= FLAT
     if "shade" in steps and not even:
         ink = 1 - gray / paper_of(gray)
