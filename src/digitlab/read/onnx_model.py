@@ -41,15 +41,18 @@ class OnnxModel:
                 "export it again with digitlab export"
             ) from None
 
+    def run(self, output: str, images: torch.Tensor) -> np.ndarray:
+        """The graph's `output` for (N, H, W) images, uint8 or float in [0, 1]."""
+        x = np.ascontiguousarray(to_unit(images)[:, None].numpy())
+        return self.session.run([output], {INPUT: x})[0]
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(N, H, W) images, uint8 or float in [0, 1] -> (N, C) logits."""
-        x = np.ascontiguousarray(to_unit(images)[:, None].numpy())
-        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])
+        return torch.from_numpy(self.run(OUTPUT, images))
 
     def unsure(self, images: torch.Tensor) -> list[bool]:
         """(N, H, W) images -> per image: not sure (the margin below 0)? A file exported
         without a detector has no margin: never unsure."""
         if UNSURE not in {o.name for o in self.session.get_outputs()}:
             return [False] * len(images)
-        x = np.ascontiguousarray(to_unit(images)[:, None].numpy())
-        return (self.session.run([UNSURE], {INPUT: x})[0] < 0).tolist()
+        return (self.run(UNSURE, images) < 0).tolist()
