@@ -129,10 +129,11 @@ def verdict(rows: list[dict], lang: str) -> str:
     todo = sum(bool(r.get("not_written")) for r in rows)
     if not wrong and not todo:
         return say("all ok", lang)
-    parts = [say("{wrong} of {total} cases wrong", lang, wrong=wrong, total=len(rows))] * bool(
-        wrong
-    )
-    parts += [say("{todo} not written yet", lang, todo=todo)] * bool(todo)
+    parts = []
+    if wrong:
+        parts.append(say("{wrong} of {total} cases wrong", lang, wrong=wrong, total=len(rows)))
+    if todo:
+        parts.append(say("{todo} not written yet", lang, todo=todo))
     return ("，" if lang == "zh" else ", ").join(parts)
 
 
