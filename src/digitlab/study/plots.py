@@ -202,7 +202,7 @@ def predictions_grid(
         titles,
         colors,
         path,
-        f"first {len(images)} test {what}: prediction (red: {wrong} mistakes)",
+        f"first {len(images)} test {what}: prediction (red: {wrong} mistake{'s' * (wrong != 1)})",
     )
 
 
