@@ -179,11 +179,16 @@ def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
         stroke(page, points, steps=4)  # straight lines need few moves; each costs time
         wait_for_number(page, "7")
         page.screenshot(path=str(tmp_path / "app.png"))
-        # Clear, and the canvas is ready for the next digit: a "1", one stroke down.
+        # Clear, and the canvas is ready for the next digit: a "1", one stroke down. The page
+        # knows the pad was cleared after it was drawn on (so a value that lags the canvas is
+        # read as the empty canvas it shows), and drawn on after that.
         page.click("#clear")
         wait_for_number(page, "")
+        pad = "window.digitlabPad.cleared > window.digitlabPad.drawn"
+        assert page.evaluate(f"() => {pad}")
         stroke(page, [(cx, cy - 0.35 * h), (cx, cy + 0.35 * h)], steps=4)
         wait_for_number(page, "1")
+        assert not page.evaluate(f"() => {pad}")
         browser.close()
 
 
@@ -219,10 +224,17 @@ def stroke(page, points, steps: int = 15):
 
 
 def wait_for_number(page, text: str):
-    page.wait_for_function(
-        f"() => document.querySelector('#number textarea, #number input')?.value === '{text}'",
-        timeout=30000,
-    )
+    from playwright.sync_api import TimeoutError
+
+    try:
+        page.wait_for_function(
+            f"() => document.querySelector('#number textarea, #number input')?.value === '{text}'",
+            timeout=30000,
+        )
+    except TimeoutError:
+        shown = page.locator("#number textarea, #number input").first.input_value()
+        said = page.locator("#message").inner_text()
+        raise AssertionError(f"number read is {shown!r}, not {text!r}; message: {said!r}") from None
 
 
 def test_served_app_serves_concurrent_users(server, tmp_path):

@@ -39,12 +39,29 @@ READ_CONCURRENCY = 4  # readings at once; fine-tunes have their own queue, one a
 SESSION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # Gradio's session hashes; never a path
 HINT = "Draw a digit (or a number) in the box; the answer follows your strokes."
 # Gradio's sketchpad opens with no tool chosen; choosing the brush on load makes it ready to draw.
+# On load the page also notes when the pad was last drawn on and last cleared (see PAD_AS_SHOWN).
 SELECT_BRUSH = """() => {
   const pick = (tries) => {
     const brush = document.querySelector('#sketchpad button[aria-label="Brush"]');
     if (brush) { brush.click(); } else if (tries > 0) { setTimeout(() => pick(tries - 1), 200); }
   };
   pick(25);
+  const pad = (window.digitlabPad = { drawn: 0, cleared: 0 });
+  document.addEventListener('pointerdown', (e) => {
+    if (e.target.closest('#sketchpad canvas')) pad.drawn = performance.now();
+  }, true);
+  document.addEventListener('click', (e) => {
+    const clear = e.target.closest('#sketchpad button[aria-label="Clear canvas"]');
+    if (clear) pad.cleared = performance.now();
+  }, true);
+}"""
+
+# The sketchpad's value can lag its canvas: under load the export of the last stroke lands after
+# a Clear, and the empty canvas would be read (or saved) as the drawing just wiped. A canvas
+# cleared since it was last drawn on is empty, whatever its value says.
+PAD_AS_SHOWN = """(value, ...rest) => {
+  const pad = window.digitlabPad || { drawn: 0, cleared: 0 };
+  return [pad.cleared > pad.drawn ? null : value, ...rest];
 }"""
 
 
@@ -339,6 +356,7 @@ def wire_reading(reader: Reader, pad, upload, choice, clear, outputs) -> None:
         [pad, choice],
         outputs,
         api_name="read_drawing",
+        js=PAD_AS_SHOWN,
         show_progress="hidden",
         trigger_mode="always_last",
         concurrency_id="read",
@@ -375,7 +393,7 @@ def wire_teaching(
     def on_save(value, label, request: gr.Request):
         return save_drawing(value, label, room, request)
 
-    save.click(on_save, [pad, right], teach, api_name="save_drawing")
+    save.click(on_save, [pad, right], teach, api_name="save_drawing", js=PAD_AS_SHOWN)
 
     def on_learn(c, own, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         progress(0, desc="learning your handwriting")
