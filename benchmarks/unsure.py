@@ -8,8 +8,9 @@ ways: the "not sure" score the run uses (digitlab.read.unsure: the outlier-expos
 feature distance, or the distance alone for a run fitted before the head), the maximum softmax
 probability and the negative free energy. For each: AUROC, and at the threshold that 1% of the
 run's validation digits fall below, the share of test digits called unsure and of each family of
-non-digits caught. --refit first re-fits the run's detector (digitlab.train.calibration.fit_run),
-writing its unsure.safetensors and config.json.
+non-digits caught; and the non-digits caught where exactly 1% of the test digits are unsure.
+--refit first re-fits the run's detector (digitlab.train.calibration.fit_run), writing its
+unsure.safetensors and config.json.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ def report(name, validation, digits, others) -> str:
     every = torch.cat(list(others.values()))
     threshold = torch.quantile(validation, unsure.RATE)
     called = (digits < threshold).double().mean().item()
+    # The ROC point: the threshold that exactly 1% of the test digits fall below.
+    at_test = (every < torch.quantile(digits, unsure.RATE)).double().mean().item()
     cells = []
     for v in [every, *others.values()]:
         caught = (v < threshold).double().mean().item()
         cells.append(f"{unsure.auroc(digits, v):.3f} / {100 * caught:.1f}%")
+    cells = [f"{100 * at_test:.1f}%", *cells]
     return f"| {name} | {100 * called:.2f}% | " + " | ".join(cells) + " |"
 
 
@@ -64,8 +68,12 @@ def main(args) -> None:
         scores[name] = {k: fn(v) for k, v in logits.items()}
     families = [k for k in sets if k not in ("validation", "test")]
     print("\nAUROC / non-digits caught at the threshold (1% of validation digits)\n")
-    print("| score | test digits unsure | all | " + " | ".join(families) + " |")
-    print("|---" * (3 + len(families)) + "|")
+    print(
+        "| score | test digits unsure | all caught at 1% of test digits | all | "
+        + " | ".join(families)
+        + " |"
+    )
+    print("|---" * (4 + len(families)) + "|")
     for name, by_set in scores.items():
         others = {k: by_set[k] for k in families}
         print(report(name, by_set["validation"], by_set["test"], others))

@@ -4,14 +4,16 @@ threshold chosen on held-out digits.
 The score is a small head on the frozen model, fitted with outlier exposure (Hendrycks et al.,
 "Deep Anomaly Detection with Outlier Exposure", 2019): a logistic regression on every conv
 block's output averaged over height and width (and the last one's maximum), the logits, their
-log-sum-exp (the negative free energy) and the Mahalanobis distance in the last block's feature
-space (Lee et al. 2018: each class's mean under the covariance the classes share; the nearest
-class counts). It learns training digits against synthetic outliers (read.outliers: Bezier
-curves, stroke soups, crossing strokes, digit chimeras), never the measured non-digits
-(read.nondigits). benchmarks/unsure.py also measures the two scores read off the logits, the
-maximum softmax probability (Hendrycks & Gimpel 2017) and the energy (Liu et al. 2020); on the
-shipped model the head separates digits from letters, symbols, scribbles and blanks best (AUROC
-0.989 against 0.955 and 0.923; the distance alone, used before, 0.966). A run fitted before the
+log-sum-exp (the negative free energy) and two Mahalanobis distances (Lee et al. 2018: each
+class's mean under the covariance the classes share; the nearest class counts), one in the last
+block's feature space and one in the earlier blocks' (Lee et al.'s feature ensemble: a shape
+odd at the level of strokes shows there before the last block has made a digit of it). It
+learns training digits against synthetic outliers (read.outliers: Bezier curves, stroke soups,
+crossing strokes, digit chimeras), never the measured non-digits (read.nondigits).
+benchmarks/unsure.py also measures the two scores read off the logits, the maximum softmax
+probability (Hendrycks & Gimpel 2017) and the energy (Liu et al. 2020); on the shipped model the
+head separates digits from letters, symbols, scribbles and blanks best (AUROC 0.992 against
+0.953 and 0.905; the last block's distance alone, used before, 0.966). A run fitted before the
 head existed has the distance alone in its unsure.safetensors; it still works.
 
 The threshold is the score that 1% of held-out digits fall below, so about 1% of real digits are
@@ -52,9 +54,10 @@ class Distance:
     """Class means (C, D) and the shared precision (D, D); score = -min over classes of the
     squared Mahalanobis distance (higher = more like a digit)."""
 
-    def __init__(self, means: torch.Tensor, precision: torch.Tensor, head=None):
+    def __init__(self, means: torch.Tensor, precision: torch.Tensor, head=None, earlier=None):
         self.means, self.precision = means, precision
         self.head = head  # a Head fitted with outlier exposure, or None (the distance alone)
+        self.earlier = earlier  # a Distance on parts_of's "extra" (the head reads it), or None
 
     @classmethod
     def fit(cls, feats: torch.Tensor, labels: torch.Tensor) -> Distance:
@@ -77,6 +80,9 @@ class Distance:
         if self.head is not None:
             for name in ("shift", "scale", "weight", "bias"):
                 tensors[f"head_{name}"] = getattr(self.head, name).contiguous()
+        if self.earlier is not None:
+            tensors["earlier_means"] = self.earlier.means.contiguous()
+            tensors["earlier_precision"] = self.earlier.precision.contiguous()
         atomic_write(folder / FILE, save(tensors))
 
     @classmethod
@@ -85,11 +91,14 @@ class Distance:
         if not path.is_file():
             return None
         t = load_file(path)
-        # A run fitted before the head existed has the distance alone; it still works.
-        head = None
+        # A run fitted before the head existed has the distance alone, and one fitted before
+        # the earlier blocks' distance has a head without it; both still work.
+        head = earlier = None
         if "head_weight" in t:
             head = Head(*(t[f"head_{n}"] for n in ("shift", "scale", "weight", "bias")))
-        return cls(t["means"], t["precision"], head)
+        if "earlier_means" in t:
+            earlier = cls(t["earlier_means"], t["earlier_precision"])
+        return cls(t["means"], t["precision"], head, earlier)
 
     def scores(self, model, inputs: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) normalised inputs -> (N,) float64 "not sure" scores, higher = more
@@ -127,8 +136,9 @@ HEAD_DECAY = 1e-4  # the L2 penalty; 1e-3 caught 1.6 points more but called 2.2%
 class Head:
     """Logistic regression, digits (1) against synthetic outliers (0), on h(x) = [every conv
     block averaged over height and width, the last one's maximum, the logits, their log-sum-exp,
-    the Mahalanobis score], each standardised by the digits' mean and spread: K = D + E + C + 2
-    inputs. Its log-odds are the "not sure" score."""
+    the Mahalanobis score in the last block's space and (when fitted) in the earlier blocks'],
+    each standardised by the digits' mean and spread: K = D + E + C + 3 inputs (+ 2 without the
+    earlier distance). Its log-odds are the "not sure" score."""
 
     def __init__(self, shift, scale, weight, bias):
         self.shift, self.scale, self.weight, self.bias = shift, scale, weight, bias
@@ -137,16 +147,16 @@ class Head:
     def inputs(parts: dict, distance: Distance) -> torch.Tensor:
         """parts_of's {"features", "extra", "logits"} -> (N, K) the head's raw inputs."""
         logits = parts["logits"]
-        return torch.cat(
-            [
-                parts["features"],
-                parts["extra"],
-                logits,
-                logits.logsumexp(1, keepdim=True),
-                distance.score(parts["features"])[:, None],
-            ],
-            1,
-        )
+        columns = [
+            parts["features"],
+            parts["extra"],
+            logits,
+            logits.logsumexp(1, keepdim=True),
+            distance.score(parts["features"])[:, None],
+        ]
+        if distance.earlier is not None:
+            columns.append(distance.earlier.score(parts["extra"])[:, None])
+        return torch.cat(columns, 1)
 
     @classmethod
     def fit(cls, digits: torch.Tensor, others: torch.Tensor, decay: float = HEAD_DECAY) -> Head:
@@ -187,11 +197,13 @@ def fit_and_calibrate(
     model, fit_inputs, fit_labels, held_inputs, source: str, folder: Path, exposure=None
 ):
     """Fit the distance on (fit_inputs, fit_labels) and, given `exposure` (normalised synthetic
-    outliers (M, 1, H, W), read.outliers), the head on fit_inputs against them; save both into
-    `folder`, return the calibration from `held_inputs`. All inputs (N, 1, H, W) normalised."""
+    outliers (M, 1, H, W), read.outliers), the earlier blocks' distance and the head on
+    fit_inputs against them; save them into `folder`, return the calibration from `held_inputs`.
+    All inputs (N, 1, H, W) normalised."""
     parts = features_and_logits(model, fit_inputs)
     distance = Distance.fit(parts["features"], fit_labels)
     if exposure is not None and len(exposure):
+        distance.earlier = Distance.fit(parts["extra"], fit_labels)
         others = Head.inputs(features_and_logits(model, exposure), distance)
         distance.head = Head.fit(Head.inputs(parts, distance), others)
     distance.save(folder)
