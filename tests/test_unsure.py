@@ -93,3 +93,35 @@ def test_the_onnx_export_carries_the_detector(tmp_path):
         shipped.model, shipped.inputs(images), shipped.distance, shipped.calibration
     )
     assert onnx.unsure(images) == by_torch and any(by_torch) and not all(by_torch)
+
+
+def test_a_saved_detector_scores_the_same_after_loading_with_or_without_the_earlier_distance(
+    tmp_path,
+):
+    """unsure.safetensors round-trips both detectors: the head over both distances, and one
+    fitted before the earlier blocks' distance (a head with one input fewer) still loads."""
+    gen = torch.Generator().manual_seed(0)
+
+    def parts(n, shift=0.0):
+        return {
+            "features": torch.randn(n, 6, generator=gen, dtype=torch.float64) + shift,
+            "extra": torch.randn(n, 4, generator=gen, dtype=torch.float64) + shift,
+            "logits": torch.randn(n, 3, generator=gen, dtype=torch.float64),
+        }
+
+    digits, others, labels = parts(300), parts(200, shift=2.0), torch.arange(300) % 3
+    for with_earlier in (False, True):
+        distance = unsure.Distance.fit(digits["features"], labels)
+        if with_earlier:
+            distance.earlier = unsure.Distance.fit(digits["extra"], labels)
+        inputs = unsure.Head.inputs(digits, distance)
+        assert inputs.shape == (300, 6 + 4 + 3 + 2 + with_earlier)
+        distance.head = unsure.Head.fit(inputs, unsure.Head.inputs(others, distance))
+        folder = tmp_path / str(with_earlier)
+        folder.mkdir()
+        distance.save(folder)
+        loaded = unsure.Distance.load(folder)
+        assert (loaded.earlier is not None) == with_earlier
+        assert torch.allclose(loaded.of_parts(others), distance.of_parts(others))
+        # the head learned the shifted points are not digits
+        assert loaded.of_parts(digits).median() > loaded.of_parts(others).median()
