@@ -160,7 +160,13 @@ class Conv2d(PlainConv2d):
         # A batched product over the KH*KW offsets, laid out for col2im's adds.
         w_k = w2.view(self.out_channels, kh * kw, c).transpose(0, 1).contiguous()
         dwin = self.workspace("dwin", (kh * kw, gy.shape[0], c), gy)
-        torch.bmm(gy.expand(kh * kw, *gy.shape), w_k, out=dwin)
+        if c == 1:
+            # One channel: each offset's block is a matrix-vector product, which the batched
+            # product ran at a tenth of its speed (conv1's dx: 2.3 ms). As one product,
+            # (KH*KW, O) @ gy^T (O, L), its rows are already col2im's (KH*KW, L) blocks.
+            torch.mm(w_k.view(kh * kw, -1), gy.t(), out=dwin.view(kh * kw, -1))
+        else:
+            torch.bmm(gy.expand(kh * kw, *gy.shape), w_k, out=dwin)
         dwin = dwin.view(kh, kw, n, *out_hw, c)
         dx = col2im(dwin, (hp, wp), self.stride, self.dilation)
         return unpad(dx, self.padding)
