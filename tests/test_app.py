@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import needs
 from digitlab.app.server import (
     HINT,
+    PAD_AS_SHOWN,
     PRETRAINED,
     Reader,
     build_app,
@@ -184,11 +185,11 @@ def test_browser_draws_a_digit_and_sees_the_answer(server, tmp_path):
         # read as the empty canvas it shows), and drawn on after that.
         page.click("#clear")
         wait_for_number(page, "")
-        pad = "window.digitlabPad.cleared > window.digitlabPad.drawn"
-        assert page.evaluate(f"() => {pad}")
+        shown = f"({PAD_AS_SHOWN})('a value', 'a model')"  # what reading and saving send
+        assert page.evaluate(shown) == [None, "a model"]
         stroke(page, [(cx, cy - 0.35 * h), (cx, cy + 0.35 * h)], steps=4)
         wait_for_number(page, "1")
-        assert not page.evaluate(f"() => {pad}")
+        assert page.evaluate(shown) == ["a value", "a model"]
         browser.close()
 
 

@@ -48,10 +48,13 @@ SELECT_BRUSH = """() => {
   pick(25);
   const pad = (window.digitlabPad = { drawn: 0, cleared: 0 });
   document.addEventListener('pointerdown', (e) => {
-    if (e.target.closest('#sketchpad canvas')) pad.drawn = performance.now();
+    if (e.target instanceof Element && e.target.closest('#sketchpad canvas')) {
+      pad.drawn = performance.now();
+    }
   }, true);
   document.addEventListener('click', (e) => {
-    const clear = e.target.closest('#sketchpad button[aria-label="Clear canvas"]');
+    const clear = e.target instanceof Element
+      && e.target.closest('#sketchpad button[aria-label="Clear canvas"]');
     if (clear) pad.cleared = performance.now();
   }, true);
 }"""

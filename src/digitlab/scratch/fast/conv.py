@@ -7,7 +7,8 @@ the same numbers with less work or memory traffic:
 - a one-channel first layer fills the transposed windows (K, L), image row by image row, with a
   row of ones that makes the bias one more weight (no pass of its own over the large output);
 - the weight gradient as one partial product per thread (sum_over_windows);
-- dcols as one batched product per kernel offset, laid out for col2im's adds;
+- dcols as one batched product per kernel offset, laid out for col2im's adds (with one input
+  channel, one matrix product: each offset's block is then a column);
 - in training, a layer with stride 1, no dilation, more than one input channel and a kernel
   bigger than 1x1 correlates through the DFT instead (spectral.py): the same numbers up to
   rounding, a quarter of the multiplies for a 5x5 kernel. A one-channel first layer has too few
