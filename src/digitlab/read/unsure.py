@@ -8,9 +8,9 @@ log-sum-exp (the negative free energy) and two Mahalanobis distances (Lee et al.
 class's mean under the covariance the classes share; the nearest class counts), one in the last
 block's averaged features and one in the earlier blocks' averages with the last block's
 maximum (Lee et al.'s feature ensemble: a shape odd at the level of strokes shows there before
-the last block has made a digit of it). It
-learns training digits against synthetic outliers (read.outliers: Bezier curves, stroke soups,
-crossing strokes, digit chimeras), never the measured non-digits (read.nondigits).
+the last block has made a digit of it). It learns training digits against synthetic outliers
+(read.outliers: Bezier curves, stroke soups, crossing strokes, digit chimeras), never the
+measured non-digits (read.nondigits).
 benchmarks/unsure.py also measures the two scores read off the logits, the maximum softmax
 probability (Hendrycks & Gimpel 2017) and the energy (Liu et al. 2020); on the shipped model the
 head separates digits from letters, symbols, scribbles and blanks best (AUROC 0.992 against
@@ -141,8 +141,8 @@ class Head:
     block averaged over height and width, the last one's maximum, the logits, their log-sum-exp,
     the Mahalanobis score of the last block's averages and (when fitted) of the other inputs
     from the blocks (parts_of's "extra": the earlier blocks' averages, the last one's maximum)],
-    each standardised by the digits' mean and spread: K = D + E + C + 3 inputs (+ 2 without the
-    earlier distance). Its log-odds are the "not sure" score."""
+    each standardised by the digits' mean and spread: K = D + E + C + 3 inputs (D + E + C + 2
+    without the earlier distance). Its log-odds are the "not sure" score."""
 
     def __init__(self, shift, scale, weight, bias):
         self.shift, self.scale, self.weight, self.bias = shift, scale, weight, bias
