@@ -78,3 +78,38 @@ def test_a_records_limit_is_its_arithmetic_over_the_peak():
     assert row["gflops"] == pytest.approx(row["gflop"] / 2.0, abs=0.1)
     assert row["peak_share"] == pytest.approx(row["gflops"] / 100.0, abs=1e-3)
     assert row["seconds_at_peak"] == pytest.approx(row["gflop"] / 100.0, abs=0.01)
+
+
+def test_records_warm_each_backend_up_untimed_before_the_timed_seeds(monkeypatch):
+    """Each backend trains once on a few batches before any timed seed (the first run in a
+    process pays one-off costs), and each timed run's line gives its validation accuracy."""
+    import json
+    from pathlib import Path
+
+    calls = []
+
+    def fake_fit(config, out, progress=False, log=print):
+        calls.append((config.backend, config.seed, config.subset, config.epochs))
+        metrics = {"test_accuracy": 0.99, "val_accuracy": 0.995}
+        record = {"dataset": {"train_images": 100}, "metrics": metrics}
+        (Path(out) / "config.json").write_text(json.dumps(record), encoding="utf-8")
+        return {"test_accuracy": 0.99, "train_seconds": 1.0}
+
+    monkeypatch.setattr(bench, "fit", fake_fit)
+    monkeypatch.setattr(bench.Peak, "read", lambda self: self.readings.append(100.0))
+    lines = []
+    rows = bench.record_rows(["best"], seeds=2, log=lines.append)
+    batch = 128  # the best recipe's
+    assert calls[:2] == [("torch", 0, 4 * batch, 1), ("scratch", 0, 4 * batch, 1)]
+    assert [(b, s, subset) for b, s, subset, _ in calls[2:]] == [
+        ("torch", 0, None),
+        ("scratch", 0, None),
+        ("torch", 1, None),
+        ("scratch", 1, None),
+    ]
+    first = "best torch seed 0: validation accuracy 0.9950, test accuracy 0.9900 in 1.0 s"
+    assert lines[0] == first
+    assert [row["name"] for row in rows] == [
+        "recipe best, torch, 2 seed(s)",
+        "recipe best, scratch, 2 seed(s)",
+    ]

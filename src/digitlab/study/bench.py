@@ -319,13 +319,16 @@ def record_rows(
     tta: bool = False,
 ) -> list[dict]:
     """Each recipe with each backend in `names`, trained once per seed 0..seeds-1 on the full
-    data: seconds of training and the spread of test accuracy. The backends alternate seed by
-    seed, so a busy machine slows both alike; with both, the scratch row's ratio is its mean
-    seconds over torch's. tta=True adds the test accuracy with test-time augmentation, measured
-    after training (not in its seconds)."""
+    data: seconds of training and the spread of test accuracy. Each backend first warms up
+    (warm_up), untimed; then the backends alternate seed by seed, so a busy machine slows both
+    alike; with both, the scratch row's ratio is its mean seconds over torch's. Each run logs a
+    line (with its validation accuracy where the recipe holds images out). tta=True adds the
+    test accuracy with test-time augmentation, measured after training (not in its seconds)."""
     rows, peak = [], Peak()
     for recipe in recipes:
         runs = {backend: [] for backend in names}
+        for backend in names:
+            warm_up(recipe, backend)
         for seed in range(seeds):
             peak.read()  # between the runs: the peak of the hour the runs trained in
             for backend in names:
@@ -334,11 +337,14 @@ def record_rows(
                     result = fit(config, out, progress=False, log=lambda text: None)
                     recorded = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
                     result["images"] = recorded["dataset"]["train_images"] * config.epochs
+                    validation = recorded["metrics"].get("val_accuracy")
                     if tta:
                         result["tta_accuracy"] = shifted_accuracy(out)
                 runs[backend].append(result)
                 log(
-                    f"{recipe} {backend} seed {seed}: test accuracy {result['test_accuracy']:.4f}"
+                    f"{recipe} {backend} seed {seed}: "
+                    + (f"validation accuracy {validation:.4f}, " if validation is not None else "")
+                    + f"test accuracy {result['test_accuracy']:.4f}"
                     f" in {result['train_seconds']:.1f} s"
                     + (f", with --tta {result['tta_accuracy']:.4f}" if tta else "")
                 )
@@ -366,6 +372,18 @@ def record_rows(
         if len(names) == 2:
             rows[-1]["ratio"] = round(rows[-1]["seconds_mean"] / rows[-2]["seconds_mean"], 3)
     return rows
+
+
+def warm_up(recipe: str, backend: str) -> None:
+    """Train `recipe` on `backend` for four batches, untimed. The first run in a process pays
+    once for what later runs reuse (torch's threads started, oneDNN's kernels chosen for each
+    shape, memory first touched): about a second of the speedrun's 2.5, which seed 0 of the
+    backend timed first paid alone."""
+    recipe_settings = settings(recipe)
+    subset = 4 * recipe_settings["batch_size"]
+    config = TrainConfig(**{**recipe_settings, "backend": backend, "epochs": 1, "subset": subset})
+    with tempfile.TemporaryDirectory() as out:
+        fit(config, out, progress=False, log=lambda text: None)
 
 
 def add_limit(row: dict, model: str, images: int, peak: Peak) -> None:
