@@ -43,15 +43,18 @@ CONV_GRID = [
 ]
 
 
-def fast_against_plain(fast, plain, x: torch.Tensor, train: bool = True) -> dict:
+def fast_against_plain(fast, plain, x: torch.Tensor, train: bool = True, layout=None) -> dict:
     """Both versions of one layer on the same x, dL/dy and parameters (the plain one's, copied):
-    the largest difference of output, dL/dx, each dL/dparameter and each buffer after the call."""
+    the largest difference of output, dL/dx, each dL/dparameter and each buffer after the call.
+    layout=torch.channels_last lays x and dL/dy out channels-last, as the fast layers do."""
     plain, fast = plain.to(x.dtype).train(train), fast.to(x.dtype).train(train)
     fast.load_state_dict(plain.state_dict())
+    layout = layout or torch.contiguous_format
     results = []
     for layer in (fast, plain):
-        y = layer(x.clone())
-        gx = layer.backward(make_input(y.shape, x.dtype, seed=1))
+        y = layer(x.clone(memory_format=layout))
+        grad_out = make_input(y.shape, x.dtype, seed=1).contiguous(memory_format=layout)
+        gx = layer.backward(grad_out)
         results.append([y, gx, *(q.grad for q in layer.parameters()), *layer.buffers()])
     names = ["output", "input grad"]
     names += [f"{name} grad" for name, _ in plain.named_parameters()]
@@ -181,12 +184,14 @@ def test_batchnorm2d_train_and_eval_match_torch(bn, momentum, n):
     assert bn_scratch.num_batches_tracked.item() == 3
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("shape", [(1, 3, 4, 5), (7, 2, 3, 3), (2, 5, 1, 7)])
-def test_fast_batchnorm2d_gives_the_plain_ones_numbers(train, affine, shape):
+def test_fast_batchnorm2d_gives_the_plain_ones_numbers(layout, train, affine, shape):
     """The fused passes against the formulas as derived, float64: output, dL/dx, dL/dgamma,
-    dL/dbeta and the running statistics, over three steps with a non-trivial gamma and beta."""
+    dL/dbeta and the running statistics, over three steps with a non-trivial gamma and beta;
+    channels-last (the fast layers' own layout), the sums are matrix-vector products."""
     plain = scratch.PlainBatchNorm2d(shape[1], momentum=None, affine=affine)
     if affine:
         with torch.no_grad():
@@ -196,7 +201,7 @@ def test_fast_batchnorm2d_gives_the_plain_ones_numbers(train, affine, shape):
     fast = scratch.BatchNorm2d(shape[1], momentum=None, affine=affine)
     for step in range(3):
         x = make_input(shape, seed=step) * 3 + 1
-        assert_close(fast_against_plain(fast, plain, x, train), 1e-12, 1e-10)
+        assert_close(fast_against_plain(fast, plain, x, train, layout), 1e-12, 1e-10)
         plain.zero_grad()
         fast.zero_grad()
 
