@@ -332,22 +332,7 @@ def record_rows(
         for seed in range(seeds):
             peak.read()  # between the runs: the peak of the hour the runs trained in
             for backend in names:
-                config = TrainConfig(**{**settings(recipe), "backend": backend, "seed": seed})
-                with tempfile.TemporaryDirectory() as out:
-                    result = fit(config, out, progress=False, log=lambda text: None)
-                    recorded = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
-                    result["images"] = recorded["dataset"]["train_images"] * config.epochs
-                    validation = recorded["metrics"].get("val_accuracy")
-                    if tta:
-                        result["tta_accuracy"] = shifted_accuracy(out)
-                runs[backend].append(result)
-                log(
-                    f"{recipe} {backend} seed {seed}: "
-                    + (f"validation accuracy {validation:.4f}, " if validation is not None else "")
-                    + f"test accuracy {result['test_accuracy']:.4f}"
-                    f" in {result['train_seconds']:.1f} s"
-                    + (f", with --tta {result['tta_accuracy']:.4f}" if tta else "")
-                )
+                runs[backend].append(record_run(recipe, backend, seed, tta, log))
         for backend, results in runs.items():
             seconds = [r["train_seconds"] for r in results]
             accuracy = [r["test_accuracy"] for r in results]
@@ -372,6 +357,26 @@ def record_rows(
         if len(names) == 2:
             rows[-1]["ratio"] = round(rows[-1]["seconds_mean"] / rows[-2]["seconds_mean"], 3)
     return rows
+
+
+def record_run(recipe: str, backend: str, seed: int, tta: bool, log) -> dict:
+    """One timed run of record_rows: fit's result with the images it trained on (and the test
+    accuracy with test-time augmentation if tta); logs one line."""
+    config = TrainConfig(**{**settings(recipe), "backend": backend, "seed": seed})
+    with tempfile.TemporaryDirectory() as out:
+        result = fit(config, out, progress=False, log=lambda text: None)
+        recorded = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
+        result["images"] = recorded["dataset"]["train_images"] * config.epochs
+        validation = recorded["metrics"].get("val_accuracy")
+        if tta:
+            result["tta_accuracy"] = shifted_accuracy(out)
+    log(
+        f"{recipe} {backend} seed {seed}: "
+        + (f"validation accuracy {validation:.4f}, " if validation is not None else "")
+        + f"test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.1f} s"
+        + (f", with --tta {result['tta_accuracy']:.4f}" if tta else "")
+    )
+    return result
 
 
 def warm_up(recipe: str, backend: str) -> None:
