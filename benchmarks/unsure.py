@@ -34,11 +34,10 @@ def report(name, validation, digits, others) -> str:
     called = (digits < threshold).double().mean().item()
     # The ROC point: the threshold that exactly 1% of the test digits fall below.
     at_test = (every < torch.quantile(digits, unsure.RATE)).double().mean().item()
-    cells = []
+    cells = [f"{100 * at_test:.1f}%"]
     for v in [every, *others.values()]:
         caught = (v < threshold).double().mean().item()
         cells.append(f"{unsure.auroc(digits, v):.3f} / {100 * caught:.1f}%")
-    cells = [f"{100 * at_test:.1f}%", *cells]
     return f"| {name} | {100 * called:.2f}% | " + " | ".join(cells) + " |"
 
 

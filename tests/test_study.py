@@ -1,6 +1,9 @@
 """study/ in seconds: what the benchmark compares computes the same thing, and its rows' numbers
 agree with each other (how fast anything is, is the benchmarks' business, not a test's)."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -83,9 +86,6 @@ def test_a_records_limit_is_its_arithmetic_over_the_peak():
 def test_records_warm_each_backend_up_untimed_before_the_timed_seeds(monkeypatch):
     """Each backend trains once on a few batches before any timed seed (the first run in a
     process pays one-off costs), and each timed run's line gives its validation accuracy."""
-    import json
-    from pathlib import Path
-
     calls = []
 
     def fake_fit(config, out, progress=False, log=print):
