@@ -41,18 +41,24 @@ class OnnxModel:
                 "export it again with digitlab export"
             ) from None
 
-    def run(self, output: str, images: torch.Tensor) -> np.ndarray:
-        """The graph's `output` for (N, H, W) images, uint8 or float in [0, 1]."""
+    def run(self, images: torch.Tensor, outputs: list[str]) -> list[np.ndarray]:
+        """The graph's `outputs` for (N, H, W) images, uint8 or float in [0, 1], from one run."""
         x = np.ascontiguousarray(to_unit(images)[:, None].numpy())
-        return self.session.run([output], {INPUT: x})[0]
+        return self.session.run(outputs, {INPUT: x})
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(N, H, W) images, uint8 or float in [0, 1] -> (N, C) logits."""
-        return torch.from_numpy(self.run(OUTPUT, images))
+        return torch.from_numpy(self.run(images, [OUTPUT])[0])
+
+    def read(self, images: torch.Tensor) -> tuple[torch.Tensor, list[bool]]:
+        """(N, H, W) images -> ((N, C) logits, per image: not sure, the margin below 0?), both
+        from one run of the graph. A file exported without a detector has no margin: never
+        unsure."""
+        if UNSURE not in {o.name for o in self.session.get_outputs()}:
+            return self.logits(images), [False] * len(images)
+        logits, margin = self.run(images, [OUTPUT, UNSURE])
+        return torch.from_numpy(logits), (margin < 0).tolist()
 
     def unsure(self, images: torch.Tensor) -> list[bool]:
-        """(N, H, W) images -> per image: not sure (the margin below 0)? A file exported
-        without a detector has no margin: never unsure."""
-        if UNSURE not in {o.name for o in self.session.get_outputs()}:
-            return [False] * len(images)
-        return (self.run(UNSURE, images) < 0).tolist()
+        """(N, H, W) images -> per image: not sure?"""
+        return self.read(images)[1]

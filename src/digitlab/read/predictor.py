@@ -127,14 +127,11 @@ class Predictor:
         """An image (path or PIL image) of one digit, or with multi=True of a number written left
         to right, preprocessed the way MNIST was made, then classified."""
         digits = preprocess_multi(image) if multi else preprocess(image)[None]
-        probabilities = self.probabilities(digits)
         if self.onnx is not None:  # the detector is in the exported graph (read.export)
-            doubts = self.onnx.unsure(digits)
-        else:
-            doubts = unsure.is_unsure(
-                self.model, self.inputs(digits), self.distance, self.calibration
-            )
-        return Reading(digits, probabilities, doubts)
+            logits, doubts = self.onnx.read(digits)
+            return Reading(digits, logits.softmax(1), doubts)
+        doubts = unsure.is_unsure(self.model, self.inputs(digits), self.distance, self.calibration)
+        return Reading(digits, self.probabilities(digits), doubts)
 
     def block_outputs(self, image: torch.Tensor) -> dict:
         """{block name: (C, H, W) output} of each conv block for one (H, W) image."""
