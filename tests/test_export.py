@@ -10,6 +10,7 @@ from conftest import assert_one_line_error, run_cli
 from digitlab.data.mnist import load_split
 from digitlab.nets import checkpoint, models
 from digitlab.nets.evaluation import logits_of
+from digitlab.read import unsure
 from digitlab.read.onnx_model import OnnxModel
 
 pytest.importorskip("onnxruntime")
@@ -21,10 +22,14 @@ def test_digits():
     return split.images[:100], split.labels[:100]
 
 
-def train_and_export(tmp_path, capsys, model):
+def train_and_export(tmp_path, capsys, model, detector: bool = True):
+    """A short run of `model` exported to ONNX; detector=False removes its "not sure" detector
+    first, as a run from before the detector existed."""
     run = tmp_path / model
     args = ["--model", model, "--subset", "500", "--batch-size", "50", "--lr", "0.003"]
     assert run_cli(capsys, "train", *args, "--out", run, "--quiet", "--no-pictures")[0] == 0
+    if not detector:
+        (run / unsure.FILE).unlink()
     code, out, err = run_cli(capsys, "export", run, "--onnx", tmp_path / f"{model}.onnx", "--json")
     assert code == 0, err
     return run, json.loads(out.splitlines()[-1])
@@ -33,8 +38,9 @@ def train_and_export(tmp_path, capsys, model):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", list(models.MODELS))
 def test_exported_logits_match_pytorch_on_100_test_digits(tmp_path, capsys, test_digits, model):
-    run, result = train_and_export(tmp_path, capsys, model)
-    assert result["model"] == model
+    detector = model != "fast"  # one net exported without the detector, as an older run
+    run, result = train_and_export(tmp_path, capsys, model, detector)
+    assert result["model"] == model and result["unsure"] == detector
     assert result["dynamic"] == (["batch", "height", "width"] if model == "fcn" else ["batch"])
     torch_model, config = checkpoint.load(run)
     norm = config["normalization"]
@@ -43,6 +49,10 @@ def test_exported_logits_match_pytorch_on_100_test_digits(tmp_path, capsys, test
     onnx_model = OnnxModel(result["onnx"])
     assert (onnx_model.logits(images) - expected).abs().max() < 1e-4
     assert (onnx_model.logits(images[:7]) - expected[:7]).abs().max() < 1e-4  # another batch size
+    logits, doubts = onnx_model.read(images)  # with the margin when there is one: one run
+    assert (logits - expected).abs().max() < 1e-4 and len(doubts) == 100
+    if not detector:
+        assert doubts == [False] * 100
     if model == "fcn":  # any size from 28x28 up: digits placed on a 56x84 canvas
         big = torch.zeros(100, 56, 84, dtype=torch.uint8)
         big[:, 10:38, 30:58] = images

@@ -51,14 +51,9 @@ class OnnxModel:
         return torch.from_numpy(self.run(images, [OUTPUT])[0])
 
     def read(self, images: torch.Tensor) -> tuple[torch.Tensor, list[bool]]:
-        """(N, H, W) images -> ((N, C) logits, per image: not sure, the margin below 0?), both
-        from one run of the graph. A file exported without a detector has no margin: never
-        unsure."""
+        """(N, H, W) images -> ((N, C) logits, per image: not sure (margin < 0)), both from one
+        run of the graph. A file exported without a detector has no margin: never unsure."""
         if UNSURE not in {o.name for o in self.session.get_outputs()}:
             return self.logits(images), [False] * len(images)
         logits, margin = self.run(images, [OUTPUT, UNSURE])
         return torch.from_numpy(logits), (margin < 0).tolist()
-
-    def unsure(self, images: torch.Tensor) -> list[bool]:
-        """(N, H, W) images -> per image: not sure?"""
-        return self.read(images)[1]
