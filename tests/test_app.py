@@ -716,6 +716,22 @@ def test_a_forged_session_never_becomes_a_path(tmp_path):
     assert not (tmp_path / "hw").exists()
 
 
+def test_a_saved_drawing_starts_drawing_the_outliers_that_learn_needs(tmp_path, monkeypatch):
+    """Learn refits the "not sure" detector against drawn outliers; the first save starts
+    drawing them in the background, so Learn does not wait for them."""
+    from types import SimpleNamespace
+
+    from digitlab.app import server
+    from digitlab.train.calibration import EXPOSURE
+
+    started = []
+    monkeypatch.setattr(server.outliers, "warm_up", lambda count, seed=0: started.append(count))
+    room = server.Classroom(tmp_path / "hw")
+    value = sketchpad_value(255 * np.eye(SIZE, dtype=np.uint8))
+    said = server.save_drawing(value, "1", room, SimpleNamespace(session_hash="abc123"))
+    assert said.startswith("Saved as a 1") and started == [EXPOSURE]
+
+
 @pytest.mark.slow
 def test_the_app_says_where_it_listens_and_whether_sign_in_is_on(tmp_path):
     """`digitlab app` for real (on 127.0.0.1, in its own process): its start line."""

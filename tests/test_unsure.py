@@ -127,3 +127,25 @@ def test_a_saved_detector_scores_the_same_after_loading_with_or_without_the_earl
         assert torch.allclose(loaded.of_parts(others), distance.of_parts(others))
         # the head learned the shifted points are not digits
         assert loaded.of_parts(digits).median() > loaded.of_parts(others).median()
+
+
+def test_a_warm_up_draws_the_outlier_pages_once_for_every_caller(monkeypatch):
+    """The app starts the drawing in the background; a fit that asks meanwhile waits for that
+    drawing and shares it, instead of drawing the same pages a second time."""
+    import functools
+    import time
+
+    calls = []
+
+    def slow_drawing(count, seed):
+        calls.append((count, seed))
+        time.sleep(0.3)
+        return torch.zeros(count, 28, 28), {}
+
+    monkeypatch.setattr(outliers, "_drawn_pages", functools.lru_cache(slow_drawing))
+    monkeypatch.setattr(outliers, "_warming", set())
+    outliers.warm_up(8)
+    outliers.warm_up(8)  # a second save, as in the app
+    time.sleep(0.05)  # the warm-up is drawing now
+    first = outliers.drawn_pages(8, 0)
+    assert outliers.drawn_pages(8, 0) is first and calls == [(8, 0)]

@@ -16,6 +16,7 @@ The drawn kinds go through the same preprocessing as a drawing (read.preprocess)
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import torch
@@ -98,11 +99,29 @@ def chimeras(images: torch.Tensor, labels: torch.Tensor, count: int, rng) -> tor
     return out
 
 
-@functools.lru_cache(maxsize=4)
+_drawing = threading.Lock()  # one drawing at a time: a caller during a warm-up waits for it
+_warming: set[tuple[int, int]] = set()
+
+
 def drawn_pages(count: int, seed: int) -> tuple[torch.Tensor, dict]:
     """The three drawn kinds, count // 4 pages each, prepared: (M, 28, 28), and the random
     generator's state after them. Kept for the process: they depend on no model or data, and
     drawing 4,500 takes about 15 s, which every training run and fine-tune would pay again."""
+    with _drawing:
+        return _drawn_pages(count, seed)
+
+
+def warm_up(count: int, seed: int = 0) -> None:
+    """Start drawing drawn_pages(count, seed) in a background thread, once per process, so that
+    a later fit finds them ready: the app starts it when a visitor saves a drawing, and their
+    Learn then waits for the fine-tune, not for 15 s of drawing."""
+    if (count, seed) not in _warming:
+        _warming.add((count, seed))
+        threading.Thread(target=drawn_pages, args=(count, seed), daemon=True).start()
+
+
+@functools.lru_cache(maxsize=4)
+def _drawn_pages(count: int, seed: int) -> tuple[torch.Tensor, dict]:
     rng = np.random.default_rng(seed)
     drawn = []
     for page in (bezier_page, soup_page, crossing_page):
