@@ -148,4 +148,5 @@ def test_a_warm_up_draws_the_outlier_pages_once_for_every_caller(monkeypatch):
     outliers.warm_up(8)  # a second save, as in the app
     time.sleep(0.05)  # the warm-up is drawing now
     first = outliers.drawn_pages(8, 0)
-    assert outliers.drawn_pages(8, 0) is first and calls == [(8, 0)]
+    # (counted, not listed: another test's app may have a real warm-up of its own running)
+    assert outliers.drawn_pages(8, 0) is first and calls.count((8, 0)) == 1
