@@ -19,6 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from digitlab.app.server import PRETRAINED, Reader, canvas_image, on_draw  # noqa: E402
 from digitlab.data.mnist import load_split  # noqa: E402
+from digitlab.read import outliers  # noqa: E402
+from digitlab.train.calibration import EXPOSURE  # noqa: E402
 from test_app import place_digits, sketchpad_value  # noqa: E402  (the tests' canvas maker)
 
 
@@ -47,6 +49,9 @@ def served_p95(n: int) -> None:
                 learner.predict(
                     drawing_value(k % 10, k, tmp), str(k % 10), api_name="/save_drawing"
                 )
+            # The saves started drawing Learn's outliers in the background (this process serves
+            # the app): wait for them, so that "alone" is alone and Learn is the fine-tune only.
+            outliers.drawn_pages(EXPOSURE, 0)
 
             def readings(until=None):  # n readings, or as many as until (a job) runs
                 ms = []
