@@ -675,9 +675,12 @@ def test_an_oversized_upload_is_refused_in_one_line(server, tmp_path):
     assert reply.status_code == 413 and "maximum allowed size" in reply.text, reply.text
 
 
-def test_saved_drawings_are_capped_per_session_and_on_disk(tmp_path):
+def test_saved_drawings_are_capped_per_session_and_on_disk(tmp_path, monkeypatch):
     from gradio_client import Client
 
+    from digitlab.train import calibration
+
+    monkeypatch.setattr(calibration, "warm_up", lambda: None)  # no Learn here: nothing to draw
     demo, url = serve(tmp_path / "a", max_drawings=2)
     try:
         client = Client(url, verbose=False)
@@ -722,14 +725,13 @@ def test_a_saved_drawing_starts_drawing_the_outliers_that_learn_needs(tmp_path, 
     from types import SimpleNamespace
 
     from digitlab.app import server
-    from digitlab.train.calibration import EXPOSURE
 
     started = []
-    monkeypatch.setattr(server.outliers, "warm_up", lambda count, seed=0: started.append(count))
+    monkeypatch.setattr(server.calibration, "warm_up", lambda: started.append(True))
     room = server.Classroom(tmp_path / "hw")
     value = sketchpad_value(255 * np.eye(SIZE, dtype=np.uint8))
     said = server.save_drawing(value, "1", room, SimpleNamespace(session_hash="abc123"))
-    assert said.startswith("Saved as a 1") and started == [EXPOSURE]
+    assert said.startswith("Saved as a 1") and started == [True]
 
 
 @pytest.mark.slow

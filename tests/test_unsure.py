@@ -133,12 +133,14 @@ def test_a_warm_up_draws_the_outlier_pages_once_for_every_caller(monkeypatch):
     """The app starts the drawing in the background; a fit that asks meanwhile waits for that
     drawing and shares it, instead of drawing the same pages a second time."""
     import functools
+    import threading
     import time
 
-    calls = []
+    calls, drawing = [], threading.Event()
 
     def slow_drawing(count, seed):
         calls.append((count, seed))
+        drawing.set()
         time.sleep(0.3)
         return torch.zeros(count, 28, 28), {}
 
@@ -146,7 +148,7 @@ def test_a_warm_up_draws_the_outlier_pages_once_for_every_caller(monkeypatch):
     monkeypatch.setattr(outliers, "_warming", set())
     outliers.warm_up(8)
     outliers.warm_up(8)  # a second save, as in the app
-    time.sleep(0.05)  # the warm-up is drawing now
+    assert drawing.wait(30)  # the warm-up is drawing now
     first = outliers.drawn_pages(8, 0)
     # (counted, not listed: another test's app may have a real warm-up of its own running)
     assert outliers.drawn_pages(8, 0) is first and calls.count((8, 0)) == 1

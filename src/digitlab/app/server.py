@@ -24,13 +24,12 @@ from PIL import Image
 
 from digitlab.errors import DigitlabError
 from digitlab.files import atomic_write
-from digitlab.read import outliers
 from digitlab.read.explain import explain, why_picture
 from digitlab.read.pictures import stack, white
 from digitlab.read.predictor import Predictor, describe
 from digitlab.read.preprocess import BlankImageError, load_image
 from digitlab.study.plots import feature_mosaic
-from digitlab.train.calibration import EXPOSURE
+from digitlab.train import calibration
 from digitlab.train.finetune import STEPS, finetune
 
 PRETRAINED = "pretrained (shipped)"
@@ -231,7 +230,7 @@ def save_drawing(value, label: str | None, room: Classroom, request) -> str:
     atomic_write(folder / label / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}.png", buffer.getvalue())
     # Learn refits the "not sure" detector against drawn outliers: draw them while the visitor
     # draws (about 15 s on two cores, once per process) instead of after they press Learn.
-    outliers.warm_up(EXPOSURE)
+    calibration.warm_up()
     return f"Saved as a {label}. {count + 1} drawing(s) of yours so far."
 
 

@@ -106,7 +106,8 @@ _warming: set[tuple[int, int]] = set()
 def drawn_pages(count: int, seed: int) -> tuple[torch.Tensor, dict]:
     """The three drawn kinds, count // 4 pages each, prepared: (M, 28, 28), and the random
     generator's state after them. Kept for the process: they depend on no model or data, and
-    drawing 4,500 takes about 15 s, which every training run and fine-tune would pay again."""
+    drawing 4,500 takes about 15 s, which every training run and fine-tune would pay again.
+    A call during a warm-up (warm_up) waits for that drawing and shares it."""
     with _drawing:
         return _drawn_pages(count, seed)
 
@@ -115,8 +116,8 @@ def warm_up(count: int, seed: int = 0) -> None:
     """Start drawing drawn_pages(count, seed) in a background thread, once per process, so that
     a later fit finds them ready: the app starts it when a visitor saves a drawing, and their
     Learn then waits for the fine-tune, not for 15 s of drawing."""
-    if (count, seed) not in _warming:
-        _warming.add((count, seed))
+    if (count, seed) not in _warming:  # two saves at once may both start one: the lock and the
+        _warming.add((count, seed))  # cache make the second a lookup
         threading.Thread(target=drawn_pages, args=(count, seed), daemon=True).start()
 
 

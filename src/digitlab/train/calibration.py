@@ -17,6 +17,13 @@ from digitlab.train.settings import TrainConfig
 EXPOSURE = 6000  # synthetic outliers the head learns to refuse (read.outliers; ~15 s to draw once)
 
 
+def warm_up() -> None:
+    """Start drawing, in the background, the outliers that a fit on 10,000 or more training
+    images asks for (outliers.warm_up): the app's Learn (train.finetune, which fits on 10,000
+    MNIST training images) then finds them drawn."""
+    outliers.warm_up(EXPOSURE)
+
+
 def calibration(
     model: torch.nn.Module,
     images: torch.Tensor,
