@@ -43,13 +43,14 @@ CONV_GRID = [
 ]
 
 
-def fast_against_plain(fast, plain, x: torch.Tensor, train: bool = True, layout=None) -> dict:
+def fast_against_plain(
+    fast, plain, x: torch.Tensor, train: bool = True, layout=torch.contiguous_format
+) -> dict:
     """Both versions of one layer on the same x, dL/dy and parameters (the plain one's, copied):
     the largest difference of output, dL/dx, each dL/dparameter and each buffer after the call.
     layout=torch.channels_last lays x and dL/dy out channels-last, as the fast layers do."""
     plain, fast = plain.to(x.dtype).train(train), fast.to(x.dtype).train(train)
     fast.load_state_dict(plain.state_dict())
-    layout = layout or torch.contiguous_format
     results = []
     for layer in (fast, plain):
         y = layer(x.clone(memory_format=layout))
@@ -190,8 +191,8 @@ def test_batchnorm2d_train_and_eval_match_torch(bn, momentum, n):
 @pytest.mark.parametrize("shape", [(1, 3, 4, 5), (7, 2, 3, 3), (2, 5, 1, 7)])
 def test_fast_batchnorm2d_gives_the_plain_ones_numbers(layout, train, affine, shape):
     """The fused passes against the formulas as derived, float64: output, dL/dx, dL/dgamma,
-    dL/dbeta and the running statistics, over three steps with a non-trivial gamma and beta;
-    channels-last (the fast layers' own layout), the sums are matrix-vector products."""
+    dL/dbeta and the running statistics, over three steps with a non-trivial gamma and beta,
+    also on channels-last input (the layout the other fast layers hand it)."""
     plain = scratch.PlainBatchNorm2d(shape[1], momentum=None, affine=affine)
     if affine:
         with torch.no_grad():
