@@ -2,6 +2,7 @@
 is fitted on (a different generator), and what the shipped model's detector catches."""
 
 import ast
+import functools
 import inspect
 
 import numpy as np
@@ -35,7 +36,7 @@ def test_letters_leave_out_digits_twins_and_every_shape_stays_in_the_unit_box():
         assert points.min() >= -0.01 and points.max() <= 1.01
 
 
-def test_the_exposure_outliers_are_another_generator_than_the_measured_set():
+def test_the_exposure_outliers_are_another_generator_than_the_measured_set(monkeypatch):
     """The head never sees the measured shapes: read.outliers neither imports read.nondigits nor
     names its letters, symbols, fonts or hand-drawn strokes."""
     tree = ast.parse(inspect.getsource(outliers))
@@ -50,6 +51,7 @@ def test_the_exposure_outliers_are_another_generator_than_the_measured_set():
     names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert not names & {"LETTERS", "SYMBOL_STROKES", "hand_drawn", "font_files", "truetype"}
     train = load_split(None, train=True)
+    monkeypatch.setattr(outliers, "PAGES", 40)  # a small drawn set: this test draws, not reads
     made = outliers.build(train.images[:200], train.labels[:200], count=30, seed=0)
     again = outliers.build(train.images[:200], train.labels[:200], count=30, seed=0)
     assert made.shape[1:] == (28, 28) and len(made) >= 25 and torch.equal(made, again)
@@ -132,23 +134,60 @@ def test_a_saved_detector_scores_the_same_after_loading_with_or_without_the_earl
 def test_a_warm_up_draws_the_outlier_pages_once_for_every_caller(monkeypatch):
     """The app starts the drawing in the background; a fit that asks meanwhile waits for that
     drawing and shares it, instead of drawing the same pages a second time."""
-    import functools
     import threading
     import time
 
     calls, drawing = [], threading.Event()
 
-    def slow_drawing(count, seed):
-        calls.append((count, seed))
+    def slow_drawing(total, seed):
+        calls.append((total, seed))
         drawing.set()
         time.sleep(0.3)
-        return torch.zeros(count, 28, 28), {}
+        return torch.zeros(3, total // 4, 28, 28), torch.ones(3, total // 4, dtype=bool), {}
 
-    monkeypatch.setattr(outliers, "_drawn_pages", functools.lru_cache(slow_drawing))
+    monkeypatch.setattr(outliers, "drawn_set", functools.lru_cache(slow_drawing))
+    monkeypatch.setattr(outliers, "PAGES", 8)
     monkeypatch.setattr(outliers, "_warming", set())
     outliers.warm_up(8)
     outliers.warm_up(8)  # a second save, as in the app
     assert drawing.wait(30)  # the warm-up is drawing now
-    first = outliers.drawn_pages(8, 0)
+    first = outliers.drawn_pages(8, 0)[0]
     # (counted, not listed: another test's app may have a real warm-up of its own running)
-    assert outliers.drawn_pages(8, 0) is first and calls.count((8, 0)) == 1
+    assert torch.equal(outliers.drawn_pages(8, 0)[0], first) and calls.count((8, 0)) == 1
+
+
+def test_the_drawn_outliers_are_drawn_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    """The drawn set is written to the cache folder and read back bit for bit by a later
+    process (here: with the process's copy forgotten and drawing made to fail); a fit asking for
+    fewer pages takes the first of each kind; an unreadable file is drawn again and replaced."""
+    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(outliers, "drawn_set", functools.lru_cache(outliers.drawn_set.__wrapped__))
+    monkeypatch.setattr(outliers, "PAGES", 40)
+    kinds, kept, state = outliers.drawn_set(40, 5)
+    (file,) = (tmp_path / "outliers").iterdir()
+    assert kinds.shape == (3, 10, 28, 28) and kept.sum() >= 25 and not kinds[~kept].any()
+    pages = outliers.drawn_pages(40, 5)[0]
+    fewer = outliers.drawn_pages(20, 5)[0]  # 5 of each kind: the first 5 of each of the 10
+    assert torch.equal(fewer, kinds[:, :5][kept[:, :5]]) and len(pages) == kept.sum()
+
+    def no_drawing(rng):
+        raise AssertionError("drew a page that the cache holds")
+
+    with monkeypatch.context() as m:
+        m.setattr(outliers, "bezier_page", no_drawing)
+        outliers.drawn_set.cache_clear()  # as in a new process
+        again = outliers.drawn_set(40, 5)
+    assert torch.equal(again[0], kinds) and torch.equal(again[1], kept) and again[2] == state
+
+    whole = file.read_bytes()
+    file.write_bytes(whole[:100])  # cut short, as by a full disk
+    outliers.drawn_set.cache_clear()
+    redrawn = outliers.drawn_set(40, 5)
+    assert torch.equal(redrawn[0], kinds) and file.read_bytes() == whole
+
+    # Other library versions name another file; a cache folder that cannot be made is skipped.
+    monkeypatch.setattr(outliers, "version", lambda library: "0.0")
+    assert outliers.cache_file(40, 5) != file
+    monkeypatch.setenv("DIGITLAB_CACHE", str(file / "inside-a-file"))
+    outliers.drawn_set.cache_clear()
+    assert torch.equal(outliers.drawn_set(40, 5)[0], kinds)

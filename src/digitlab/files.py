@@ -14,6 +14,12 @@ REPLACE_TRIES = 10
 REPLACE_PAUSE = 0.1
 
 
+def cache_dir() -> Path:
+    """Where digitlab keeps what it can make again but would rather not (MNIST-C's corrupted
+    sets, the drawn outlier pages): $DIGITLAB_CACHE, else ~/.cache/digitlab."""
+    return Path(os.environ.get("DIGITLAB_CACHE") or Path.home() / ".cache" / "digitlab")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one.
 

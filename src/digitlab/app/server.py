@@ -228,8 +228,9 @@ def save_drawing(value, label: str | None, room: Classroom, request) -> str:
     image.save(buffer, format="PNG")
     (folder / label).mkdir(parents=True, exist_ok=True)
     atomic_write(folder / label / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}.png", buffer.getvalue())
-    # Learn refits the "not sure" detector against drawn outliers: draw them while the visitor
-    # draws (about 15 s on two cores, once per process) instead of after they press Learn.
+    # Learn refits the "not sure" detector against drawn outliers: where the cache folder does
+    # not hold them yet, draw them while the visitor draws (about 15 s on two cores) instead of
+    # after they press Learn; else read them (a fraction of a second).
     calibration.warm_up()
     return f"Saved as a {label}. {count + 1} drawing(s) of yours so far."
 

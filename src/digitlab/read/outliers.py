@@ -10,19 +10,29 @@ nothing from that module. Four kinds, none designed to look like anything:
 - digit chimeras: the left (or top) half of one MNIST training digit beside the other half of a
   digit of another class, or two digits of different classes laid over each other, shifted.
 
-The drawn kinds go through the same preprocessing as a drawing (read.preprocess).
+The drawn kinds go through the same preprocessing as a drawing (read.preprocess). They are
+drawn once (about 15 s) and kept in the cache folder (~/.cache/digitlab/outliers, or
+$DIGITLAB_CACHE/outliers), so that later training runs and fine-tunes read them in a moment.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
+import json
 import threading
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
 from digitlab.data.mnist import to_unit
+from digitlab.files import atomic_write, cache_dir
 from digitlab.read.preprocess import BlankImageError, preprocess
 
 
@@ -99,35 +109,76 @@ def chimeras(images: torch.Tensor, labels: torch.Tensor, count: int, rng) -> tor
     return out
 
 
+PAGES = 6000  # the drawn set: 1,500 pages of each drawn kind; a fit asking for fewer takes the
+# first pages of each kind, so every fit of up to 6,000 outliers shares one drawing (about 15 s)
+
 _drawing = threading.Lock()  # one drawing at a time: a caller during a warm-up waits for it
 _warming: set[tuple[int, int]] = set()
 
 
 def drawn_pages(count: int, seed: int) -> tuple[torch.Tensor, dict]:
     """The three drawn kinds, count // 4 pages each, prepared: (M, 28, 28), and the random
-    generator's state after them. Kept for the process: they depend on no model or data, and
-    drawing 4,500 takes about 15 s, which every training run and fine-tune would pay again.
-    A call during a warm-up (warm_up) waits for that drawing and shares it."""
+    generator's state after the drawn set. The pages are the first of each kind in the drawn
+    set of max(count, PAGES) pages, which depends on no model or data: it is drawn once and kept
+    for the process and on disk (drawn_set). A call during a warm-up (warm_up) waits for that
+    drawing and shares it."""
     with _drawing:
-        return _drawn_pages(count, seed)
+        kinds, kept, state = drawn_set(max(count, PAGES), seed)
+    n = count // 4
+    return kinds[:, :n][kept[:, :n]], state
 
 
 def warm_up(count: int, seed: int = 0) -> None:
-    """Start drawing drawn_pages(count, seed) in a background thread, once per process, so that
-    a later fit finds them ready: the app starts it when a visitor saves a drawing, and their
-    Learn then waits for the fine-tune, not for 15 s of drawing."""
-    if (count, seed) not in _warming:  # two saves at once may both start one: the lock and the
-        _warming.add((count, seed))  # cache make the second a lookup
+    """Start drawing what drawn_pages(count, seed) needs in a background thread, once per
+    process, so that a later fit finds it ready: the app starts it when a visitor saves a
+    drawing, and their Learn then waits for the fine-tune, not for 15 s of drawing."""
+    key = (max(count, PAGES), seed)
+    if key not in _warming:  # two saves at once may both start one: the lock and the cache
+        _warming.add(key)  # make the second a lookup
         threading.Thread(target=drawn_pages, args=(count, seed), daemon=True).start()
 
 
-@functools.lru_cache(maxsize=4)
-def _drawn_pages(count: int, seed: int) -> tuple[torch.Tensor, dict]:
+@functools.lru_cache(maxsize=2)
+def drawn_set(total: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """total // 4 pages of each drawn kind, in one random stream (Bezier curves, then stroke
+    soups, then crossings): (3, n, 28, 28) prepared pages, (3, n) bool, False where a page had
+    no ink left after preprocessing (its slot is zeros), and the generator's state after them.
+    Read from the cache folder (files.cache_dir) when a file drawn by this same code is there;
+    else drawn, and written there for the next process."""
+    path = cache_file(total, seed)
+    try:
+        with safe_open(path, "pt") as f:
+            state = json.loads(f.metadata()["state"])
+            return f.get_tensor("pages"), f.get_tensor("kept"), state
+    except (OSError, KeyError, ValueError, SafetensorError):  # none yet, or unreadable
+        pass
     rng = np.random.default_rng(seed)
-    drawn = []
-    for page in (bezier_page, soup_page, crossing_page):
-        drawn += [prepared(page(rng)) for _ in range(count // 4)]
-    return torch.stack([x for x in drawn if x is not None]), rng.bit_generator.state
+    n = total // 4
+    pages, kept = torch.zeros(3, n, 28, 28), torch.zeros(3, n, dtype=torch.bool)
+    for k, draw in enumerate((bezier_page, soup_page, crossing_page)):
+        for i in range(n):
+            page = prepared(draw(rng))
+            if page is not None:
+                pages[k, i], kept[k, i] = page, True
+    state = rng.bit_generator.state
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = save({"pages": pages, "kept": kept}, {"state": json.dumps(state)})
+        atomic_write(path, data)
+    except OSError:  # a read-only or full cache folder: draw again next time
+        pass
+    return pages, kept, state
+
+
+def cache_file(total: int, seed: int) -> Path:
+    """The drawn set's file, named by a hash of the code and libraries that draw it (this
+    module, preprocessing, numpy, Pillow, SciPy, scikit-image): a change to any draws anew."""
+    key = hashlib.sha256()
+    for source in (__file__, inspect.getfile(preprocess)):
+        key.update(Path(source).read_bytes())
+    for library in ("numpy", "pillow", "scipy", "scikit-image"):
+        key.update(version(library).encode())
+    return cache_dir() / "outliers" / f"pages-{total}-seed{seed}-{key.hexdigest()[:16]}.safetensors"
 
 
 def build(images: torch.Tensor, labels: torch.Tensor, count: int = 3000, seed: int = 0):

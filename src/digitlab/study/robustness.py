@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,7 @@ import torch
 from digitlab.data.corruptions import CORRUPTIONS, corrupt
 from digitlab.data.mnist import Split, load_split
 from digitlab.errors import DigitlabError
-from digitlab.files import atomic_write
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DIGITLAB_CACHE") or Path.home() / ".cache" / "digitlab")
+from digitlab.files import atomic_write, cache_dir
 
 
 def names_of(text: str | None) -> list[str]:

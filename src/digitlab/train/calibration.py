@@ -14,7 +14,7 @@ from digitlab.read import outliers, unsure
 from digitlab.train.checks import split_training_set
 from digitlab.train.settings import TrainConfig
 
-EXPOSURE = 6000  # synthetic outliers the head learns to refuse (read.outliers; ~15 s to draw once)
+EXPOSURE = 6000  # synthetic outliers the head learns to refuse (read.outliers: drawn once, kept)
 
 
 def warm_up() -> None:
