@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from digitlab.data.mnist import load_split
+from digitlab.errors import DigitlabError
 from digitlab.read import nondigits, outliers, unsure
 from digitlab.read.predictor import Predictor
 
@@ -185,9 +186,18 @@ def test_the_drawn_outliers_are_drawn_once_and_then_read_from_the_cache(tmp_path
     redrawn = outliers.drawn_set(40, 5)
     assert torch.equal(redrawn[0], kinds) and file.read_bytes() == whole
 
-    # Other library versions name another file; a cache folder that cannot be made is skipped.
+    # Other library versions name another file; a cache folder that cannot be made, or a file
+    # that cannot be replaced (on Windows, while another process reads it), is skipped.
     monkeypatch.setattr(outliers, "version", lambda library: "0.0")
     assert outliers.cache_file(40, 5) != file
     monkeypatch.setenv("DIGITLAB_CACHE", str(file / "inside-a-file"))
+    outliers.drawn_set.cache_clear()
+    assert torch.equal(outliers.drawn_set(40, 5)[0], kinds)
+
+    def held_open(path, data):
+        raise DigitlabError(f"{path}: cannot be replaced because another program holds it open")
+
+    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(outliers, "atomic_write", held_open)
     outliers.drawn_set.cache_clear()
     assert torch.equal(outliers.drawn_set(40, 5)[0], kinds)

@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from digitlab.data.mnist import to_unit
+from digitlab.errors import DigitlabError
 from digitlab.files import atomic_write, cache_dir
 from digitlab.read.preprocess import BlankImageError, preprocess
 
@@ -146,10 +147,10 @@ def drawn_set(total: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
     Read from the cache folder (files.cache_dir) when a file drawn by this same code is there;
     else drawn, and written there for the next process."""
     path = cache_file(total, seed)
-    try:
-        with safe_open(path, "pt") as f:
-            state = json.loads(f.metadata()["state"])
-            return f.get_tensor("pages"), f.get_tensor("kept"), state
+    try:  # read whole, not memory-mapped: Windows cannot replace a file another process maps
+        stored = load(path.read_bytes())
+        state = json.loads(stored["state"].numpy().tobytes())
+        return stored["pages"], stored["kept"], state
     except (OSError, KeyError, ValueError, SafetensorError):  # none yet, or unreadable
         pass
     rng = np.random.default_rng(seed)
@@ -160,13 +161,13 @@ def drawn_set(total: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
             page = prepared(draw(rng))
             if page is not None:
                 pages[k, i], kept[k, i] = page, True
-    state = rng.bit_generator.state
+    state = rng.bit_generator.state  # where the chimeras (build) go on from, kept as JSON bytes
+    as_bytes = torch.frombuffer(bytearray(json.dumps(state).encode()), dtype=torch.uint8)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = save({"pages": pages, "kept": kept}, {"state": json.dumps(state)})
-        atomic_write(path, data)
-    except OSError:  # a read-only or full cache folder: draw again next time
-        pass
+        atomic_write(path, save({"pages": pages, "kept": kept, "state": as_bytes}))
+    except (OSError, DigitlabError):  # a read-only or full cache folder, or (Windows) the file
+        pass  # held open by another process: the next process draws them again
     return pages, kept, state
 
 
