@@ -94,6 +94,7 @@ def needs(available: bool, what: str):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def corruption_cache(tmp_path_factory):
-    """Corrupted test sets go to a folder of the test session, not the user's cache."""
+def cache_folder(tmp_path_factory):
+    """digitlab's cache (MNIST-C's corrupted sets, the drawn outlier pages) goes to a folder of
+    the test session, not the user's: subprocesses started by the tests share it."""
     os.environ["DIGITLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))

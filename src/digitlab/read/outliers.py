@@ -124,7 +124,7 @@ def drawn_pages(count: int, seed: int) -> tuple[torch.Tensor, dict]:
     for the process and on disk (drawn_set). A call during a warm-up (warm_up) waits for that
     drawing and shares it."""
     with _drawing:
-        kinds, kept, state = drawn_set(max(count, PAGES), seed)
+        kinds, kept, state = drawn_set(max(count, PAGES) // 4, seed)
     n = count // 4
     return kinds[:, :n][kept[:, :n]], state
 
@@ -133,53 +133,85 @@ def warm_up(count: int, seed: int = 0) -> None:
     """Start drawing what drawn_pages(count, seed) needs in a background thread, once per
     process, so that a later fit finds it ready: the app starts it when a visitor saves a
     drawing, and their Learn then waits for the fine-tune, not for 15 s of drawing."""
-    key = (max(count, PAGES), seed)
+    key = (max(count, PAGES) // 4, seed)
     if key not in _warming:  # two saves at once may both start one: the lock and the cache
         _warming.add(key)  # make the second a lookup
         threading.Thread(target=drawn_pages, args=(count, seed), daemon=True).start()
 
 
 @functools.lru_cache(maxsize=2)
-def drawn_set(total: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """total // 4 pages of each drawn kind, in one random stream (Bezier curves, then stroke
-    soups, then crossings): (3, n, 28, 28) prepared pages, (3, n) bool, False where a page had
-    no ink left after preprocessing (its slot is zeros), and the generator's state after them.
-    Read from the cache folder (files.cache_dir) when a file drawn by this same code is there;
-    else drawn, and written there for the next process."""
-    path = cache_file(total, seed)
-    try:  # read whole, not memory-mapped: Windows cannot replace a file another process maps
-        stored = load(path.read_bytes())
-        state = json.loads(stored["state"].numpy().tobytes())
-        return stored["pages"], stored["kept"], state
-    except (OSError, KeyError, ValueError, SafetensorError):  # none yet, or unreadable
-        pass
+def drawn_set(per_kind: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """per_kind pages of each drawn kind, in one random stream (Bezier curves, then stroke
+    soups, then crossings): (3, per_kind, 28, 28) prepared pages, (3, per_kind) bool, False
+    where a page had no ink left after preprocessing (its slot is zeros), and the generator's
+    state after them. Read from the cache folder (files.cache_dir) when a file drawn by this
+    same code is there; else drawn, and written there for the next process."""
+    path = cache_file(per_kind, seed)
+    stored = read_set(path, per_kind) if path else None
+    if stored:
+        return stored
     rng = np.random.default_rng(seed)
-    n = total // 4
-    pages, kept = torch.zeros(3, n, 28, 28), torch.zeros(3, n, dtype=torch.bool)
+    pages = torch.zeros(3, per_kind, 28, 28)
+    kept = torch.zeros(3, per_kind, dtype=torch.bool)
     for k, draw in enumerate((bezier_page, soup_page, crossing_page)):
-        for i in range(n):
+        for i in range(per_kind):
             page = prepared(draw(rng))
             if page is not None:
                 pages[k, i], kept[k, i] = page, True
-    state = rng.bit_generator.state  # where the chimeras (build) go on from, kept as JSON bytes
+    state = rng.bit_generator.state
+    if path:
+        write_set(path, pages, kept, state)
+    return pages, kept, state
+
+
+def cache_file(per_kind: int, seed: int) -> Path | None:
+    """The drawn set's file, named by a hash of the code and libraries that draw it (this
+    module, preprocessing, data.mnist's to_unit; numpy, Pillow, SciPy, scikit-image): a change
+    to any draws anew. None where that cannot be known (no home folder, a library installed
+    under another name, no source files): the set is then drawn and not kept."""
+    try:
+        key = hashlib.sha256()
+        for source in (__file__, inspect.getfile(preprocess), inspect.getfile(to_unit)):
+            key.update(Path(source).read_bytes())
+        for library in ("numpy", "pillow", "scipy", "scikit-image"):
+            key.update(version(library).encode())
+        folder = cache_dir() / "outliers"
+    except (OSError, RuntimeError, ImportError, TypeError):
+        return None
+    return folder / f"pages-{per_kind}x3-seed{seed}-{key.hexdigest()[:16]}.safetensors"
+
+
+def read_set(path: Path, per_kind: int) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
+    """drawn_set's pages, kept and state from `path`, or None if it is missing or not a whole
+    file of the right shapes (cut short by a full disk, say): the set is then drawn again."""
+    try:  # read whole, not memory-mapped: Windows cannot replace a file another process maps
+        stored = load(path.read_bytes())
+        pages, kept = stored["pages"], stored["kept"]
+        state = json.loads(stored["state"].numpy().tobytes())
+        np.random.default_rng().bit_generator.state = state  # refused unless a PCG64 state
+    except (OSError, KeyError, ValueError, TypeError, SafetensorError):
+        return None
+    if pages.shape != (3, per_kind, 28, 28) or kept.shape != (3, per_kind):
+        return None
+    if pages.dtype != torch.float32 or kept.dtype != torch.bool:
+        return None
+    return pages, kept, state
+
+
+def write_set(path: Path, pages: torch.Tensor, kept: torch.Tensor, state: dict) -> None:
+    """Keep a drawn set at `path` (the state as JSON bytes), and remove the files of the same
+    set drawn by other versions. A read-only or full folder, or (Windows) a file held open by
+    another process, is skipped: the next process draws the set again."""
     as_bytes = torch.frombuffer(bytearray(json.dumps(state).encode()), dtype=torch.uint8)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, save({"pages": pages, "kept": kept, "state": as_bytes}))
-    except (OSError, DigitlabError):  # a read-only or full cache folder, or (Windows) the file
-        pass  # held open by another process: the next process draws them again
-    return pages, kept, state
-
-
-def cache_file(total: int, seed: int) -> Path:
-    """The drawn set's file, named by a hash of the code and libraries that draw it (this
-    module, preprocessing, numpy, Pillow, SciPy, scikit-image): a change to any draws anew."""
-    key = hashlib.sha256()
-    for source in (__file__, inspect.getfile(preprocess)):
-        key.update(Path(source).read_bytes())
-    for library in ("numpy", "pillow", "scipy", "scikit-image"):
-        key.update(version(library).encode())
-    return cache_dir() / "outliers" / f"pages-{total}-seed{seed}-{key.hexdigest()[:16]}.safetensors"
+        stale = path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.safetensors")
+        for old in stale:
+            if old != path:
+                old.unlink(missing_ok=True)
+    except (OSError, DigitlabError):
+        pass
 
 
 def build(images: torch.Tensor, labels: torch.Tensor, count: int = 3000, seed: int = 0):

@@ -18,9 +18,9 @@ EXPOSURE = 6000  # synthetic outliers the head learns to refuse (read.outliers: 
 
 
 def warm_up() -> None:
-    """Start drawing, in the background, the outliers that a fit on 10,000 or more training
-    images asks for (outliers.warm_up): the app's Learn (train.finetune, which fits on 10,000
-    MNIST training images) then finds them drawn."""
+    """Start drawing, in the background, the outlier pages every fit takes its own from
+    (outliers.warm_up; read from the cache folder where they are kept already): the app's Learn
+    (train.finetune) then finds them drawn."""
     outliers.warm_up(EXPOSURE)
 
 
