@@ -133,9 +133,8 @@ def warm_up(count: int, seed: int = 0) -> None:
     """Start drawing what drawn_pages(count, seed) needs in a background thread, once per
     process, so that a later fit finds it ready: the app starts it when a visitor saves a
     drawing, and their Learn then waits for the fine-tune, not for 15 s of drawing."""
-    key = (max(count, PAGES) // 4, seed)
-    if key not in _warming:  # two saves at once may both start one: the lock and the cache
-        _warming.add(key)  # make the second a lookup
+    if (count, seed) not in _warming:  # two saves at once may both start one: the lock and
+        _warming.add((count, seed))  # the cache make the second a lookup
         threading.Thread(target=drawn_pages, args=(count, seed), daemon=True).start()
 
 
