@@ -36,6 +36,7 @@ CONV_GRID = [
     (2, 5, 3, 9, 17, (1, 3), (3, 2), (0, 1), (1, 2), True),
     (1, 1, 1, 5, 5, 5, 1, 0, 1, True),
     (2, 1, 3, 9, 9, 3, 1, 1, 1, False),  # one channel, no bias: no row of ones
+    (3, 1, 4, 11, 10, (3, 2), (2, 1), (1, 2), (1, 2), True),  # one channel, images side by side
     # through the DFT (stride 1, several input channels): odd sizes, padding past the kernel
     (2, 3, 4, 9, 7, (3, 2), 1, (2, 3), 1, True),
     (3, 6, 5, 7, 7, 5, 1, 0, 1, False),

@@ -4,8 +4,10 @@ The plain layer copies its windows into a fresh (L, K) matrix and multiplies. Th
 the same numbers with less work or memory traffic:
 
 - im2col into workspace buffers reused from call to call (no page zeroing per call);
-- a one-channel first layer fills the transposed windows (K, L), image row by image row, with a
-  row of ones that makes the bias one more weight (no pass of its own over the large output);
+- a one-channel first layer takes its windows with the batch's images side by side, as the
+  channels of one image: it fills the transposed windows (K, L) in long runs, with a row of ones
+  that makes the bias one more weight (no pass of its own over the large output), and its
+  output lies (OH, OW, N, O) in memory, the layout the DFT path takes without a copy;
 - the weight gradient as one partial product per thread (sum_over_windows);
 - dcols as one batched product per kernel offset, laid out for col2im's adds (with one input
   channel, one matrix product: each offset's block is then a column);
@@ -62,19 +64,32 @@ class Conv2d(PlainConv2d):
         """The windows of the padded channels-last x (N, Hp, Wp, C) as an (L, K) matrix."""
         win = windows(x, self.kernel_size, self.stride, self.dilation, out_hw)
         n, oh, ow, kh, kw, c = win.shape
-        if c > 1:  # rows of KW*C numbers, copied in that order
+        if not self.one_channel():  # rows of KW*C numbers, copied in that order
             cols = self.workspace("cols", (n * oh * ow, kh * kw * c), x)
             cols.view(win.shape).copy_(win)
             return cols
-        # One channel (a first layer): a window row is only KW numbers, while a row of the image
-        # is OW; fill the transpose, (K, L), one image row at a time, and hand out its (L, K) view.
-        # With a bias, one more row of ones: the products then add the bias (forward) and sum its
+        # One channel (a first layer): x is the batch as the channels of one image (images).
+        # A window row would be only KW numbers; fill the transpose, (K, L), where each
+        # kernel offset's row is OH runs of OW*N numbers, and hand out its (L, K) view. With a
+        # bias, one more row of ones: the products then add the bias (forward) and sum its
         # gradient (backward), saving a pass over the large first-layer output for each.
         k = kh * kw
-        cols_t = self.workspace("cols", (k + (self.bias is not None), n * oh * ow), x)
-        cols_t[:k].view(kh, kw, c, n, oh, ow).copy_(win.permute(3, 4, 5, 0, 1, 2))
+        cols_t = self.workspace("cols", (k + (self.bias is not None), oh * ow * c), x)
+        cols_t[:k].view(kh, kw, oh, ow, c).copy_(win[0].permute(2, 3, 0, 1, 4))
         cols_t[k:].fill_(1)
         return cols_t.t()
+
+    def one_channel(self) -> bool:
+        """A first layer: its windows are taken with the batch's images side by side, as the
+        channels of one image (images). Its windows (L, K) are then ordered (OH, OW, N), and so
+        is its output: (OH, OW, N, O) in memory, the maps side by side that the next layers
+        keep and the DFT path (spectral.py) reads without a copy."""
+        return self.in_channels == 1
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) as the channels-last padded tensor im2col takes: (N, Hp, Wp, C); for a
+        one-channel layer (1, Hp, Wp, N), the images side by side."""
+        return channels_last(x.transpose(0, 1) if self.one_channel() else x, self.padding)
 
     def through_dft(self) -> bool:
         """Whether forward goes through the DFT: where it pays (measured: from two input
@@ -111,7 +126,7 @@ class Conv2d(PlainConv2d):
 
     def im2col_forward(self, x: torch.Tensor, out_hw):
         # Work channels-last, (N, H, W, C): free when x came from another hand-written layer.
-        x = channels_last(x, self.padding).contiguous()
+        n, x = x.shape[0], self.images(x).contiguous()
         cols = self.im2col(x, out_hw)
         # The weight in the windows' (KH, KW, C) order, as an (O, K) matrix.
         w2 = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
@@ -119,9 +134,10 @@ class Conv2d(PlainConv2d):
             y = cols @ torch.cat((w2, self.bias[:, None]), 1).t()
         else:
             y = cols @ w2.t() if self.bias is None else torch.addmm(self.bias, cols, w2.t())
-        # (L, O) rows are channels-last (N, OH, OW, O); the permuted view keeps them uncopied.
-        y = y.view(x.shape[0], *out_hw, self.out_channels).permute(0, 3, 1, 2)
-        return y, (cols, w2, x.shape)
+        # (L, O) rows are (N, OH, OW, O), or (OH, OW, N, O) for one channel: views, uncopied.
+        if self.one_channel():
+            return y.view(*out_hw, n, self.out_channels).permute(2, 3, 0, 1), (cols, w2, x.shape)
+        return y.view(n, *out_hw, self.out_channels).permute(0, 3, 1, 2), (cols, w2, x.shape)
 
     def backward(self, grad_out: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         saved, out_shape, dft = self.saved()
@@ -139,10 +155,11 @@ class Conv2d(PlainConv2d):
         return dx
 
     def im2col_backward(self, grad_out: torch.Tensor, saved, input_grad: bool):
-        cols, w2, (n, hp, wp, c) = saved
-        out_hw = grad_out.shape[2:]
-        gy = grad_out.permute(0, 2, 3, 1).reshape(-1, self.out_channels)  # (L, O)
-        kh, kw = self.kernel_size
+        cols, w2, (n, hp, wp, cp) = saved  # the padded images' shape, as im2col took them
+        out_hw, c, (kh, kw) = grad_out.shape[2:], self.in_channels, self.kernel_size
+        # (L, O), its rows in the windows' order: (N, OH, OW), or (OH, OW, N) for one channel
+        rows = (2, 3, 0, 1) if self.one_channel() else (0, 2, 3, 1)
+        gy = grad_out.permute(*rows).reshape(-1, self.out_channels)
         # dW2 (O, K) = gy^T @ cols, multiplied in the order that reads both operands along their
         # rows: for a first layer cols is the transpose of a (K, L) matrix, so form dW2^T.
         if cols.is_contiguous():
@@ -161,13 +178,13 @@ class Conv2d(PlainConv2d):
         # A batched product over the KH*KW offsets, laid out for col2im's adds.
         w_k = w2.view(self.out_channels, kh * kw, c).transpose(0, 1).contiguous()
         dwin = self.workspace("dwin", (kh * kw, gy.shape[0], c), gy)
-        if c == 1:
+        if self.one_channel():
             # One channel: each offset's block is a matrix-vector product, which the batched
             # product ran at a tenth of its speed (conv1's dx: 2.3 ms). As one product,
             # (KH*KW, O) @ gy^T (O, L), its rows are already col2im's (KH*KW, L) blocks.
             torch.mm(w_k.view(kh * kw, -1), gy.t(), out=dwin.view(kh * kw, -1))
         else:
             torch.bmm(gy.expand(kh * kw, *gy.shape), w_k, out=dwin)
-        dwin = dwin.view(kh, kw, n, *out_hw, c)
-        dx = col2im(dwin, (hp, wp), self.stride, self.dilation)
-        return unpad(dx, self.padding)
+        dwin = dwin.view(kh, kw, n, *out_hw, cp)
+        dx = unpad(col2im(dwin, (hp, wp), self.stride, self.dilation), self.padding)
+        return dx.transpose(0, 1) if self.one_channel() else dx  # images: (1, N, H, W)
