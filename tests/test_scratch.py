@@ -9,6 +9,7 @@ from torch import nn
 
 import digitlab.scratch
 from digitlab import scratch
+from digitlab.scratch.fast.batchnorm import ROWS_UP_TO, Rows
 from torch_compare import (
     compare_layer,
     compare_loss,
@@ -44,18 +45,26 @@ CONV_GRID = [
 ]
 
 
+def maps_side_by_side(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) laid out (H, W, N, C) in memory: the fast Conv2d's output through the DFT or
+    from one input channel."""
+    return t.permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
+
+
 def fast_against_plain(
     fast, plain, x: torch.Tensor, train: bool = True, layout=torch.contiguous_format
 ) -> dict:
     """Both versions of one layer on the same x, dL/dy and parameters (the plain one's, copied):
     the largest difference of output, dL/dx, each dL/dparameter and each buffer after the call.
-    layout=torch.channels_last lays x and dL/dy out channels-last, as the fast layers do."""
+    layout=torch.channels_last lays x and dL/dy out channels-last, as the fast layers do;
+    layout=maps_side_by_side as the fast Conv2d leaves them."""
     plain, fast = plain.to(x.dtype).train(train), fast.to(x.dtype).train(train)
     fast.load_state_dict(plain.state_dict())
+    lay = layout if callable(layout) else lambda t: t.clone(memory_format=layout)
     results = []
     for layer in (fast, plain):
-        y = layer(x.clone(memory_format=layout))
-        grad_out = make_input(y.shape, x.dtype, seed=1).contiguous(memory_format=layout)
+        y = layer(lay(x))
+        grad_out = lay(make_input(y.shape, x.dtype, seed=1))
         gx = layer.backward(grad_out)
         results.append([y, gx, *(q.grad for q in layer.parameters()), *layer.buffers()])
     names = ["output", "input grad"]
@@ -186,14 +195,17 @@ def test_batchnorm2d_train_and_eval_match_torch(bn, momentum, n):
     assert bn_scratch.num_batches_tracked.item() == 3
 
 
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(
+    "layout", [torch.contiguous_format, torch.channels_last, maps_side_by_side]
+)
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("affine", [True, False])
-@pytest.mark.parametrize("shape", [(1, 3, 4, 5), (7, 2, 3, 3), (2, 5, 1, 7)])
+@pytest.mark.parametrize("shape", [(1, 3, 4, 5), (7, 2, 3, 3), (2, 5, 1, 7), (3, 33, 2, 2)])
 def test_fast_batchnorm2d_gives_the_plain_ones_numbers(layout, train, affine, shape):
     """The fused passes against the formulas as derived, float64: output, dL/dx, dL/dgamma,
     dL/dbeta and the running statistics, over three steps with a non-trivial gamma and beta,
-    also on channels-last input (the layout the other fast layers hand it)."""
+    also on the layouts the other fast layers hand it, where training works on the memory as
+    an (M, C) matrix (up to ROWS_UP_TO channels; 33 takes the other path)."""
     plain = scratch.PlainBatchNorm2d(shape[1], momentum=None, affine=affine)
     if affine:
         with torch.no_grad():
@@ -204,6 +216,8 @@ def test_fast_batchnorm2d_gives_the_plain_ones_numbers(layout, train, affine, sh
     for step in range(3):
         x = make_input(shape, seed=step) * 3 + 1
         assert_close(fast_against_plain(fast, plain, x, train, layout), 1e-12, 1e-10)
+        rows = train and layout != torch.contiguous_format and shape[1] <= ROWS_UP_TO
+        assert isinstance(fast.saved(), Rows) == rows
         plain.zero_grad()
         fast.zero_grad()
 

@@ -67,21 +67,31 @@ class PlainBatchNorm2d(Layer):
         if not self.training:
             mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
             return x - self._view(mean), var
+        m = self.values_per_channel(x)
+        mean = x.mean((0, 2, 3))
+        centered = x - self._view(mean)
+        var = centered.square().mean((0, 2, 3))
+        self.track(mean, var, m)
+        return centered, var
+
+    def values_per_channel(self, x: torch.Tensor) -> int:
+        """M = N * H * W, which training's statistics need to be more than 1."""
         m = x.numel() // self.num_features
         if m < 2:
             raise ValueError(
                 f"BatchNorm2d needs more than 1 value per channel in training, got shape "
                 f"{tuple(x.shape)}"
             )
-        mean = x.mean((0, 2, 3))
-        centered = x - self._view(mean)
-        var = centered.square().mean((0, 2, 3))
+        return m
+
+    def track(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
+        """Move the running averages towards a training batch's mean and (biased) var (C,),
+        taken over m values per channel."""
         self.num_batches_tracked += 1
         factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
         self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
         unbiased = (var * m / (m - 1)).to(self.running_var.dtype)
         self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-        return centered, var
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 4, self.num_features, "BatchNorm2d")
