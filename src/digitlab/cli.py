@@ -654,7 +654,7 @@ def cmd_bench(args) -> int:
     for row in result["rows"]:
         print(f"{row['name']:<58} {bench_values(row)}")
     if result["freed_memory_kept"]:
-        print("freed memory kept in the process (glibc's mallopt): no page faults timed")
+        print("freed memory kept in the process (glibc's mallopt): page faults kept out of rows")
     else:
         print("freed memory left to the allocator (not glibc): page faults may sway the rows")
     wide = [row["name"] for row in result["rows"] if row.get("wide")]
