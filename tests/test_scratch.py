@@ -507,6 +507,42 @@ def test_the_public_layers_are_the_fast_ones_over_the_plain_ones():
     assert not kinds & {scratch.PlainConv2d, scratch.PlainMaxPool2d, scratch.PlainBatchNorm2d}
 
 
+def test_the_speedruns_net_keeps_its_maps_side_by_side_from_conv1_to_batch_norm():
+    """The layouts the speed paths hand each other in a training forward of the `fast` net:
+    conv1 (one channel) leaves its output (OH, OW, N, O) in memory, the max pool keeps it, and
+    both batch norms then take the (M, C) path. A layer falling back to another layout would
+    still compute the right numbers (the other tests), only slower: this test says which."""
+    from digitlab.nets import models
+
+    net = models.build("fast", "scratch").train()
+    conv1, pool1, bn1 = list(net.conv1)[:3]
+    with torch.no_grad():
+        y = conv1(make_input((5, 1, 28, 28), F32))
+        assert y.permute(2, 3, 0, 1).is_contiguous()  # (OH, OW, N, O)
+        assert pool1(y).permute(2, 3, 0, 1).is_contiguous()
+        net(make_input((5, 1, 28, 28), F32))
+    assert isinstance(bn1.saved(), Rows) and isinstance(list(net.conv2)[2].saved(), Rows)
+
+
+@pytest.mark.parametrize(
+    "x_layout, grad_layout",
+    [(maps_side_by_side, torch.contiguous_format), (torch.contiguous_format, maps_side_by_side)],
+)
+def test_fast_batch_norm_takes_a_gradient_laid_out_otherwise(x_layout, grad_layout):
+    """dL/dy need not lie as x did (another layer's backward may hand it in any layout): on
+    both paths, the (M, C) one (x side by side) and the other (x contiguous)."""
+    plain, fast = scratch.PlainBatchNorm2d(3), scratch.BatchNorm2d(3)
+    x, gy = make_input((4, 3, 5, 6)) * 2 + 1, make_input((4, 3, 5, 6), seed=1)
+    lay = {maps_side_by_side: maps_side_by_side, torch.contiguous_format: torch.clone}
+    results = []
+    for layer in (fast, plain):
+        layer.double()
+        y = layer(lay[x_layout](x))
+        results.append((y, layer.backward(lay[grad_layout](gy)), layer.weight.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def test_the_source_check_catches_forbidden_calls():
     samples = [
         "import torch.nn.functional as F\ny = F.conv2d(x, w)",

@@ -2,6 +2,7 @@
 agree with each other (how fast anything is, is the benchmarks' business, not a test's)."""
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -132,7 +133,7 @@ print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / 20)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
 def test_the_bench_times_steps_without_page_faults():
     """With freed memory kept, a PyTorch cnn step takes no fresh pages from the OS once warm
     (0-15 page faults a step, measured; left to malloc's own rules, 1,600-2,800 in every one of

@@ -656,7 +656,7 @@ def cmd_bench(args) -> int:
     if result["freed_memory_kept"]:
         print("freed memory kept in the process (glibc's mallopt): page faults kept out of rows")
     else:
-        print("freed memory left to the allocator (not glibc): page faults may sway the rows")
+        print("freed memory left to the allocator (no glibc mallopt): page faults may sway rows")
     wide = [row["name"] for row in result["rows"] if row.get("wide")]
     if wide:
         print(

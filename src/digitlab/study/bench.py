@@ -55,13 +55,15 @@ def mean_ms(fn, number: int) -> float:
 
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to keep the memory a process frees instead of handing it back to the
-    OS, and to serve large blocks from it: True where done (Linux with glibc), False elsewhere
-    (nothing changed). Left to its own rules, malloc sometimes hands a step's multi-megabyte
-    temporaries back after every step, and the next step takes fresh pages from the OS, each a
-    page fault and a page zeroed: 1,800-7,000 faults per PyTorch `cnn` step in some runs of the
-    same bench, a few in others, and that, not the layers, decided the ratio (0.98-1.18 over
-    three runs; 1.07-1.10 with memory kept). A training run's allocator mostly settles on its
-    own (50-130 faults per speedrun step), so this is the bench's alone. For the process's life."""
+    OS, and to serve large blocks from it: True where done (Linux with glibc), False where not
+    (another C library, or glibc refused). Left to its own rules, malloc handed a step's
+    multi-megabyte temporaries back after a step and the next step took fresh pages from the
+    OS, each a page fault and a page zeroed: 1,600-2,800 faults per PyTorch `cnn` step in each
+    of five fresh processes (0-15 with the memory kept). How many depended on the order of the
+    allocations, and that, not the layers, swayed the step rows (the `cnn` ratio 1.04-1.18 over
+    three runs of the same code; 1.07-1.10 over five with the memory kept). A training run's
+    allocator mostly settles by itself (50-130 faults per speedrun step), so this is the
+    bench's alone. It lasts for the process's life."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -70,8 +72,9 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
     # Blocks up to 32 MiB (glibc's own ceiling for its moving threshold) from the heap, and
-    # up to 1 GiB of freed memory kept at its top.
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+    # up to 1 GiB of freed memory kept at its top. (mallopt returns 0 where it refuses.)
+    kept_blocks = bool(mallopt(m_mmap_threshold, 32 << 20))
+    return bool(mallopt(m_trim_threshold, 1 << 30)) and kept_blocks
 
 
 def alternated(runs: dict, number: int, rounds: int) -> dict[str, list[float]]:
@@ -429,7 +432,8 @@ def add_limit(row: dict, model: str, images: int, peak: Peak) -> None:
 
 def run_all(quick: bool = False, records: bool = False, repeat: int = 1) -> dict:
     """Every row; `repeat` times the whole bench and gives each row's median over the repeats
-    (the range over every round of every repeat)."""
+    (the range over every round of every repeat). Keeps freed memory for the rest of the
+    process's life (keep_freed_memory)."""
     number, rounds = (5, 2) if quick else (20, 5)
     memory_kept = keep_freed_memory()
     peak = Peak()

@@ -61,21 +61,24 @@ class Conv2d(PlainConv2d):
         return buf
 
     def im2col(self, x: torch.Tensor, out_hw) -> torch.Tensor:
-        """The windows of the padded channels-last x (N, Hp, Wp, C) as an (L, K) matrix."""
+        """The windows of images(x), the padded channels-last x (N, Hp, Wp, C), as an (L, K)
+        matrix, L = N*OH*OW, K = KH*KW*C. For one channel x is (1, Hp, Wp, N), the rows come in
+        (OH, OW, N) order, and with a bias K has one more column, of ones."""
         win = windows(x, self.kernel_size, self.stride, self.dilation, out_hw)
         n, oh, ow, kh, kw, c = win.shape
         if not self.one_channel():  # rows of KW*C numbers, copied in that order
             cols = self.workspace("cols", (n * oh * ow, kh * kw * c), x)
             cols.view(win.shape).copy_(win)
             return cols
-        # One channel (a first layer): x is the batch as the channels of one image (images).
-        # A window row would be only KW numbers; fill the transpose, (K, L), where each
-        # kernel offset's row is OH runs of OW*N numbers, and hand out its (L, K) view. With a
-        # bias, one more row of ones: the products then add the bias (forward) and sum its
-        # gradient (backward), saving a pass over the large first-layer output for each.
-        k = kh * kw
-        cols_t = self.workspace("cols", (k + (self.bias is not None), oh * ow * c), x)
-        cols_t[:k].view(kh, kw, oh, ow, c).copy_(win[0].permute(2, 3, 0, 1, 4))
+        # One channel (a first layer): x is the batch as the channels of one image, so the
+        # last dimension counts images. A window row would be only KW numbers; fill the
+        # transpose, (K, L), where each kernel offset's row copies runs of N numbers (OW*N at
+        # stride 1), and hand out its (L, K) view. With a bias, one more row of ones: the
+        # products then add the bias (forward) and sum its gradient (backward), saving a pass
+        # over the large first-layer output for each.
+        k, batch = kh * kw, c
+        cols_t = self.workspace("cols", (k + (self.bias is not None), oh * ow * batch), x)
+        cols_t[:k].view(kh, kw, oh, ow, batch).copy_(win[0].permute(2, 3, 0, 1, 4))
         cols_t[k:].fill_(1)
         return cols_t.t()
 
@@ -125,7 +128,8 @@ class Conv2d(PlainConv2d):
         return y, saved
 
     def im2col_forward(self, x: torch.Tensor, out_hw):
-        # Work channels-last, (N, H, W, C): free when x came from another hand-written layer.
+        # Work channels-last, (N, H, W, C): free when x came from another hand-written layer
+        # (a first layer's images, (1, H, W, N), are one small copy of the batch).
         n, x = x.shape[0], self.images(x).contiguous()
         cols = self.im2col(x, out_hw)
         # The weight in the windows' (KH, KW, C) order, as an (O, K) matrix.

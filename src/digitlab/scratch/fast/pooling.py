@@ -44,9 +44,9 @@ def route_along(x, y, gy, dim: int, kernel: int, stride: int, dilation: int) -> 
     count = y.shape[dim]
     # Windows that tile the axis exactly (a 2x2 pool on even sizes) write every pixel once:
     # no zeroing, no read-modify-add, each offset's share written straight into dx. dx is laid
-    # out in memory as x is (empty_like): in another layout than x's and gy's, every pass
-    # below read one of them against its memory order (the fast net's first pool's backward:
-    # 2.5 ms against 2.0).
+    # out in memory as x is (empty_like): with dx in a layout other than x's and gy's, every
+    # pass below read one of them against its memory order (the fast net's first pool's
+    # backward: 2.5 ms against 2.0).
     tiled = stride == kernel and dilation == 1 and x.shape[dim] == count * kernel
     dx = torch.empty_like(x) if tiled else torch.zeros_like(x)
     targets = [along(dx, dim, k * dilation, stride, count) for k in range(kernel)]
