@@ -100,10 +100,10 @@ class BatchNorm2d(PlainBatchNorm2d):
             accumulate(self.weight, dgamma)
             accumulate(self.bias, dbeta)
         scale = inv_std if self.weight is None else self.weight * inv_std  # gamma / s
-        # scale * (gy - dbeta / M - xhat * dgamma / M), in two passes over the batch
-        m = centered.shape[0]
-        dx = torch.addcmul(-scale * dbeta / m, centered, -scale * inv_std * dgamma / m)
-        return from_rows(dx.addcmul_(gy, scale), saved.order, saved.shape)
+        # The same dx as the other path's, with xhat * dgamma = centered * (dgamma / s)
+        centered = from_rows(centered, saved.order, saved.shape)  # (N, C, H, W), a view
+        m = saved.centered.shape[0]
+        return self.training_input_grad(grad_out, centered, scale, dbeta, dgamma * inv_std, m)
 
     def training_input_grad(self, grad_out, xhat, scale, dbeta, dgamma, m: int) -> torch.Tensor:
         # scale * (gy - dbeta / M - xhat * dgamma / M), in two passes over the batch
