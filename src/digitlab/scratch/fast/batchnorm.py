@@ -39,6 +39,16 @@ def channel_rows(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]] | None
     return (rows.view(-1, x.shape[1]), order) if rows.is_contiguous() else None
 
 
+def column_sums(rows: torch.Tensor) -> torch.Tensor:
+    """rows (M, C) summed over M, (C,): sum(0), faster. With few columns PyTorch's sum over M ran
+    at a third of its speed on wider rows ((36864, 16): 0.15 ms, against 0.06 as (4608, 128));
+    so k = 128 / C pixels' rows are summed side by side as one row of k * C, then the k parts.
+    Below 2^18 values the plain sum was as fast, and the two more calls cost more."""
+    m, c = rows.shape
+    k = 128 // c if c < 128 and m * c >= 2**18 and m % (128 // c) == 0 else 1
+    return rows.sum(0) if k == 1 else rows.reshape(m // k, k * c).sum(0).view(k, c).sum(0)
+
+
 def from_rows(rows: torch.Tensor, order: tuple[int, ...], shape: torch.Size) -> torch.Tensor:
     """channel_rows' inverse: an (M, C) matrix back to (N, C, H, W) = shape, a view."""
     laid = (*order, 1)
@@ -77,7 +87,7 @@ class BatchNorm2d(PlainBatchNorm2d):
         (channel_rows, with N, H and W in `order`): y = x * (gamma / s) + (beta - mu * gamma / s)
         with s = sqrt(var + eps), (N, C, H, W) laid out as x."""
         m = self.values_per_channel(x)
-        mean = rows.mean(0)
+        mean = column_sums(rows) / m
         # var = mean(x^2) - mu^2, the squares' sums read off x: no centred copy written. It
         # loses the digits of mu^2 / var: where a channel's mean is more than FAR spreads from
         # zero, the batch is centred after all (and kept so, with mean 0 for backward's sake).
@@ -105,7 +115,7 @@ class BatchNorm2d(PlainBatchNorm2d):
             )
         rows, mean, inv_std = saved.x, saved.mean, saved.inv_std
         gy = grad_out.permute(*saved.order, 1).reshape(rows.shape)  # (M, C)
-        dbeta = gy.sum(0)
+        dbeta = column_sums(gy)
         # dgamma = sum(gy * xhat) = (sum(gy * x) - mu * sum(gy)) / s
         dgamma = ((gy.t() @ rows).diagonal() - mean * dbeta) * inv_std
         if self.affine:
