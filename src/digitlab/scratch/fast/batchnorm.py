@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 
 from digitlab.scratch.batchnorm import PlainBatchNorm2d
+from digitlab.scratch.fast.products import long_inner_product
 from digitlab.scratch.module import accumulate, check_input
 
 ROWS_UP_TO = 32  # channels: above this the diagonal's wasted multiplies cost more than they save
@@ -91,12 +92,12 @@ class BatchNorm2d(PlainBatchNorm2d):
         # var = mean(x^2) - mu^2, the squares' sums read off x: no centred copy written. It
         # loses the digits of mu^2 / var: where a channel's mean is more than FAR spreads from
         # zero, the batch is centred after all (and kept so, with mean 0 for backward's sake).
-        var = (rows.t() @ rows).diagonal() / m - mean.square()
+        var = long_inner_product(rows.t(), rows).diagonal() / m - mean.square()
         kept, kept_mean = rows, mean
         if (mean.square() > FAR**2 * var).any():
             kept = rows - mean
             kept_mean = torch.zeros_like(mean)
-            var = (kept.t() @ kept).diagonal() / m
+            var = long_inner_product(kept.t(), kept).diagonal() / m
         self.track(mean, var, m)
         inv_std = (var + self.eps).rsqrt()
         self._saved = Rows(kept, kept_mean, inv_std, order, x.shape)
@@ -117,7 +118,7 @@ class BatchNorm2d(PlainBatchNorm2d):
         gy = grad_out.permute(*saved.order, 1).reshape(rows.shape)  # (M, C)
         dbeta = column_sums(gy)
         # dgamma = sum(gy * xhat) = (sum(gy * x) - mu * sum(gy)) / s
-        dgamma = ((gy.t() @ rows).diagonal() - mean * dbeta) * inv_std
+        dgamma = (long_inner_product(gy.t(), rows).diagonal() - mean * dbeta) * inv_std
         if self.affine:
             accumulate(self.weight, dgamma)
             accumulate(self.bias, dbeta)

@@ -8,7 +8,7 @@ the same numbers with less work or memory traffic:
   channels of one image: it fills the transposed windows (K, L) in long runs, with a row of ones
   that makes the bias one more weight (no pass of its own over the large output), and its
   output lies (OH, OW, N, O) in memory, the layout the DFT path takes without a copy;
-- the weight gradient as one partial product per thread (sum_over_windows);
+- the weight gradient as one partial product per thread (long_inner_product);
 - dcols as one batched product per kernel offset, laid out for col2im's adds (with one input
   channel, one matrix product: each offset's block is then a column);
 - in training, a layer with stride 1, no dilation, more than one input channel and a kernel
@@ -19,26 +19,13 @@ the same numbers with less work or memory traffic:
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from digitlab.scratch.conv import PlainConv2d
 from digitlab.scratch.fast import spectral
+from digitlab.scratch.fast.products import long_inner_product
 from digitlab.scratch.module import accumulate, check_input
 from digitlab.scratch.windows import channels_last, col2im, unpad, window_grid, windows
-
-
-def sum_over_windows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M, L) @ b (L, P) where L, the windows of a whole batch, is long and M, P small (a weight
-    gradient): one partial product per torch thread over its share of L, then added up. As one
-    product, BLAS split only the small M and P and left the second core almost idle (conv1's dW
-    at batch 256: 1.19 ms on two threads, 1.47 on one; 0.83 ms split this way)."""
-    parts = math.gcd(a.shape[1], torch.get_num_threads())
-    if parts == 1:
-        return a @ b
-    (m, _), p = a.shape, b.shape[1]
-    return torch.bmm(a.view(m, parts, -1).transpose(0, 1), b.view(parts, -1, p)).sum(0)
 
 
 class Conv2d(PlainConv2d):
@@ -167,9 +154,9 @@ class Conv2d(PlainConv2d):
         # dW2 (O, K) = gy^T @ cols, multiplied in the order that reads both operands along their
         # rows: for a first layer cols is the transpose of a (K, L) matrix, so form dW2^T.
         if cols.is_contiguous():
-            dw2 = sum_over_windows(gy.t(), cols)
+            dw2 = long_inner_product(gy.t(), cols)
         else:
-            dw2 = sum_over_windows(cols.t(), gy).t()
+            dw2 = long_inner_product(cols.t(), gy).t()
         if dw2.shape[1] > w2.shape[1]:  # the column of ones' weight is the bias: db = sum gy
             dw2, db = dw2[:, :-1], dw2[:, -1]
         else:
