@@ -8,6 +8,8 @@ conv.py       Conv2d: im2col into reused buffers, a per-thread weight gradient, 
               correlation through the DFT (spectral.py) where it pays
 pooling.py    MaxPool2d: two 1-D passes instead of one over whole windows
 batchnorm.py  BatchNorm2d: fused passes over the batch
+products.py   long_inner_product: a matrix product with a long inner dimension, split between
+              threads (conv's weight gradient, batch norm's sums)
 """
 
 from digitlab.scratch.fast.batchnorm import BatchNorm2d

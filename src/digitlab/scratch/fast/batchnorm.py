@@ -12,8 +12,8 @@ fast by fusing passes over the batch, the layer's whole cost:
   (M, C) temporary, for C times the multiplies); neither xhat nor X - mu is written: x itself
   is kept, var = mean(x^2) - mu^2, and mu moves into the per-channel constants (unless a
   channel's mean is FAR from zero); forward's output is one addcmul. The fast net's
-  hand-written step took 4% less time with the (M, C) matrix, and 2-3% less again without the
-  centred copy; the best net's, with 64 and 128 channels, 2% more, hence the limit.
+  hand-written step took 4% less time with the (M, C) matrix (each later change's own figures
+  are in docs/records.md); the best net's, with 64 and 128 channels, 2% more, hence the limit.
 """
 
 from __future__ import annotations
