@@ -10,6 +10,7 @@ from torch import nn
 import digitlab.scratch
 from digitlab import scratch
 from digitlab.scratch.fast.batchnorm import FAR, ROWS_UP_TO, Rows, column_sums
+from digitlab.scratch.fast.products import long_inner_product
 from torch_compare import (
     compare_layer,
     compare_loss,
@@ -222,18 +223,23 @@ def test_fast_batchnorm2d_gives_the_plain_ones_numbers(layout, train, affine, sh
         fast.zero_grad()
 
 
-@pytest.mark.parametrize("spreads", [0, 3, 20])
-def test_fast_batchnorm2d_in_float32_with_a_mean_far_from_zero(spreads):
+@pytest.mark.parametrize("deviations", [0, 3, 20])
+def test_fast_batchnorm2d_in_float32_with_a_mean_far_from_zero(deviations):
     """The (M, C) path's var = mean(x^2) - mu^2 (and sum(gy * x) - mu * sum(gy)) in float32, on
     a training batch the size of the fast net's first (M = 36,864 values per channel), with the
-    mean 0, 3 and 20 spreads from zero: within 2e-5 of the plain layer, which centres the
-    batch first (as the fast one does past FAR spreads: a mean of 20 is then a few float32
-    steps off, 6e-6, from its other order of summing; mean(x^2) - mu^2 would be 3e-4 off).
-    The fast net's first batch norm sees means up to 2.9 spreads."""
+    mean 0, 3 and 20 standard deviations from zero, against the plain layer, which centres the
+    batch first: output and dL/dx within 2e-5 (past FAR the fast one centres too, and a mean of
+    20 is then a few float32 steps, 6e-6, off its other order of summing; mean(x^2) - mu^2
+    would be 3e-4 off), dL/dgamma (sums over 36,864 values) within 5e-3, the running variance
+    within 1e-6. The fast net's first batch norm saw means up to 2.9 standard deviations (one
+    speedrun, seed 0)."""
     plain, fast = scratch.PlainBatchNorm2d(16), scratch.BatchNorm2d(16)
-    x = make_input((256, 16, 12, 12), F32) + spreads
+    with torch.no_grad():
+        plain.weight.uniform_(0.5, 2)
+        plain.bias.uniform_(-1, 1)
+    x = make_input((256, 16, 12, 12), F32) + deviations
     errors = fast_against_plain(fast, plain, x, layout=maps_side_by_side)
-    centred = spreads > FAR
+    centred = deviations > FAR
     assert isinstance(fast.saved(), Rows) and bool(fast.saved().mean.any()) != centred
     assert errors["output"] <= 2e-5 and errors["input grad"] <= 2e-5, errors
     assert errors["weight grad"] <= 5e-3 and errors["running_var"] <= 1e-6, errors
@@ -244,6 +250,21 @@ def test_column_sums_are_the_sums_over_rows(m, c):
     """The batch norm's sum over M, taken as wider rows where that is faster, against sum(0)."""
     rows = make_input((m, c), seed=2)
     assert torch.allclose(column_sums(rows), rows.sum(0), rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("inner", [63, 64, 36864])
+def test_long_inner_product_splits_between_threads_and_adds_up(threads, inner):
+    """a (M, L) @ b (L, P) as one partial product per thread, with either operand transposed
+    in memory as the callers hand them (conv's cols^T, batch norm's gy^T)."""
+    a, b = make_input((16, inner), seed=3), make_input((inner, 5), seed=4)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for left, right in ((a, b), (a.t().contiguous().t(), b), (a, b.t().contiguous().t())):
+            assert torch.allclose(long_inner_product(left, right), a @ b, rtol=1e-12, atol=1e-10)
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_dropout_in_training_drops_and_scales_consistently():

@@ -27,8 +27,8 @@ from digitlab.scratch.fast.products import long_inner_product
 from digitlab.scratch.module import accumulate, check_input
 
 ROWS_UP_TO = 32  # channels: above this the diagonal's wasted multiplies cost more than they save
-FAR = 4  # spreads from zero: a channel's mean beyond it costs var = mean(x^2) - mu^2 up to
-# FAR^2 = 16 times a centred pass's rounding, so such a batch is centred first
+FAR = 4  # standard deviations from zero: a channel's mean beyond it costs var = mean(x^2) - mu^2
+# up to 1 + FAR^2 = 17 times a centred pass's rounding, so such a batch is centred first
 
 
 def channel_rows(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]] | None:
@@ -59,7 +59,8 @@ def from_rows(rows: torch.Tensor, order: tuple[int, ...], shape: torch.Size) -> 
 class Rows(NamedTuple):
     """What the (M, C) path keeps for backward."""
 
-    x: torch.Tensor  # the input (M, C), or x - mean where the mean was FAR from zero
+    x: torch.Tensor  # the input (M, C), not copied (as autograd, backward expects it unchanged),
+    # or x - mean where a mean was FAR from zero
     mean: torch.Tensor  # (C,): the mean of x as kept (0 when centred)
     inv_std: torch.Tensor  # 1 / sqrt(var + eps), (C,)
     order: tuple[int, ...]  # N, H and W in memory order (channel_rows), to give dx x's layout
@@ -90,8 +91,9 @@ class BatchNorm2d(PlainBatchNorm2d):
         m = self.values_per_channel(x)
         mean = column_sums(rows) / m
         # var = mean(x^2) - mu^2, the squares' sums read off x: no centred copy written. It
-        # loses the digits of mu^2 / var: where a channel's mean is more than FAR spreads from
-        # zero, the batch is centred after all (and kept so, with mean 0 for backward's sake).
+        # loses about log10(1 + mu^2 / var) digits: where a channel's mean is more than FAR
+        # standard deviations from zero, the batch is centred after all (and kept so, with
+        # mean 0 for backward's sake).
         var = long_inner_product(rows.t(), rows).diagonal() / m - mean.square()
         kept, kept_mean = rows, mean
         if (mean.square() > FAR**2 * var).any():
