@@ -93,6 +93,10 @@ class PlainBatchNorm2d(Layer):
         unbiased = (var * m / (m - 1)).to(self.running_var.dtype)
         self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
 
+    def gamma_over_s(self, inv_std: torch.Tensor) -> torch.Tensor:
+        """gamma / s per channel (C,), from inv_std = 1 / s; without gamma (affine=False), 1 / s."""
+        return inv_std if self.weight is None else self.weight * inv_std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 4, self.num_features, "BatchNorm2d")
         centered, var = self.statistics(x)
@@ -115,7 +119,7 @@ class PlainBatchNorm2d(Layer):
         if self.affine:
             accumulate(self.weight, dgamma)
             accumulate(self.bias, dbeta)
-        scale = inv_std if self.weight is None else self.weight * inv_std  # gamma / s
+        scale = self.gamma_over_s(inv_std)
         if not training:  # mu and var were constants
             return grad_out * self._view(scale)
         m = xhat.numel() // self.num_features

@@ -103,7 +103,7 @@ class BatchNorm2d(PlainBatchNorm2d):
         self.track(mean, var, m)
         inv_std = (var + self.eps).rsqrt()
         self._saved = Rows(kept, kept_mean, inv_std, order, x.shape)
-        scale = inv_std if self.weight is None else self.weight * inv_std  # gamma / s
+        scale = self.gamma_over_s(inv_std)
         shift = -kept_mean * scale if self.bias is None else self.bias - kept_mean * scale
         return from_rows(torch.addcmul(shift, kept, scale), order, x.shape)
 
@@ -124,7 +124,7 @@ class BatchNorm2d(PlainBatchNorm2d):
         if self.affine:
             accumulate(self.weight, dgamma)
             accumulate(self.bias, dbeta)
-        scale = inv_std if self.weight is None else self.weight * inv_std  # gamma / s
+        scale = self.gamma_over_s(inv_std)
         # The other path's dx with xhat = (x - mu) / s: x's factor is dgamma / s, and mu's
         # part joins dbeta's in the per-channel constant.
         x = from_rows(rows, saved.order, saved.shape)  # (N, C, H, W), a view
